@@ -1,0 +1,36 @@
+"""The `scheduler` command. Each verb lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import click
+
+from scheduler.cli.common import FriendlyGroup
+from scheduler.cli.processes import beat, run, worker
+from scheduler.cli.services_cmd import db, services
+
+
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="celery-db-scheduler", prog_name="scheduler")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """A database-driven cron scheduler for Celery.
+
+    Schedules live in PostgreSQL rows; beats dispatch them exactly once; workers record
+    every run. Without DATABASE_URL / BROKER_URL, embedded PostgreSQL and Redis are used
+    (data under .scheduler/).
+
+    \b
+    First look:      scheduler run
+    Add a schedule:  scheduler schedules add nightly --task demo.noop --cron "0 3 * * *"
+    History:         scheduler history --limit 20
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+main.add_command(services)
+main.add_command(db)
+main.add_command(run)
+main.add_command(beat)
+main.add_command(worker)

@@ -1,0 +1,166 @@
+"""Long-running processes: `scheduler run` (everything, for a first look), `beat`, `worker`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+import click
+
+from config.settings import get_settings
+from scheduler import migrate
+from scheduler.cli.common import run_db
+from scheduler.services import ServiceUrls, redact, resolve_urls
+
+DEMO_SCHEDULES: list[dict[str, Any]] = [
+    {
+        "name": "demo-noop-every-5s",
+        "task": "demo.noop",
+        "interval_seconds": 5,
+        "description": "A no-op every five seconds.",
+    },
+    {
+        "name": "demo-progress-every-minute",
+        "task": "demo.progress",
+        "cron": "* * * * *",
+        "kwargs": {"steps": 5},
+        "description": "Reports progress in five steps, every minute.",
+    },
+    {
+        "name": "demo-flaky-every-30s",
+        "task": "demo.flaky",
+        "interval_seconds": 30,
+        "kwargs": {"fail_times": 1},
+        "description": "Fails once, then succeeds on the retry.",
+    },
+    {
+        "name": "demo-fail-every-2-minutes",
+        "task": "demo.fail",
+        "cron": "*/2 * * * *",
+        "kwargs": {"message": "this demo task always fails"},
+        "description": "Always fails: shows how errors are recorded.",
+    },
+]
+
+
+def prepare(*, upgrade: bool) -> ServiceUrls:
+    """Resolve (or start) the services, export their URLs for child processes, check schema."""
+    urls = resolve_urls()
+    os.environ["DATABASE_URL"] = urls.database_url
+    os.environ["BROKER_URL"] = urls.broker_url
+    get_settings.cache_clear()
+    if upgrade:
+        run_db(lambda: migrate.upgrade(urls.database_url))
+    else:
+        run_db(lambda: migrate.ensure_current(urls.database_url))
+    return urls
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="INFO", show_default=True, help="Log level.")
+def beat(loglevel: str) -> None:
+    """Run a beat: dispatches due schedules from the database.
+
+    Any number of beats may run at once; the database makes each slot run exactly once.
+    Same as `celery -A config.celery beat -S scheduler.beat:DatabaseScheduler`.
+    """
+    prepare(upgrade=False)
+    from config.celery import app
+
+    app.Beat(scheduler="scheduler.beat:DatabaseScheduler", loglevel=loglevel.upper()).run()
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option("--loglevel", "-l", default="INFO", show_default=True, help="Log level.")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
+@click.option(
+    "--pool",
+    "-P",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.option("--queues", "-Q", default=None, help="Comma-separated queues to consume.")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    loglevel: str,
+    concurrency: int | None,
+    pool: str,
+    queues: str | None,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Run a worker: executes tasks and records every run.
+
+    Extra arguments go to `celery worker` as they are. Same as `celery -A config.celery worker`.
+    """
+    prepare(upgrade=False)
+    from config.celery import app
+
+    argv = ["worker", "--loglevel", loglevel.upper(), "--pool", pool]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if queues:
+        argv += ["--queues", queues]
+    app.worker_main([*argv, *celery_args])
+
+
+@click.command()
+@click.option("--no-demo", is_flag=True, help="Do not create the demo schedules.")
+@click.option("--concurrency", "-c", type=int, default=2, show_default=True)
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+def run(no_demo: bool, concurrency: int, loglevel: str) -> None:
+    """Everything for a first look: services, migrations, demo schedules, a beat and a worker.
+
+    Logs go to the terminal; Ctrl-C (or SIGTERM) stops the beat and the worker cleanly.
+    The embedded servers keep running for the next command; stop them with
+    `scheduler services down`.
+    """
+    urls = prepare(upgrade=True)
+    click.echo(f"database: {redact(urls.database_url)}")
+    click.echo(f"broker:   {redact(urls.broker_url)}")
+    if not no_demo:
+        created = run_db(_create_demo_schedules)
+        click.echo(f"demo schedules: {created} created, {len(DEMO_SCHEDULES) - created} present")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cli = [sys.executable, "-m", "scheduler.cli"]
+    children = [
+        subprocess.Popen([*cli, "worker", "-l", loglevel, "-c", str(concurrency)], env=env),
+        subprocess.Popen([*cli, "beat", "-l", loglevel], env=env),
+    ]
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    if failed and not stopping:
+        raise click.exceptions.Exit(1)
+
+
+async def _create_demo_schedules() -> int:
+    from scheduler.db import get_runtime
+    from scheduler.repository import SchedulerRepository
+
+    async with get_runtime().session() as session:
+        created = await SchedulerRepository.create_schedules_if_absent(session, DEMO_SCHEDULES)
+        await session.commit()
+    return created

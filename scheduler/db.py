@@ -1,0 +1,133 @@
+"""Engines, sessions and the per-process event loop.
+
+Every process gets one pooled asyncpg engine and one persistent event loop, created lazily
+after fork (a changed pid means a new process: nothing is inherited from the parent).
+Synchronous code (Celery tasks, the beat, the CLI) hands coroutines to that loop with
+`Runtime.run`; the loop lives in a daemon thread so it works the same under prefork,
+threads and solo pools. Never `asyncio.run` per task; never an engine per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from config.settings import Settings, get_settings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+def create_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 5, **kwargs: Any
+) -> AsyncEngine:
+    """A pooled asyncpg engine; `pool_pre_ping` so a restarted server is survived quietly."""
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        **kwargs,
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Runtime:
+    """The process's event loop (in a daemon thread) and its engine."""
+
+    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        self.url = url
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._serve, name="scheduler-event-loop", daemon=True
+        )
+        self._thread.start()
+        self.engine = self.run(_make_engine(url, settings.db_pool_size, settings.db_max_overflow))
+        self.sessions = session_factory(self.engine)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run `coro` on the process loop from synchronous code and return its result."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("Runtime.run() called from the runtime's own loop")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.run(self.engine.dispose(), timeout=10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+async def _make_engine(url: str, pool_size: int, max_overflow: int) -> AsyncEngine:
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime(url: str | None = None) -> Runtime:
+    """This process's runtime, created on first use (after any fork)."""
+    global _runtime
+    current = _runtime
+    if current is not None and current.pid == os.getpid() and (url is None or url == current.url):
+        return current
+    with _runtime_lock:
+        current = _runtime
+        if current is not None and current.pid == os.getpid():
+            if url is None or url == current.url:
+                return current
+            current.close()
+        if url is None:
+            from scheduler.services import resolve_database_url
+
+            url = resolve_database_url()
+        _runtime = Runtime(url)
+        return _runtime
+
+
+def close_runtime() -> None:
+    """Dispose the engine and stop the loop of this process (a no-op in a forked child)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None and _runtime.pid == os.getpid():
+            _runtime.close()
+        _runtime = None

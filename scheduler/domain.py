@@ -1,0 +1,83 @@
+"""Domain values shared by every layer: enums and frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExecutionStatus(enum.StrEnum):
+    """Status codes of `execution_statuses`; ids are fixed by the initial migration."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    REVOKED = "revoked"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    LOST = "lost"
+
+    @property
+    def id(self) -> int:
+        return _STATUS_IDS[self]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in NON_TERMINAL
+
+    @property
+    def label(self) -> str:
+        return _STATUS_NAMES[self]
+
+    @classmethod
+    def from_id(cls, status_id: int) -> ExecutionStatus:
+        return _STATUS_BY_ID[status_id]
+
+
+_STATUS_IDS: dict[ExecutionStatus, int] = {s: i for i, s in enumerate(ExecutionStatus, start=1)}
+_STATUS_BY_ID: dict[int, ExecutionStatus] = {i: s for s, i in _STATUS_IDS.items()}
+_STATUS_NAMES: dict[ExecutionStatus, str] = {
+    ExecutionStatus.PENDING: "Pending (written, not yet confirmed on the broker)",
+    ExecutionStatus.QUEUED: "Queued",
+    ExecutionStatus.RUNNING: "Running",
+    ExecutionStatus.RETRYING: "Retrying",
+    ExecutionStatus.SUCCESS: "Succeeded",
+    ExecutionStatus.FAILED: "Failed",
+    ExecutionStatus.TIMEOUT: "Timed out",
+    ExecutionStatus.REVOKED: "Revoked",
+    ExecutionStatus.SKIPPED: "Skipped (overlap policy)",
+    ExecutionStatus.MISSED: "Missed (misfire policy)",
+    ExecutionStatus.LOST: "Lost (worker died or never finished)",
+}
+NON_TERMINAL: frozenset[ExecutionStatus] = frozenset(
+    {
+        ExecutionStatus.PENDING,
+        ExecutionStatus.QUEUED,
+        ExecutionStatus.RUNNING,
+        ExecutionStatus.RETRYING,
+    }
+)
+
+
+class Trigger(enum.StrEnum):
+    """Why an execution row exists."""
+
+    SCHEDULE = "schedule"
+    CATCHUP = "catchup"
+    MANUAL = "manual"
+    DIRECT = "direct"
+
+
+class MisfirePolicy(enum.StrEnum):
+    RUN_ONCE = "run_once"
+    SKIP = "skip"
+    RUN_ALL = "run_all"
+
+
+class OverlapPolicy(enum.StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"

@@ -1,0 +1,27 @@
+"""Errors the project raises on purpose. Each message is one line a person can act on."""
+
+from __future__ import annotations
+
+
+class SchedulerError(Exception):
+    """Base class; `str(exc)` is the one-line message shown to users."""
+
+
+class ConfigurationError(SchedulerError):
+    """Bad settings: wrong URL scheme, unreachable service, missing migrations."""
+
+
+class ServiceError(SchedulerError):
+    """An embedded service could not be started or reached."""
+
+
+class InvalidScheduleError(SchedulerError):
+    """A schedule definition that cannot be run (bad cron, unknown time zone, ...)."""
+
+
+class NotFoundError(SchedulerError):
+    """A named schedule or an execution id that does not exist."""
+
+
+class DuplicateError(SchedulerError):
+    """A schedule name that is already taken."""

@@ -1,0 +1,223 @@
+"""Test services and isolation.
+
+PostgreSQL and Redis come from `TEST_DATABASE_URL` / `TEST_BROKER_URL` when set, else from
+embedded servers started once per session in a temporary directory. Each test that asks for
+`database_url` gets its own database cloned from a migrated template, and each test that
+asks for `broker_url` gets an emptied Redis database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from config.settings import get_settings
+from scheduler import db as scheduler_db
+from scheduler import migrate
+from scheduler.services import EmbeddedServices, normalize_database_url
+
+T = TypeVar("T")
+TIERS = ("unit", "integration", "acceptance", "migrations", "reliability")
+
+
+class SessionServices:
+    """The servers of this test session and the migrated template database."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="scheduler-tests-"))
+        self.tmp.chmod(0o755)
+        self.embedded: EmbeddedServices | None = None
+        base_db = os.environ.get("TEST_DATABASE_URL")
+        base_broker = os.environ.get("TEST_BROKER_URL")
+        if not (base_db and base_broker):
+            self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
+            urls = self.embedded.up()
+            base_db = base_db or urls.database_url
+            base_broker = base_broker or urls.broker_url
+        self.server_url = normalize_database_url(base_db)
+        self.broker_url = _with_redis_db(base_broker, 0 if self.embedded else 13)
+        self.template: str | None = None
+        self._lock = threading.Lock()
+
+    def url_for(self, database: str) -> str:
+        parts = urlsplit(self.server_url)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+    def admin_dsn(self) -> str:
+        parts = urlsplit(self.url_for("postgres"))
+        return urlunsplit(parts._replace(scheme="postgresql"))
+
+    def ensure_template(self) -> str:
+        with self._lock:
+            if self.template is None:
+                name = f"sched_tpl_{uuid.uuid4().hex[:10]}"
+                run_sync(self._admin(f'CREATE DATABASE "{name}"'))
+                run_sync(migrate.upgrade(self.url_for(name)))
+                self.template = name
+            return self.template
+
+    def create_database(self, *, from_template: bool = True) -> str:
+        name = f"sched_test_{uuid.uuid4().hex[:12]}"
+        if from_template:
+            template = self.ensure_template()
+            run_sync(self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        else:
+            run_sync(self._admin(f'CREATE DATABASE "{name}"'))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        run_sync(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    async def _admin(self, sql: str) -> None:
+        conn = await asyncpg.connect(self.admin_dsn())
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def close(self) -> None:
+        if self.template is not None:
+            self.drop_database(self.template)
+        if self.embedded is not None:
+            self.embedded.down()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme.startswith("redis") and parts.path in ("", "/", "/0") and db:
+        return urlunsplit(parts._replace(path=f"/{db}"))
+    return url
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion on a fresh loop in another thread (safe inside any test)."""
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+_services: SessionServices | None = None
+
+
+def session_services() -> SessionServices:
+    assert _services is not None, "test services are started in pytest_configure"
+    return _services
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _services
+    if hasattr(config, "workerinput") or _services is not None:
+        return
+    _services = SessionServices()
+    # Anything that resolves URLs on its own (config.celery at import, the CLI) uses the
+    # test servers, never the developer's `.scheduler/`.
+    os.environ["BROKER_URL"] = _services.broker_url
+    os.environ["SCHEDULER_STATE_DIR"] = str(_services.tmp / "state")
+    os.environ.setdefault("DATABASE_URL", _services.url_for("postgres"))
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _services
+    scheduler_db.close_runtime()
+    if _services is not None:
+        _services.close()
+        _services = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        try:
+            tier = Path(item.path).relative_to(root).parts[0]
+        except ValueError:
+            continue
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def services() -> SessionServices:
+    return session_services()
+
+
+@pytest.fixture
+def database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, migrated database for this test; also exported as DATABASE_URL."""
+    name = services.create_database()
+    url = services.url_for(name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        yield url
+    finally:
+        scheduler_db.close_runtime()
+        get_settings.cache_clear()
+        services.drop_database(name)
+
+
+@pytest.fixture
+def empty_database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database with no schema at all (for migration tests)."""
+    name = services.create_database(from_template=False)
+    url = services.url_for(name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        yield url
+    finally:
+        scheduler_db.close_runtime()
+        get_settings.cache_clear()
+        services.drop_database(name)
+
+
+@pytest.fixture
+def broker_url(services: SessionServices) -> str:
+    """The test Redis database, emptied for this test."""
+    client = redis.Redis.from_url(services.broker_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return services.broker_url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = scheduler_db.create_engine(database_url, pool_size=2, max_overflow=2)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+@pytest.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with scheduler_db.session_factory(engine)() as s:
+        yield s

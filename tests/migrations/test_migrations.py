@@ -1,0 +1,137 @@
+"""The migrations create exactly the models, go down and up again, and seed the statuses."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from scheduler import migrate
+from scheduler.domain import NON_TERMINAL, ExecutionStatus
+from scheduler.models import Base
+
+CONTRACT_TABLES = {"execution_statuses", "schedules", "executions"}
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'"
+        )
+        return {r["tablename"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
+    url = empty_database_url
+    await migrate.upgrade(url)
+    assert await _tables(url) == CONTRACT_TABLES
+    assert await migrate.current(url) == migrate.head_revision()
+    await migrate.downgrade(url, "base")
+    assert await _tables(url) == set()
+    assert await migrate.current(url) is None
+    await migrate.upgrade(url)
+    assert await _tables(url) == CONTRACT_TABLES
+
+
+async def test_models_equal_migrations(database_url: str) -> None:
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            differences = await conn.run_sync(diff)
+    finally:
+        await engine.dispose()
+    assert differences == []
+
+
+async def test_status_codes_are_seeded_with_fixed_ids(database_url: str) -> None:
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        rows = await conn.fetch("SELECT id, code, is_terminal FROM execution_statuses")
+    finally:
+        await conn.close()
+    seeded = {r["code"]: (r["id"], r["is_terminal"]) for r in rows}
+    assert seeded == {s.value: (s.id, s not in NON_TERMINAL) for s in ExecutionStatus}
+
+
+async def test_notify_trigger_fires_on_raw_insert(database_url: str) -> None:
+    conn = await asyncpg.connect(_dsn(database_url))
+    received: list[str] = []
+    try:
+        await conn.add_listener("scheduler_schedules", lambda *a: received.append(a[3]))
+        other = await asyncpg.connect(_dsn(database_url))
+        try:
+            await other.execute(
+                "INSERT INTO schedules (name, task, cron) VALUES ('raw', 'demo.noop', '* * * * *')"
+            )
+            await other.execute("UPDATE schedules SET enabled = false WHERE name = 'raw'")
+        finally:
+            await other.close()
+        for _ in range(50):
+            if len(received) >= 2:
+                break
+            await conn.execute("SELECT 1")
+    finally:
+        await conn.close()
+    assert received == ["INSERT", "UPDATE"]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("cron", "'*/5 * * * *'"),
+        ("timezone", "'Europe/London'"),
+        ("enabled", "true"),
+    ],
+)
+async def test_timing_edits_clear_next_run_at(database_url: str, column: str, value: str) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO schedules (name, task, cron, enabled, next_run_at) "
+                    "VALUES ('s', 'demo.noop', '* * * * *', false, now())"
+                )
+            )
+            await conn.execute(text(f"UPDATE schedules SET {column} = {value}"))
+            after = (await conn.execute(text("SELECT next_run_at FROM schedules"))).scalar()
+            assert after is None
+            # the beat's own bookkeeping keeps its value and does not count as an edit
+            await conn.execute(text("SELECT set_config('scheduler.origin', 'beat', true)"))
+            await conn.execute(text("UPDATE schedules SET next_run_at = now(), cron = '0 * * * *'"))
+            kept = (await conn.execute(text("SELECT next_run_at FROM schedules"))).scalar()
+            assert kept is not None
+    finally:
+        await engine.dispose()
+
+
+async def test_constraints_reject_two_kinds(database_url: str) -> None:
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO schedules (name, task, cron, interval_seconds) "
+                "VALUES ('x', 'demo.noop', '* * * * *', 5)"
+            )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO schedules (name, task) VALUES ('y', 'demo.noop')")
+    finally:
+        await conn.close()
