@@ -20,13 +20,20 @@ class Settings(BaseSettings):
     )
 
     database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DATABASE_URL")
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "SCHEDULER_DATABASE_URL"),
+        repr=False,
     )
     broker_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("BROKER_URL", "SCHEDULER_BROKER_URL")
+        default=None,
+        validation_alias=AliasChoices("BROKER_URL", "SCHEDULER_BROKER_URL"),
+        repr=False,
     )
+    # URLs may hold passwords: kept out of repr(); print them through services.redact().
     result_backend: str | None = Field(
-        default=None, validation_alias=AliasChoices("RESULT_BACKEND", "SCHEDULER_RESULT_BACKEND")
+        default=None,
+        validation_alias=AliasChoices("RESULT_BACKEND", "SCHEDULER_RESULT_BACKEND"),
+        repr=False,
     )
     state_dir: Path = Path(".scheduler")
     """Where the embedded services keep their data and the state file."""

@@ -1,0 +1,62 @@
+"""URL handling: schemes, redaction, settings from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.settings import Settings
+from scheduler.exceptions import ConfigurationError
+from scheduler.services import check_broker_url, normalize_database_url, redact
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u@h/db",
+        "postgres://u@h/db",
+        "postgresql+asyncpg://u@h/db",
+        "POSTGRESQL://u@h/db",
+    ],
+)
+def test_postgres_urls_become_asyncpg(url: str) -> None:
+    assert normalize_database_url(url) == "postgresql+asyncpg://u@h/db"
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "sqlite:///x.db", "h/db", ""])
+def test_other_database_schemes_are_refused_in_one_line(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        normalize_database_url(url)
+    assert "\n" not in str(info.value)
+    assert "DATABASE_URL must be a PostgreSQL URL" in str(info.value)
+
+
+def test_broker_scheme_is_checked() -> None:
+    assert check_broker_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigurationError, match="BROKER_URL must be a Redis URL"):
+        check_broker_url("http://example/")
+
+
+def test_redact_hides_only_the_password() -> None:
+    assert redact("postgresql://app:s3cret@db:5432/x") == "postgresql://app:***@db:5432/x"
+    assert redact("redis://:pw@r:6379/0") == "redis://:***@r:6379/0"
+    assert (
+        redact("postgresql+asyncpg://app@/x?host=/tmp") == "postgresql+asyncpg://app@/x?host=/tmp"
+    )
+
+
+def test_settings_read_standard_and_prefixed_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://a@b/c")
+    monkeypatch.setenv("BROKER_URL", "redis://r/1")
+    monkeypatch.setenv("SCHEDULER_BEAT_MAX_BATCH", "77")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "postgresql://a@b/c"
+    assert settings.broker_url == "redis://r/1"
+    assert settings.beat_max_batch == 77
+    assert settings.beat_default_misfire_grace_s == 60
+
+
+def test_settings_repr_never_shows_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://a:topsecret@b/c")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert "topsecret" not in repr(settings)
+    assert "topsecret" not in str(settings)
