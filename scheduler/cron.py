@@ -128,7 +128,8 @@ def _gap_end(wall: datetime, tz: ZoneInfo) -> datetime:
     """First instant after the spring-forward gap that swallowed `wall`."""
     before = wall.replace(tzinfo=tz, fold=1).utcoffset()
     after = wall.replace(tzinfo=tz, fold=0).utcoffset()
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     low = (wall - max(before, after)).replace(tzinfo=UTC)
     high = (wall - min(before, after)).replace(tzinfo=UTC)
     # the transition lies in (low, high]; offsets change on whole seconds

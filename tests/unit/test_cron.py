@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from scheduler.exceptions import InvalidScheduleError
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type, misc]
 
 
 def local(tz: str, times: list[datetime]) -> list[str]:
@@ -71,7 +72,7 @@ def test_new_york_fall_back_every_15_minutes_fires_in_both_passes() -> None:
         "2026-11-01 02:30:00-0500",
     ]
     # every real 15-minute interval, no duplicates, no gaps
-    assert all(b - a == timedelta(minutes=15) for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a == timedelta(minutes=15) for a, b in itertools.pairwise(times))
 
 
 def test_fall_back_second_pass_start_does_not_repeat_the_first_pass() -> None:
@@ -177,4 +178,4 @@ EXPRS = ["*/15 * * * *", "30 1 * * *", "0 */2 * * *", "5 4 * * 0", "0 0 1 * *", 
 def test_fire_times_strictly_increase(expr: str, zone: str, start: datetime) -> None:
     times = next_fire_times(expr, zone, start.replace(tzinfo=UTC), 6)
     assert times[0] > start.replace(tzinfo=UTC)
-    assert all(a < b for a, b in zip(times, times[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(times))
