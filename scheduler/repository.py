@@ -11,13 +11,43 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Integer, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.models import Execution, ExecutionStatusRow, Schedule
+from scheduler.domain import ExecutionStatus
+from scheduler.models import (
+    NON_TERMINAL_STATUS_IDS,
+    Execution,
+    ExecutionStatusRow,
+    Schedule,
+)
+
+_DUE_COLUMNS = (
+    Schedule.id,
+    Schedule.name,
+    Schedule.task,
+    Schedule.cron,
+    Schedule.interval_seconds,
+    Schedule.run_at,
+    Schedule.timezone,
+    Schedule.args,
+    Schedule.kwargs,
+    Schedule.options,
+    Schedule.start_at,
+    Schedule.end_at,
+    Schedule.max_runs,
+    Schedule.misfire_policy,
+    Schedule.misfire_grace_seconds,
+    Schedule.overlap_policy,
+    Schedule.jitter_seconds,
+    Schedule.next_run_at,
+    Schedule.last_run_at,
+    Schedule.total_run_count,
+)
 
 
 class SchedulerRepository:
@@ -82,6 +112,304 @@ class SchedulerRepository:
             )
             created += len(result.all())
         return created
+
+    # --- Beat ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def mark_beat_transaction(session: AsyncSession) -> None:
+        """Tag this transaction as the beat's: its schedule updates wake no one (see trigger)."""
+        await session.execute(text("SELECT set_config('scheduler.origin', 'beat', true)"))
+
+    @staticmethod
+    async def lock_due_schedules(
+        session: AsyncSession, *, now: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Due enabled rows (or rows never computed), locked; rows other beats hold are skipped."""
+        result = await session.execute(
+            select(*_DUE_COLUMNS)
+            .where(
+                Schedule.enabled,
+                or_(
+                    Schedule.next_run_at <= now,
+                    and_(Schedule.next_run_at.is_(None), Schedule.last_error.is_(None)),
+                ),
+            )
+            .order_by(Schedule.next_run_at.asc().nulls_first())
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def run_counts(
+        session: AsyncSession, schedule_ids: Sequence[int]
+    ) -> dict[int, tuple[int, int]]:
+        """Per schedule: (non-terminal runs, runs not yet started)."""
+        if not schedule_ids:
+            return {}
+        waiting = Execution.status_id.in_((ExecutionStatus.PENDING.id, ExecutionStatus.QUEUED.id))
+        result = await session.execute(
+            select(
+                Execution.schedule_id,
+                func.count(),
+                func.count().filter(waiting),
+            )
+            .where(
+                Execution.schedule_id.in_(schedule_ids),
+                Execution.status_id.in_(NON_TERMINAL_STATUS_IDS),
+            )
+            .group_by(Execution.schedule_id)
+        )
+        return {
+            int(sid): (int(active), int(wait))
+            for sid, active, wait in result.all()
+            if sid is not None
+        }
+
+    @staticmethod
+    async def insert_executions(
+        session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+    ) -> set[uuid.UUID]:
+        """Insert runs; a slot already taken (by another beat) is skipped. Returns inserted ids."""
+        if not rows:
+            return set()
+        result = await session.execute(
+            pg_insert(Execution)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=[Execution.schedule_id, Execution.scheduled_for])
+            .returning(Execution.id)
+        )
+        return set(result.scalars().all())
+
+    @staticmethod
+    async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Bulk update by primary key; each mapping has `id` and the columns to set."""
+        if rows:
+            await session.execute(update(Schedule), list(rows))
+
+    @staticmethod
+    async def bump_schedule_runs(session: AsyncSession, counts: Mapping[int, int]) -> None:
+        if not counts:
+            return
+        await session.execute(
+            text(
+                "UPDATE schedules s SET total_run_count = s.total_run_count + c.n "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS bigint[])) AS c(id, n) "
+                "WHERE s.id = c.id"
+            ),
+            {"ids": list(counts), "ns": list(counts.values())},
+        )
+
+    @staticmethod
+    async def mark_queued(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime
+    ) -> int:
+        if not execution_ids:
+            return 0
+        result = await session.execute(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status_id == ExecutionStatus.PENDING.id,
+            )
+            .values(status_id=ExecutionStatus.QUEUED.id, queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def lock_stale_pending(
+        session: AsyncSession, *, older_than: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Rows still `pending` (publish failed, or a beat died after commit), locked."""
+        result = await session.execute(
+            select(
+                Execution.id,
+                Execution.task,
+                Execution.args,
+                Execution.kwargs,
+                Execution.schedule_id,
+                Schedule.options,
+            )
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(
+                Execution.status_id == ExecutionStatus.PENDING.id,
+                Execution.created_at < older_than,
+            )
+            .order_by(Execution.created_at)
+            .limit(limit)
+            .with_for_update(of=Execution, skip_locked=True)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def next_due_at(session: AsyncSession) -> datetime | None:
+        """When the earliest enabled schedule is due; `-infinity`-like (epoch) if one is uncomputed."""
+        uncomputed = await session.execute(
+            select(Schedule.id)
+            .where(Schedule.enabled, Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))
+            .limit(1)
+        )
+        if uncomputed.first() is not None:
+            return datetime.min.replace(tzinfo=UTC)
+        result = await session.execute(
+            select(func.min(Schedule.next_run_at)).where(Schedule.enabled)
+        )
+        value: datetime | None = result.scalar()
+        return value
+
+    @staticmethod
+    async def clear_beat_errors(session: AsyncSession) -> int:
+        """Let the beat look again at rows it flagged (a task may be registered now)."""
+        result = await session.execute(
+            update(Schedule)
+            .where(Schedule.last_error.is_not(None), Schedule.enabled)
+            .values(last_error=None, next_run_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def lock_schedule_for_trigger(session: AsyncSession, name: str) -> dict[str, Any] | None:
+        """Lock the named schedule and return its row with run counts; None if unknown."""
+        result = await session.execute(
+            select(*_DUE_COLUMNS).where(Schedule.name == name).with_for_update()
+        )
+        row = result.mappings().first()
+        if row is None:
+            return None
+        values = dict(row)
+        counts = await SchedulerRepository.run_counts(session, [values["id"]])
+        values["active_runs"], values["waiting_runs"] = counts.get(values["id"], (0, 0))
+        return values
+
+    # --- Tracking -----------------------------------------------------------------------
+
+    @staticmethod
+    async def claim_execution(
+        session: AsyncSession,
+        execution_id: uuid.UUID | str,
+        *,
+        task: str,
+        args: Any,
+        kwargs: Any,
+        worker: str,
+        now: datetime,
+        reclaim_running: bool = False,
+    ) -> int | None:
+        """Start a run: claim its row, or create it (trigger `direct`) for calls made outside
+        the beat. Returns the attempt number, or None when the execution is already running or
+        finished (a duplicate delivery). `reclaim_running` lets a redelivered acks_late message
+        take over a run whose worker died."""
+        claimable = [
+            ExecutionStatus.PENDING.id,
+            ExecutionStatus.QUEUED.id,
+            ExecutionStatus.RETRYING.id,
+        ]
+        if reclaim_running:
+            claimable.append(ExecutionStatus.RUNNING.id)
+        stmt = pg_insert(Execution).values(
+            id=_as_uuid(execution_id),
+            task=task,
+            args=args,
+            kwargs=kwargs,
+            trigger="direct",
+            status_id=ExecutionStatus.RUNNING.id,
+            created_at=now,
+            started_at=now,
+            worker=worker,
+            attempt=1,
+        )
+        upsert = stmt.on_conflict_do_update(
+            index_elements=[Execution.id],
+            set_={
+                "status_id": ExecutionStatus.RUNNING.id,
+                "started_at": now,
+                "worker": worker,
+                "attempt": Execution.attempt + 1,
+                "completed_at": None,
+            },
+            where=Execution.status_id.in_(claimable),
+        ).returning(Execution.attempt)
+        result = await session.execute(upsert)
+        attempt = result.scalar()
+        return None if attempt is None else int(attempt)
+
+    @staticmethod
+    async def finish_execution(
+        session: AsyncSession,
+        execution_id: uuid.UUID | str,
+        values: Mapping[str, Any],
+        *,
+        from_any_live_state: bool = False,
+    ) -> int:
+        """Write a run's outcome. Only a running row changes (or, for outcomes learnt outside
+        the run such as a hard time limit or a revoke, any non-terminal row)."""
+        allowed = NON_TERMINAL_STATUS_IDS if from_any_live_state else (ExecutionStatus.RUNNING.id,)
+        stmt = (
+            update(Execution)
+            .where(Execution.id == _as_uuid(execution_id), Execution.status_id.in_(allowed))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if from_any_live_state and "duration_ms" not in values:
+            stmt = stmt.values(
+                duration_ms=func.coalesce(
+                    (func.extract("epoch", func.now() - Execution.started_at) * 1000).cast(Integer),
+                    0,
+                )
+            )
+        result = await session.execute(stmt)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def record_progress(
+        session: AsyncSession, execution_id: uuid.UUID | str, progress: Mapping[str, Any]
+    ) -> None:
+        await session.execute(
+            update(Execution)
+            .where(
+                Execution.id == _as_uuid(execution_id),
+                Execution.status_id == ExecutionStatus.RUNNING.id,
+            )
+            .values(progress=dict(progress))
+            .execution_options(synchronize_session=False)
+        )
+
+    @staticmethod
+    async def running_executions(session: AsyncSession) -> list[dict[str, Any]]:
+        """Runs marked running: id, task, worker, started_at (for the reaper)."""
+        result = await session.execute(
+            select(Execution.id, Execution.task, Execution.worker, Execution.started_at).where(
+                Execution.status_id == ExecutionStatus.RUNNING.id
+            )
+        )
+        return [dict(r) for r in result.mappings()]
+
+    @staticmethod
+    async def mark_lost(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
+    ) -> int:
+        if not execution_ids:
+            return 0
+        result = await session.execute(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status_id == ExecutionStatus.RUNNING.id,
+            )
+            .values(
+                status_id=ExecutionStatus.LOST.id,
+                completed_at=now,
+                error_type="WorkerLost",
+                error_message=reason,
+                duration_ms=(func.extract("epoch", now - Execution.started_at) * 1000).cast(
+                    Integer
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -7,42 +7,42 @@ import time
 from typing import Any
 
 from config.celery import app
+from scheduler.tracking import TrackedTask, tracked_task
 
 
-@app.task(name="demo.noop")
-def noop(**_: Any) -> None:
-    return None
+@tracked_task(name="demo.noop", app=app)
+def noop() -> None:
+    """Does nothing: the cost of a tracked run."""
 
 
-@app.task(name="demo.sleep")
-def sleep(seconds: float, **_: Any) -> float:
+@tracked_task(name="demo.sleep", app=app)
+def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
 
 
-@app.task(name="demo.fail")
-def fail(message: str = "demo failure", **_: Any) -> None:
+@tracked_task(name="demo.fail", app=app)
+def fail(message: str = "demo failure") -> None:
     raise RuntimeError(message)
 
 
-@app.task(name="demo.flaky", bind=True, max_retries=5, default_retry_delay=0)
-def flaky(self: Any, fail_times: int = 1, **_: Any) -> int:
-    if self.request.retries < fail_times:
-        raise self.retry(exc=RuntimeError(f"flaky failure {self.request.retries + 1}"))
-    return int(self.request.retries)
+@tracked_task(name="demo.flaky", app=app, bind=True, max_retries=5, default_retry_delay=0.2)
+def flaky(self: TrackedTask, fail_times: int = 1) -> int:
+    """Fails `fail_times` attempts, then succeeds; each retry is recorded."""
+    retries = int(self.request.retries)
+    if retries < fail_times:
+        raise self.retry(exc=RuntimeError(f"flaky failure {retries + 1} of {fail_times}"))
+    return retries + 1
 
 
-@app.task(name="demo.progress", bind=True)
-def progress(self: Any, steps: int = 10, **_: Any) -> int:
+@tracked_task(name="demo.progress", app=app, bind=True)
+def progress(self: TrackedTask, steps: int = 10, step_s: float = 0.1) -> int:
     for i in range(1, steps + 1):
-        time.sleep(0.05)
-        self.update_state(state="PROGRESS", meta={"current": i, "total": steps})
+        time.sleep(step_s)
+        self.update_progress(i, steps)
     return steps
 
 
-@app.task(name="demo.async_noop")
-def async_noop(**_: Any) -> None:
-    async def body() -> None:
-        await asyncio.sleep(0)
-
-    asyncio.run(body())
+@tracked_task(name="demo.async_noop", app=app)
+async def async_noop(**_: Any) -> None:
+    await asyncio.sleep(0)

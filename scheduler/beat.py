@@ -1,0 +1,135 @@
+"""`scheduler.beat:DatabaseScheduler`: Celery's beat, reading schedules from PostgreSQL.
+
+Thin glue: Celery calls `tick()` in a loop; each call sleeps until the next due time (or a
+NOTIFY from the schedules table, or shutdown), then runs one pass of the dispatcher on this
+process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
+and retried with a capped back-off. On SIGTERM the pass under way finishes, then the
+connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery.beat import Scheduler
+
+from config.settings import get_settings
+from scheduler.db import Runtime, get_runtime
+from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
+from scheduler.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseScheduler(Scheduler):  # type: ignore[misc]
+    """A Celery beat scheduler whose schedule is the `schedules` table."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.settings = get_settings()
+        self._wakeup = Wakeup()
+        self._next_due: datetime | None = None
+        self._backoff_s = 0.0
+        self._closed = False
+        self._in_flight: concurrent.futures.Future[Any] | None = None
+        self._runtime: Runtime | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._listener: ChangeListener | None = None
+        super().__init__(*args, **kwargs)
+
+    # Celery's hooks ------------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        self.app.loader.import_default_modules()
+        registered = frozenset(name for name in self.app.tasks if not name.startswith("celery."))
+        self._runtime = get_runtime()
+        self._dispatcher = Dispatcher(
+            sessions=self._runtime.sessions,
+            publisher=Publisher(self.app),
+            registered=registered,
+            settings=self.settings,
+        )
+        self._listener = ChangeListener(self._runtime.url, self._wakeup.ring)
+        log.info("database scheduler ready: %d registered tasks", len(registered))
+        try:
+            cleared = self._call(self._dispatcher.recheck_errors())
+            if cleared:
+                log.info("looking again at %d schedules flagged with last_error", cleared)
+        except Exception as exc:
+            log.warning("could not recheck flagged schedules: %s", exc)
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        return {}
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if self._closed or self._dispatcher is None or self._listener is None:
+            return 0.0
+        self._sleep_until_due()
+        if self._closed:
+            return 0.0
+        try:
+            self._next_due = self._call(self._pass(self._dispatcher, self._listener))
+            self._backoff_s = 0.0
+        except Exception as exc:
+            self._backoff_s = min(max(self._backoff_s * 2, 0.5), self.settings.beat_backoff_max_s)
+            log.error("beat pass failed (%s); retrying in %.1f s", exc, self._backoff_s)
+            self._next_due = None
+            self._wakeup.sleep(self._backoff_s)
+        return 0.0
+
+    def sync(self) -> None:
+        """Nothing to save: the database is the state."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.ring()
+        if self._in_flight is not None and not self._in_flight.done():
+            log.info("finishing the current tick before shutting down")
+            try:
+                self._in_flight.result(timeout=60)
+            except Exception as exc:
+                log.warning("the last tick failed while shutting down: %s", exc)
+        if self._runtime is not None and self._listener is not None:
+            try:
+                self._runtime.run(self._listener.close(), timeout=5)
+            except Exception as exc:
+                log.debug("closing the listener failed: %s", exc)
+        if self._dispatcher is not None:
+            self._dispatcher.publisher.close()
+        if self._runtime is not None:
+            self._runtime.close()
+        log.info("database scheduler stopped")
+
+    @property
+    def info(self) -> str:
+        return "    . db -> schedules table (LISTEN scheduler_schedules)"
+
+    # internals -----------------------------------------------------------------------
+
+    def _sleep_until_due(self) -> None:
+        if self._next_due is None:
+            return
+        delay = (self._next_due - utcnow()).total_seconds()
+        if delay > 0:
+            self._wakeup.sleep(min(delay, self.settings.beat_max_sleep_s))
+
+    async def _pass(self, dispatcher: Dispatcher, listener: ChangeListener) -> datetime | None:
+        try:
+            if await listener.ensure():
+                log.info("listening for schedule changes")
+        except Exception as exc:
+            log.warning("LISTEN connection failed (%s): polling until it is back", exc)
+        return await dispatcher.run_once(utcnow())
+
+    def _call(self, coro: Any) -> Any:
+        """Run on the process loop; the future is kept so shutdown can let it finish."""
+        assert self._runtime is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self._runtime.loop)
+        self._in_flight = future
+        return future.result()

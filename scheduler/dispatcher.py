@@ -1,0 +1,350 @@
+"""The beat's engine: ticks, the outbox sweep, change notifications, manual triggers.
+
+A tick is one transaction: lock due rows (SKIP LOCKED, so beats share the work), plan,
+insert the runs (`ON CONFLICT (schedule_id, scheduled_for) DO NOTHING`: a slot exists once,
+whichever beat gets there), advance the schedules, commit; then publish only the rows this
+tick inserted and mark them `queued`. A crash between commit and publish leaves rows
+`pending`, which the sweep republishes with the same task id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config.settings import Settings
+from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
+from scheduler.exceptions import NotFoundError
+from scheduler.models import NOTIFY_CHANNEL
+from scheduler.planner import (
+    DueSchedule,
+    PlannedRun,
+    PlannerSettings,
+    ScheduleUpdate,
+    due_schedule_from_mapping,
+    plan,
+)
+from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.repository import SchedulerRepository as repo
+
+log = logging.getLogger(__name__)
+REAP_EVERY_S = 30.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TickResult:
+    locked: int
+    inserted: int
+    published: int
+    flagged: int
+    full: bool
+    """The batch was full: more rows may be due right now."""
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    execution_id: uuid.UUID
+    status: ExecutionStatus
+    """`queued` when published, `skipped` when the overlap policy refused it."""
+    reason: str | None = None
+
+
+def _execution_values(run: PlannedRun, now: datetime) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "schedule_id": run.schedule_id,
+        "task": run.task,
+        "args": run.args,
+        "kwargs": run.kwargs,
+        "trigger": run.trigger.value,
+        "scheduled_for": run.scheduled_for,
+        "status_id": run.status.id,
+        "created_at": now,
+        "completed_at": None if run.publishes else now,
+    }
+
+
+def _update_values(update: ScheduleUpdate) -> dict[str, Any]:
+    return {
+        "id": update.id,
+        "next_run_at": update.next_run_at,
+        "last_run_at": update.last_run_at,
+        "enabled": update.enabled,
+        "last_error": update.last_error,
+    }
+
+
+def _message(run: PlannedRun) -> OutgoingMessage:
+    return OutgoingMessage(
+        execution_id=str(run.id),
+        task=run.task,
+        args=run.args,
+        kwargs=run.kwargs,
+        options=run.options,
+        countdown_s=run.countdown_s,
+    )
+
+
+class Dispatcher:
+    """Async operations of one beat process. Stateless between calls but for its clocks."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: Publisher,
+        registered: frozenset[str] | None,
+        settings: Settings,
+    ) -> None:
+        self.sessions = sessions
+        self.publisher = publisher
+        self.registered = registered
+        self.settings = settings
+        self.planner_settings = PlannerSettings(
+            default_grace_s=settings.beat_default_misfire_grace_s,
+            max_catchup=settings.beat_max_catchup,
+        )
+        self._last_sweep = 0.0
+        self._last_reap = 0.0
+
+    async def tick(self, now: datetime) -> TickResult:
+        async with self.sessions() as session, session.begin():
+            await repo.mark_beat_transaction(session)
+            rows = await repo.lock_due_schedules(
+                session, now=now, limit=self.settings.beat_max_batch
+            )
+            if not rows:
+                return TickResult(0, 0, 0, 0, full=False)
+            watch = [r["id"] for r in rows if r["overlap_policy"] != OverlapPolicy.ALLOW]
+            counts = await repo.run_counts(session, watch)
+            due: list[DueSchedule] = []
+            for row in rows:
+                active, waiting = counts.get(row["id"], (0, 0))
+                due.append(
+                    due_schedule_from_mapping(
+                        {**row, "active_runs": active, "waiting_runs": waiting}
+                    )
+                )
+            result = plan(due, now=now, registered=self.registered, settings=self.planner_settings)
+            inserted = await repo.insert_executions(
+                session, [_execution_values(r, now) for r in result.runs]
+            )
+            await repo.update_schedules(session, [_update_values(u) for u in result.updates])
+            fired = [r for r in result.runs if r.publishes and r.id in inserted]
+            await repo.bump_schedule_runs(session, Counter(r.schedule_id for r in fired))
+        flagged = [u for u in result.updates if u.last_error]
+        for update in flagged:
+            name = next((d.name for d in due if d.id == update.id), update.id)
+            log.warning("schedule %s cannot run: %s", name, update.last_error)
+        published = await self._publish_and_mark(fired)
+        return TickResult(
+            locked=len(rows),
+            inserted=len(inserted),
+            published=published,
+            flagged=len(flagged),
+            full=len(rows) >= self.settings.beat_max_batch,
+        )
+
+    async def _publish_and_mark(self, runs: Sequence[PlannedRun]) -> int:
+        if not runs:
+            return 0
+        messages = [_message(r) for r in runs]
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+        except Exception as exc:
+            log.warning(
+                "publishing %d runs failed (%s): they stay pending for the sweep",
+                len(runs),
+                exc,
+            )
+            return 0
+        async with self.sessions() as session, session.begin():
+            await repo.mark_queued(session, [r.id for r in runs], now=utcnow())
+        return len(runs)
+
+    async def sweep(self, now: datetime) -> int:
+        """Republish rows left `pending` longer than the sweep delay, with the same task id."""
+        cutoff = now - timedelta(seconds=self.settings.beat_sweep_after_s)
+        async with self.sessions() as session, session.begin():
+            rows = await repo.lock_stale_pending(
+                session, older_than=cutoff, limit=self.settings.beat_max_batch
+            )
+            if not rows:
+                return 0
+            messages = [
+                OutgoingMessage(
+                    execution_id=str(r["id"]),
+                    task=r["task"],
+                    args=list(r["args"] or []),
+                    kwargs=dict(r["kwargs"] or {}),
+                    options=dict(r["options"] or {}),
+                )
+                for r in rows
+            ]
+            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+            await repo.mark_queued(session, [r["id"] for r in rows], now=utcnow())
+        log.info("sweep republished %d pending runs", len(rows))
+        return len(rows)
+
+    async def next_due(self) -> datetime | None:
+        async with self.sessions() as session:
+            return await repo.next_due_at(session)
+
+    async def maintenance(self, now: datetime) -> None:
+        """The sweep (every few seconds) and the reaper (every 30 s), each bounded."""
+        clock = time.monotonic()
+        if clock - self._last_sweep >= min(self.settings.beat_sweep_after_s, 5.0):
+            self._last_sweep = clock
+            try:
+                await self.sweep(now)
+            except Exception as exc:
+                log.warning("outbox sweep failed: %s", exc)
+        if clock - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = clock
+            from scheduler.reaper import reap_lost
+
+            async with self.sessions() as session, session.begin():
+                lost = await reap_lost(session, now=now)
+            if lost:
+                log.warning("marked %d runs lost", lost)
+
+    async def run_once(self, now: datetime) -> datetime | None:
+        """Drain every due row (batch after batch), run maintenance, return the next due time."""
+        for _ in range(1000):
+            result = await self.tick(now)
+            if result.locked:
+                log.debug(
+                    "tick: %d due, %d inserted, %d published, %d flagged",
+                    result.locked,
+                    result.inserted,
+                    result.published,
+                    result.flagged,
+                )
+            if not result.full:
+                break
+            now = utcnow()
+        await self.maintenance(now)
+        return await self.next_due()
+
+    async def recheck_errors(self) -> int:
+        async with self.sessions() as session, session.begin():
+            return await repo.clear_beat_errors(session)
+
+    async def trigger(self, name: str, *, force: bool, now: datetime) -> TriggerResult:
+        """Fire schedule `name` now (trigger `manual`, not a slot); publish and mark queued.
+
+        Respects the overlap policy unless `force`: when it refuses, a `skipped` row records
+        why. Raises NotFoundError for an unknown name.
+        """
+        async with self.sessions() as session, session.begin():
+            values = await repo.lock_schedule_for_trigger(session, name)
+            if values is None:
+                raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+            row = due_schedule_from_mapping(values)
+            overlap = OverlapPolicy(row.overlap_policy)
+            refuse = not force and (
+                (overlap is OverlapPolicy.SKIP and row.active_runs > 0)
+                or (
+                    overlap is OverlapPolicy.BUFFER_ONE
+                    and row.active_runs > 0
+                    and row.waiting_runs > 0
+                )
+            )
+            execution_id = uuid.uuid4()
+            status = ExecutionStatus.SKIPPED if refuse else ExecutionStatus.PENDING
+            kwargs = dict(row.kwargs)
+            if not refuse:
+                kwargs["execution_id"] = str(execution_id)
+            run = PlannedRun(
+                id=execution_id,
+                schedule_id=row.id,
+                task=row.task,
+                args=list(row.args),
+                kwargs=kwargs,
+                options=dict(row.options),
+                trigger=Trigger.MANUAL,
+                scheduled_for=None,
+                status=status,
+            )
+            await repo.insert_executions(session, [_execution_values(run, now)])
+        if refuse:
+            return TriggerResult(
+                execution_id,
+                ExecutionStatus.SKIPPED,
+                f"overlap policy {overlap.value}: a run is still in progress (use --force)",
+            )
+        published = await self._publish_and_mark([run])
+        return TriggerResult(
+            execution_id,
+            ExecutionStatus.QUEUED if published else ExecutionStatus.PENDING,
+            None if published else "broker unreachable: the beat's sweep will publish it",
+        )
+
+
+def asyncpg_dsn(url: str) -> str:
+    """SQLAlchemy's `postgresql+asyncpg://` URL as a plain libpq-style DSN for asyncpg."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class ChangeListener:
+    """LISTEN on the schedules channel; every notification calls `on_change` at once."""
+
+    def __init__(self, url: str, on_change: Callable[[], None]) -> None:
+        self.dsn = asyncpg_dsn(url)
+        self.on_change = on_change
+        self._connection: Any = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def ensure(self) -> bool:
+        """Connect if needed; True when a new connection was made (changes may have been missed)."""
+        if self.connected:
+            return False
+        await self.close()
+        connection = await asyncpg.connect(self.dsn, timeout=5)
+        await connection.add_listener(NOTIFY_CHANNEL, self._notified)
+        self._connection = connection
+        return True
+
+    def _notified(self, *_: object) -> None:
+        self.on_change()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), timeout=2)
+
+
+class Wakeup:
+    """A thread-safe alarm: the beat's main thread sleeps on it; NOTIFY and shutdown ring it."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def ring(self) -> None:
+        self._event.set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when woken early."""
+        woken = self._event.wait(max(0.0, seconds))
+        self._event.clear()
+        return woken

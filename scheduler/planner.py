@@ -1,0 +1,311 @@
+"""What to fire: pure decisions over due schedule rows, with `now` passed in.
+
+The dispatcher loads due rows (locked), hands them here, and writes back what comes out:
+executions to insert (each a slot: `(schedule_id, scheduled_for)` is unique, so two beats
+planning the same slot insert it once) and one update per schedule.
+
+Rules:
+- a slot within grace (`misfire_grace_seconds`, else the global default) fires with trigger
+  `schedule`; older slots are misfires: `run_once` fires one `catchup` run, `skip` records
+  one `missed` row, `run_all` fires each missed slot (at most `max_catchup`);
+- overlap: `allow` fires; `skip` records `skipped` while a run of the schedule is not
+  terminal; `buffer_one` lets one run wait behind the running one, and skips the rest;
+- `end_at` and `max_runs` end a schedule's life (disabled, `next_run_at` NULL);
+- jitter delays the message by a per-slot deterministic offset (`countdown`), so every beat
+  agrees and the slot's nominal time stays `scheduled_for`;
+- a row that cannot run gets `last_error` and no `next_run_at`; others are unaffected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from scheduler.cron import Timing, first_interval_fire, make_timing, next_fire
+from scheduler.domain import ExecutionStatus, MisfirePolicy, OverlapPolicy, Trigger
+from scheduler.exceptions import InvalidScheduleError
+
+_MAX_JSON_BYTES = 1_000_000
+_MAX_SLOTS_PER_TICK = 10_000
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    default_grace_s: int = 60
+    max_catchup: int = 100
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A snapshot of a locked `schedules` row plus the state of its runs."""
+
+    id: int
+    name: str
+    task: str
+    cron: str | None
+    interval_seconds: Decimal | None
+    run_at: datetime | None
+    timezone: str
+    args: Any
+    kwargs: Any
+    options: Any
+    start_at: datetime | None
+    end_at: datetime | None
+    max_runs: int | None
+    misfire_policy: str
+    misfire_grace_seconds: int | None
+    overlap_policy: str
+    jitter_seconds: int
+    next_run_at: datetime | None
+    total_run_count: int
+    last_run_at: datetime | None = None
+    active_runs: int = 0
+    """Runs of this schedule that are not terminal (pending, queued, running, retrying)."""
+    waiting_runs: int = 0
+    """Runs of this schedule not yet started (pending, queued)."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    id: uuid.UUID
+    schedule_id: int
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    trigger: Trigger
+    scheduled_for: datetime | None
+    status: ExecutionStatus
+    countdown_s: float = 0.0
+
+    @property
+    def publishes(self) -> bool:
+        return self.status is ExecutionStatus.PENDING
+
+
+@dataclass(frozen=True)
+class ScheduleUpdate:
+    id: int
+    next_run_at: datetime | None
+    last_run_at: datetime | None = None
+    runs_added: int = 0
+    enabled: bool = True
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: list[PlannedRun] = field(default_factory=list)
+    updates: list[ScheduleUpdate] = field(default_factory=list)
+
+
+def jitter_s(schedule_id: int, slot: datetime, jitter_seconds: int) -> float:
+    """Deterministic delay in [0, jitter_seconds) for one slot, the same in every beat."""
+    if jitter_seconds <= 0:
+        return 0.0
+    digest = hashlib.blake2b(f"{schedule_id}:{slot.isoformat()}".encode(), digest_size=8)
+    fraction = int.from_bytes(digest.digest(), "big") / 2**64
+    return round(fraction * jitter_seconds, 3)
+
+
+def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
+    """Everything that makes a row unrunnable, as InvalidScheduleError with one line."""
+    if registered is not None and row.task not in registered:
+        raise InvalidScheduleError(f"task {row.task!r} is not registered with the beat's app")
+    if not isinstance(row.args, list):
+        raise InvalidScheduleError("args must be a JSON array")
+    if not isinstance(row.kwargs, dict):
+        raise InvalidScheduleError("kwargs must be a JSON object")
+    if not isinstance(row.options, dict):
+        raise InvalidScheduleError("options must be a JSON object")
+    try:
+        size = len(json.dumps([row.args, row.kwargs, row.options]))
+    except (TypeError, ValueError) as exc:
+        raise InvalidScheduleError(f"args/kwargs are not JSON: {exc}") from None
+    if size > _MAX_JSON_BYTES:
+        raise InvalidScheduleError(f"args/kwargs/options are {size} bytes: at most 1 MB")
+    if row.misfire_policy not in MisfirePolicy.__members__.values():
+        raise InvalidScheduleError(f"unknown misfire_policy {row.misfire_policy!r}")
+    if row.overlap_policy not in OverlapPolicy.__members__.values():
+        raise InvalidScheduleError(f"unknown overlap_policy {row.overlap_policy!r}")
+    return make_timing(
+        cron=row.cron,
+        interval_seconds=row.interval_seconds,
+        run_at=row.run_at,
+        timezone=row.timezone,
+    )
+
+
+def first_slot(row: DueSchedule, timing: Timing, now: datetime) -> datetime | None:
+    """Where a row that has no `next_run_at` yet starts."""
+    if timing.interval_seconds is not None:
+        anchor = row.start_at or now
+        return first_interval_fire(anchor, timing.interval_seconds, now)
+    if timing.run_at is not None:
+        return timing.run_at
+    after = max(now, row.start_at) if row.start_at else now
+    return next_fire(timing, after - timedelta(microseconds=1))
+
+
+def plan(
+    rows: Iterable[DueSchedule],
+    *,
+    now: datetime,
+    registered: frozenset[str] | None,
+    settings: PlannerSettings,
+) -> Plan:
+    result = Plan()
+    for row in rows:
+        runs, update = plan_row(row, now=now, registered=registered, settings=settings)
+        result.runs.extend(runs)
+        result.updates.append(update)
+    return result
+
+
+def plan_row(
+    row: DueSchedule,
+    *,
+    now: datetime,
+    registered: frozenset[str] | None,
+    settings: PlannerSettings,
+) -> tuple[list[PlannedRun], ScheduleUpdate]:
+    try:
+        timing = validate_row(row, registered)
+    except InvalidScheduleError as exc:
+        return [], ScheduleUpdate(
+            id=row.id, next_run_at=None, last_run_at=row.last_run_at, last_error=str(exc)
+        )
+    slot = row.next_run_at
+    if slot is None:
+        slot = first_slot(row, timing, now)
+    if slot is None or _ended(row, slot, row.total_run_count):
+        return [], ScheduleUpdate(
+            id=row.id, next_run_at=None, last_run_at=row.last_run_at, enabled=False
+        )
+    if slot > now:
+        return [], ScheduleUpdate(id=row.id, next_run_at=slot, last_run_at=row.last_run_at)
+    return _fire_due(row, timing, slot, now, settings)
+
+
+def _ended(row: DueSchedule, slot: datetime, runs: int) -> bool:
+    if row.end_at is not None and slot > row.end_at:
+        return True
+    return row.max_runs is not None and runs >= row.max_runs
+
+
+def _fire_due(
+    row: DueSchedule,
+    timing: Timing,
+    first: datetime,
+    now: datetime,
+    settings: PlannerSettings,
+) -> tuple[list[PlannedRun], ScheduleUpdate]:
+    grace = timedelta(
+        seconds=row.misfire_grace_seconds
+        if row.misfire_grace_seconds is not None
+        else settings.default_grace_s
+    )
+    missed: list[datetime] = []
+    on_time: list[datetime] = []
+    slot: datetime | None = first
+    steps = 0
+    while slot is not None and slot <= now and steps < _MAX_SLOTS_PER_TICK:
+        if row.end_at is not None and slot > row.end_at:
+            slot = None
+            break
+        (on_time if now - slot <= grace else missed).append(slot)
+        slot = next_fire(timing, slot, anchor=slot)
+        steps += 1
+        if len(missed) > settings.max_catchup and slot is not None and now - slot > grace:
+            # a long outage: jump over the slots nobody will run, straight to the grace window
+            slot = _skip_ahead(timing, slot, now - grace)
+    if slot is not None and slot <= now:
+        slot = next_fire(timing, now, anchor=slot)
+
+    fires: list[tuple[datetime, Trigger]] = []
+    recorded_missed: list[datetime] = []
+    policy = MisfirePolicy(row.misfire_policy)
+    if missed:
+        if policy is MisfirePolicy.RUN_ONCE:
+            fires.append((missed[-1], Trigger.CATCHUP))
+        elif policy is MisfirePolicy.SKIP:
+            recorded_missed.append(missed[-1])
+        else:
+            fires.extend((s, Trigger.CATCHUP) for s in missed[-settings.max_catchup :])
+    fires.extend((s, Trigger.SCHEDULE) for s in on_time[-settings.max_catchup :])
+
+    runs: list[PlannedRun] = [
+        _run(row, s, Trigger.CATCHUP, ExecutionStatus.MISSED) for s in recorded_missed
+    ]
+    active, waiting = row.active_runs, row.waiting_runs
+    overlap = OverlapPolicy(row.overlap_policy)
+    fired = 0
+    last_fired: datetime | None = None
+    total = row.total_run_count
+    for s, trigger in fires:
+        if row.max_runs is not None and total + fired >= row.max_runs:
+            slot = None
+            break
+        if overlap is OverlapPolicy.SKIP and active > 0:
+            runs.append(_run(row, s, trigger, ExecutionStatus.SKIPPED))
+            continue
+        if overlap is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
+            runs.append(_run(row, s, trigger, ExecutionStatus.SKIPPED))
+            continue
+        runs.append(_run(row, s, trigger, ExecutionStatus.PENDING))
+        fired += 1
+        active += 1
+        waiting += 1
+        last_fired = s
+
+    ended = (
+        slot is None
+        or (row.end_at is not None and slot > row.end_at)
+        or (row.max_runs is not None and total + fired >= row.max_runs)
+    )
+    update = ScheduleUpdate(
+        id=row.id,
+        next_run_at=None if ended else slot,
+        last_run_at=last_fired or row.last_run_at,
+        runs_added=fired,
+        enabled=not ended,
+    )
+    return runs, update
+
+
+def _skip_ahead(timing: Timing, slot: datetime, target: datetime) -> datetime | None:
+    """The first slot at or after `target`, from a slot before it, without walking each one."""
+    if timing.interval_seconds is not None:
+        return first_interval_fire(slot, timing.interval_seconds, target)
+    return next_fire(timing, target - timedelta(microseconds=1), anchor=slot)
+
+
+def _run(row: DueSchedule, slot: datetime, trigger: Trigger, status: ExecutionStatus) -> PlannedRun:
+    execution_id = uuid.uuid4()
+    kwargs = dict(row.kwargs)
+    if status is ExecutionStatus.PENDING:
+        kwargs["execution_id"] = str(execution_id)
+    return PlannedRun(
+        id=execution_id,
+        schedule_id=row.id,
+        task=row.task,
+        args=list(row.args),
+        kwargs=kwargs,
+        options=dict(row.options),
+        trigger=trigger,
+        scheduled_for=slot,
+        status=status,
+        countdown_s=jitter_s(row.id, slot, row.jitter_seconds),
+    )
+
+
+def due_schedule_from_mapping(values: Mapping[str, Any]) -> DueSchedule:
+    """Build a snapshot from a row mapping (column name -> value)."""
+    names = DueSchedule.__dataclass_fields__
+    return DueSchedule(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,353 @@
+"""Tracked tasks: every run leaves a true record in `executions`.
+
+Use the decorator::
+
+    @tracked_task(name="reports.nightly", bind=True, max_retries=3)
+    def nightly(self, day: str, execution_id: str | None = None) -> dict: ...
+
+or the base class: `@app.task(base=TrackedTask, ...)`. Plain and `async def` functions both
+work; an async body runs on the process's event loop and may declare a `session`
+parameter to get an `AsyncSession` from the process's pooled engine.
+
+A run claims its row with one conditional statement (pending/queued/retrying -> running; a
+call made outside the beat creates its row, trigger `direct`); a duplicate delivery of a
+running or finished execution runs nothing. The outcome is written with one statement:
+success, failed, retrying, timeout, revoked, with duration_ms, errors and progress.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback as tb
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar, cast
+
+from billiard.einfo import ExceptionInfo
+from celery import Task, shared_task, signals
+from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+
+from config.settings import get_settings
+from scheduler.db import close_runtime, get_runtime
+from scheduler.domain import ExecutionStatus
+from scheduler.repository import SchedulerRepository as repo
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    """`host:pid` of this process (recomputed after fork)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def summarize(result: Any, limit: int) -> str | None:
+    if result is None:
+        return None
+    text = result if isinstance(result, str) else json.dumps(result, default=repr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class _RunState:
+    started: float
+    progress: dict[str, int] | None = None
+    progress_written_at: float = 0.0
+    progress_dirty: bool = False
+
+
+class TrackedTask(Task):  # type: ignore[misc]
+    """A Celery task base class that records each run in `executions`."""
+
+    abstract = True
+    _runs: dict[str, _RunState]
+    _runs_lock = threading.Lock()
+
+    # --- Celery hooks ------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        execution_id = request.id or str(uuid.uuid4())
+        kwargs = self._prepare_kwargs(execution_id, kwargs)
+        settings = get_settings()
+        runtime = get_runtime()
+        delivery = getattr(request, "delivery_info", None) or {}
+        reclaim = bool(self.acks_late and delivery.get("redelivered"))
+        attempt = runtime.run(
+            _in_transaction(
+                repo.claim_execution,
+                execution_id,
+                task=self.name,
+                args=_jsonable(list(args)),
+                kwargs=_jsonable({**kwargs, "execution_id": execution_id}),
+                worker=worker_id(),
+                now=_now(),
+                reclaim_running=reclaim,
+            )
+        )
+        if attempt is None:
+            log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
+            return None
+        state = _RunState(started=time.perf_counter())
+        self._state_map()[execution_id] = state
+        try:
+            result = self.run(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = runtime.run(cast(Coroutine[Any, Any, Any], result))
+        except Retry as exc:
+            self._finish(execution_id, ExecutionStatus.RETRYING, state, error=exc.exc or exc)
+            raise
+        except SoftTimeLimitExceeded as exc:
+            self._finish(execution_id, ExecutionStatus.TIMEOUT, state, error=exc)
+            raise
+        except Exception as exc:
+            self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
+            raise
+        except BaseException as exc:
+            self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
+            raise
+        self._finish(
+            execution_id,
+            ExecutionStatus.SUCCESS,
+            state,
+            summary=summarize(result, settings.worker_result_summary_max),
+        )
+        return result
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Any,
+        kwargs: Any,
+        einfo: ExceptionInfo | None,
+    ) -> None:
+        """Failures the run itself never saw: hard time limit, a killed child process."""
+        if isinstance(exc, TimeLimitExceeded):
+            status = ExecutionStatus.TIMEOUT
+        elif isinstance(exc, WorkerLostError):
+            if self.acks_late and self.reject_on_worker_lost:
+                return  # the message goes back to the queue and runs again
+            status = ExecutionStatus.LOST
+        else:
+            return
+        _write_outside_run(task_id, status, exc)
+
+    # --- API for task bodies -----------------------------------------------------------
+
+    def update_progress(self, current: int, total: int) -> None:
+        """Record progress; writes are throttled, the last one always lands at the end."""
+        execution_id = self.request.id
+        state = self._state_map().get(execution_id) if execution_id else None
+        if state is None:
+            return
+        percent = int(current * 100 / total) if total > 0 else 0
+        state.progress = {
+            "current": int(current),
+            "total": int(total),
+            "percent": max(0, min(100, percent)),
+        }
+        state.progress_dirty = True
+        now = time.monotonic()
+        throttle_s = get_settings().worker_progress_throttle_s
+        if now - state.progress_written_at >= throttle_s:
+            state.progress_written_at = now
+            state.progress_dirty = False
+            get_runtime().run(_in_transaction(repo.record_progress, execution_id, state.progress))
+
+    def update_state(
+        self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kw: Any
+    ) -> None:
+        """The seed's `update_state(state='PROGRESS', meta={current, total})` persists progress."""
+        if state == "PROGRESS" and isinstance(meta, dict) and (task_id in (None, self.request.id)):
+            current, total = meta.get("current"), meta.get("total")
+            if isinstance(current, int) and isinstance(total, int):
+                self.update_progress(current, total)
+        if not getattr(
+            self.backend, "is_disabled", type(self.backend).__name__ == "DisabledBackend"
+        ):
+            super().update_state(task_id, state, meta, **kw)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _state_map(self) -> dict[str, _RunState]:
+        with self._runs_lock:
+            if "_runs" not in self.__dict__:
+                self._runs = {}
+            return self._runs
+
+    def _prepare_kwargs(self, execution_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        accepts = _accepts_execution_id(self.run)
+        kwargs = dict(kwargs)
+        kwargs.pop("execution_id", None)
+        if accepts:
+            kwargs["execution_id"] = execution_id
+        return kwargs
+
+    def _finish(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        state: _RunState,
+        *,
+        summary: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._state_map().pop(execution_id, None)
+        duration_ms = int((time.perf_counter() - state.started) * 1000)
+        values: dict[str, Any] = {
+            "status_id": status.id,
+            "duration_ms": duration_ms,
+            "completed_at": None if status is ExecutionStatus.RETRYING else _now(),
+            "result_summary": summary,
+        }
+        if error is not None:
+            values.update(_error_fields(error))
+        elif status is ExecutionStatus.SUCCESS:
+            values.update(error_type=None, error_message=None, traceback=None)
+        if state.progress is not None:
+            values["progress"] = state.progress
+        try:
+            get_runtime().run(_in_transaction(repo.finish_execution, execution_id, values))
+        except Exception:
+            log.exception("could not record the outcome of execution %s", execution_id)
+
+
+def _error_fields(error: BaseException) -> dict[str, Any]:
+    return {
+        "error_type": type(error).__name__,
+        "error_message": str(error)[:4000] or type(error).__name__,
+        "traceback": "".join(tb.format_exception(error))[:20000],
+    }
+
+
+def _write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException | None) -> None:
+    values: dict[str, Any] = {"status_id": status.id, "completed_at": _now()}
+    if exc is not None:
+        values.update(_error_fields(exc))
+    try:
+        get_runtime().run(
+            _in_transaction(repo.finish_execution, task_id, values, from_any_live_state=True)
+        )
+    except Exception:
+        log.exception("could not record %s for execution %s", status.value, task_id)
+
+
+_accepts_cache: dict[Any, bool] = {}
+
+
+def _accepts_execution_id(fn: Callable[..., Any]) -> bool:
+    key = getattr(fn, "__func__", fn)
+    cached = _accepts_cache.get(key)
+    if cached is None:
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        cached = "execution_id" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        _accepts_cache[key] = cached
+    return cached
+
+
+async def _in_transaction(
+    fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any
+) -> R:
+    """One short transaction on the process's engine around one repository call."""
+    async with get_runtime().sessions() as session, session.begin():
+        return await fn(session, *args, **kwargs)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The function Celery registers: it always accepts `execution_id` (Celery checks call
+    arguments against the signature) and hands an async body its `session` when asked."""
+    is_async = inspect.iscoroutinefunction(fn)
+    sig = inspect.signature(fn)
+    wants_session = is_async and "session" in sig.parameters
+    wants_id = _accepts_execution_id(fn)
+    if wants_id and not wants_session:
+        return fn
+    params = [p for p in sig.parameters.values() if p.name != "session"]
+    if not wants_id:
+        extra = inspect.Parameter("execution_id", inspect.Parameter.KEYWORD_ONLY, default=None)
+        var_kw = [p for p in params if p.kind is inspect.Parameter.VAR_KEYWORD]
+        params = [p for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params = [*params, extra, *var_kw]
+    target: Callable[..., Any]
+    if is_async:
+
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            if not wants_id:
+                kwargs.pop("execution_id", None)
+            if wants_session:
+                async with get_runtime().session() as session:
+                    return await fn(*args, session=session, **kwargs)
+            return await fn(*args, **kwargs)
+
+        target = run_async
+    else:
+
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            kwargs.pop("execution_id", None)
+            return fn(*args, **kwargs)
+
+        target = run_sync
+    functools.update_wrapper(target, fn)
+    setattr(target, "__signature__", sig.replace(parameters=params))  # noqa: B010
+    return target
+
+
+def tracked_task(
+    *, name: str | None = None, app: Any = None, **options: Any
+) -> Callable[[Callable[P, R]], Any]:
+    """Register `fn` as a tracked Celery task; accepts every `@app.task` option."""
+
+    def decorate(fn: Callable[P, R]) -> Any:
+        target = _adapt(fn)
+        register = app.task if app is not None else shared_task
+        return register(base=TrackedTask, name=name, **options)(target)
+
+    return decorate
+
+
+def _open_runtime(**_: Any) -> None:
+    """One engine and loop per worker process, made after fork."""
+    get_runtime()
+
+
+def _close_runtime(**_: Any) -> None:
+    close_runtime()
+
+
+def _record_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+    task = sender
+    task_id = getattr(request, "id", None)
+    if task_id and isinstance(task, TrackedTask):
+        _write_outside_run(task_id, ExecutionStatus.REVOKED, None)
+
+
+signals.worker_process_init.connect(_open_runtime, weak=False)
+signals.worker_process_shutdown.connect(_close_runtime, weak=False)
+signals.task_revoked.connect(_record_revoked, weak=False)
