@@ -142,11 +142,18 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
     )
 
 
-def first_slot(row: DueSchedule, timing: Timing, now: datetime) -> datetime | None:
-    """Where a row that has no `next_run_at` yet starts."""
+def first_slot(
+    row: DueSchedule, timing: Timing, now: datetime, grace: timedelta
+) -> datetime | None:
+    """Where a row that has no `next_run_at` yet starts: an interval grid's latest slot when
+    it is within grace (a row inserted just after its start still fires it), else the next."""
     if timing.interval_seconds is not None:
         anchor = row.start_at or now
-        return first_interval_fire(anchor, timing.interval_seconds, now)
+        upcoming = first_interval_fire(anchor, timing.interval_seconds, now)
+        previous = upcoming - timedelta(seconds=float(timing.interval_seconds))
+        if anchor <= previous <= now and now - previous <= grace:
+            return previous
+        return upcoming
     if timing.run_at is not None:
         return timing.run_at
     after = max(now, row.start_at) if row.start_at else now
@@ -183,7 +190,7 @@ def plan_row(
         )
     slot = row.next_run_at
     if slot is None:
-        slot = first_slot(row, timing, now)
+        slot = first_slot(row, timing, now, _grace(row, settings))
     if slot is None or _ended(row, slot, row.total_run_count):
         return [], ScheduleUpdate(
             id=row.id, next_run_at=None, last_run_at=row.last_run_at, enabled=False
@@ -191,6 +198,11 @@ def plan_row(
     if slot > now:
         return [], ScheduleUpdate(id=row.id, next_run_at=slot, last_run_at=row.last_run_at)
     return _fire_due(row, timing, slot, now, settings)
+
+
+def _grace(row: DueSchedule, settings: PlannerSettings) -> timedelta:
+    seconds = row.misfire_grace_seconds
+    return timedelta(seconds=settings.default_grace_s if seconds is None else seconds)
 
 
 def _ended(row: DueSchedule, slot: datetime, runs: int) -> bool:
@@ -206,11 +218,7 @@ def _fire_due(
     now: datetime,
     settings: PlannerSettings,
 ) -> tuple[list[PlannedRun], ScheduleUpdate]:
-    grace = timedelta(
-        seconds=row.misfire_grace_seconds
-        if row.misfire_grace_seconds is not None
-        else settings.default_grace_s
-    )
+    grace = _grace(row, settings)
     missed: list[datetime] = []
     on_time: list[datetime] = []
     slot: datetime | None = first

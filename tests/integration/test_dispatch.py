@@ -1,0 +1,216 @@
+"""The dispatcher on a real database and broker: ticks, exactly-once slots, sweep, trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config.celery import app
+from config.settings import Settings
+from scheduler.db import session_factory
+from scheduler.dispatcher import Dispatcher
+from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import NotFoundError
+from scheduler.publisher import Publisher
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
+    publisher = Publisher(app)
+    yield Dispatcher(
+        sessions=session_factory(engine),
+        publisher=publisher,
+        registered=frozenset({"demo.noop", "demo.sleep"}),
+        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
+    )
+    publisher.close()
+
+
+def queued_messages(broker_url: str, queue: str = "celery") -> list[dict[str, object]]:
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+    finally:
+        client.close()
+
+
+async def sql(engine: AsyncEngine, statement: str, **params: object) -> list[dict[str, object]]:
+    async with engine.begin() as conn:
+        result = await conn.execute(text(statement), params)
+        return [dict(r) for r in result.mappings()] if result.returns_rows else []
+
+
+async def test_raw_insert_is_computed_fired_published_and_queued(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, kwargs) "
+        "VALUES ('every-10s', 'demo.noop', 10, '{\"x\": 1}')",
+    )
+    result = await dispatcher.tick(NOW)
+    assert (result.inserted, result.published) == (1, 1)
+    rows = await sql(
+        engine,
+        "SELECT e.id, e.status_id, e.scheduled_for, e.trigger, e.kwargs, e.queued_at, "
+        "s.next_run_at, s.total_run_count FROM executions e JOIN schedules s ON s.id = e.schedule_id",
+    )
+    assert len(rows) == 1
+    run = rows[0]
+    assert run["status_id"] == ExecutionStatus.QUEUED.id
+    assert run["queued_at"] is not None
+    assert run["scheduled_for"] == NOW
+    assert run["next_run_at"] == NOW + timedelta(seconds=10)
+    assert run["total_run_count"] == 1
+    messages = queued_messages(broker_url)
+    assert len(messages) == 1
+    headers = messages[0]["headers"]
+    assert isinstance(headers, dict)
+    assert headers["id"] == str(run["id"])
+    assert headers["task"] == "demo.noop"
+    assert messages[0]["content-type"] == "application/json"
+    # the same instant again: nothing new, the slot exists once
+    again = await dispatcher.tick(NOW)
+    assert again.inserted == 0
+    assert len(queued_messages(broker_url)) == 1
+
+
+async def test_a_slot_is_inserted_once_even_when_replanned(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "VALUES ('grid', 'demo.noop', 60, :start)",
+        start=NOW,
+    )
+    await dispatcher.tick(NOW)
+    # someone rewinds next_run_at by hand: the slot is planned again but not inserted twice
+    await sql(engine, "UPDATE schedules SET next_run_at = :t", t=NOW)
+    result = await dispatcher.tick(NOW + timedelta(seconds=1))
+    assert result.inserted == 0
+    assert len(queued_messages(broker_url)) == 1
+
+
+async def test_bad_rows_are_flagged_and_others_run(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, timezone) VALUES "
+        "('good', 'demo.noop', 5, 'UTC'), ('unknown-task', 'nope.nope', 5, 'UTC'), "
+        "('bad-zone', 'demo.noop', 5, 'Mars/Base')",
+    )
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, cron) VALUES ('bad-cron', 'demo.noop', '61 * * * *')",
+    )
+    result = await dispatcher.tick(NOW)
+    assert result.flagged == 3
+    assert result.published == 1
+    rows = {
+        r["name"]: r
+        for r in await sql(engine, "SELECT name, last_error, next_run_at FROM schedules")
+    }
+    assert rows["good"]["last_error"] is None
+    assert "not registered" in str(rows["unknown-task"]["last_error"])
+    assert "time zone" in str(rows["bad-zone"]["last_error"])
+    assert "invalid cron" in str(rows["bad-cron"]["last_error"])
+    # flagged rows are not picked again until edited
+    assert (await dispatcher.tick(NOW + timedelta(seconds=1))).locked == 0
+    await sql(engine, "UPDATE schedules SET timezone = 'Europe/Paris' WHERE name = 'bad-zone'")
+    fixed = await sql(engine, "SELECT last_error, next_run_at FROM schedules WHERE name='bad-zone'")
+    assert fixed[0]["last_error"] is None
+    assert (await dispatcher.tick(NOW + timedelta(seconds=2))).published == 1
+
+
+async def test_disabled_rows_do_not_fire(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, enabled) "
+        "VALUES ('off', 'demo.noop', 1, false)",
+    )
+    assert (await dispatcher.tick(NOW)).locked == 0
+    assert queued_messages(broker_url) == []
+
+
+async def test_sweep_republishes_pending_rows_with_the_same_id(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    execution_id = uuid.uuid4()
+    await sql(
+        engine,
+        "INSERT INTO executions (id, task, args, kwargs, trigger, status_id, created_at) "
+        "VALUES (:id, 'demo.noop', '[]', :kw, 'manual', 1, :t)",
+        id=execution_id,
+        kw=json.dumps({"execution_id": str(execution_id)}),
+        t=NOW - timedelta(seconds=30),
+    )
+    assert await dispatcher.sweep(NOW) == 1
+    messages = queued_messages(broker_url)
+    assert [m["headers"]["id"] for m in messages] == [str(execution_id)]  # type: ignore[index]
+    status = await sql(engine, "SELECT status_id FROM executions")
+    assert status[0]["status_id"] == ExecutionStatus.QUEUED.id
+    assert await dispatcher.sweep(NOW) == 0
+
+
+async def test_backlog_larger_than_a_batch_is_drained_in_one_pass(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'bulk-' || i, 'demo.noop', 3600, :t FROM generate_series(1, 120) i",
+        t=NOW,
+    )
+    await dispatcher.run_once(NOW)
+    assert len(queued_messages(broker_url)) == 120
+
+
+async def test_manual_trigger_and_overlap(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, cron, overlap_policy) "
+        "VALUES ('nightly', 'demo.noop', '0 3 * * *', 'skip')",
+    )
+    first = await dispatcher.trigger("nightly", force=False, now=NOW)
+    assert first.status is ExecutionStatus.QUEUED
+    second = await dispatcher.trigger("nightly", force=False, now=NOW)
+    assert second.status is ExecutionStatus.SKIPPED
+    forced = await dispatcher.trigger("nightly", force=True, now=NOW)
+    assert forced.status is ExecutionStatus.QUEUED
+    rows = await sql(engine, "SELECT trigger, scheduled_for FROM executions")
+    assert {r["trigger"] for r in rows} == {"manual"}
+    assert all(r["scheduled_for"] is None for r in rows)
+    assert len(queued_messages(broker_url)) == 2
+    with pytest.raises(NotFoundError):
+        await dispatcher.trigger("missing", force=False, now=NOW)
+
+
+async def test_notify_reaches_a_listener(engine: AsyncEngine, database_url: str) -> None:
+    from scheduler.dispatcher import ChangeListener
+
+    woken = asyncio.Event()
+    listener = ChangeListener(database_url, woken.set)
+    assert await listener.ensure()
+    try:
+        await sql(
+            engine, "INSERT INTO schedules (name, task, cron) VALUES ('n', 'demo.noop', '@daily')"
+        )
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        await listener.close()

@@ -1,0 +1,170 @@
+"""Planner policies with `now` as a parameter: misfire, overlap, jitter, end of life, bad rows."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from scheduler.domain import ExecutionStatus, Trigger
+from scheduler.planner import DueSchedule, PlannerSettings, jitter_s, plan_row
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+SETTINGS = PlannerSettings(default_grace_s=60, max_catchup=5)
+REGISTERED = frozenset({"demo.noop"})
+
+
+def row(**changes: object) -> DueSchedule:
+    base = DueSchedule(
+        id=1,
+        name="s",
+        task="demo.noop",
+        cron=None,
+        interval_seconds=Decimal(60),
+        run_at=None,
+        timezone="UTC",
+        args=[],
+        kwargs={},
+        options={},
+        start_at=None,
+        end_at=None,
+        max_runs=None,
+        misfire_policy="run_once",
+        misfire_grace_seconds=None,
+        overlap_policy="allow",
+        jitter_seconds=0,
+        next_run_at=NOW,
+        total_run_count=0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_due_slot_fires_and_advances_on_the_grid() -> None:
+    late = NOW + timedelta(seconds=7)
+    runs, update = plan_row(row(), now=late, registered=REGISTERED, settings=SETTINGS)
+    assert [(r.scheduled_for, r.trigger, r.status) for r in runs] == [
+        (NOW, Trigger.SCHEDULE, ExecutionStatus.PENDING)
+    ]
+    assert runs[0].kwargs["execution_id"] == str(runs[0].id)
+    assert update.next_run_at == NOW + timedelta(seconds=60)
+    assert update.runs_added == 1
+    assert update.last_run_at == NOW
+
+
+def test_new_interval_row_fires_at_once_and_cron_row_waits() -> None:
+    runs, update = plan_row(
+        row(next_run_at=None), now=NOW, registered=REGISTERED, settings=SETTINGS
+    )
+    assert [r.scheduled_for for r in runs] == [NOW]
+    assert update.next_run_at == NOW + timedelta(seconds=60)
+    runs, update = plan_row(
+        row(next_run_at=None, interval_seconds=None, cron="*/5 * * * *"),
+        now=NOW + timedelta(seconds=1),
+        registered=REGISTERED,
+        settings=SETTINGS,
+    )
+    assert runs == []
+    assert update.next_run_at == NOW + timedelta(minutes=5)
+
+
+def test_misfire_run_once_fires_one_catchup() -> None:
+    now = NOW + timedelta(minutes=10, seconds=30)
+    runs, update = plan_row(row(), now=now, registered=REGISTERED, settings=SETTINGS)
+    triggers = [(r.trigger, r.status) for r in runs]
+    # slots 12:00..12:09 are older than 60 s: one catch-up; 12:10 is within grace
+    assert triggers == [
+        (Trigger.CATCHUP, ExecutionStatus.PENDING),
+        (Trigger.SCHEDULE, ExecutionStatus.PENDING),
+    ]
+    assert runs[1].scheduled_for == NOW + timedelta(minutes=10)
+    assert update.next_run_at == NOW + timedelta(minutes=11)
+
+
+def test_misfire_skip_records_one_missed_row() -> None:
+    now = NOW + timedelta(minutes=10, seconds=30)
+    runs, _ = plan_row(
+        row(misfire_policy="skip"), now=now, registered=REGISTERED, settings=SETTINGS
+    )
+    statuses = [r.status for r in runs]
+    assert statuses == [ExecutionStatus.MISSED, ExecutionStatus.PENDING]
+    assert "execution_id" not in runs[0].kwargs
+
+
+def test_misfire_run_all_is_bounded_by_max_catchup() -> None:
+    now = NOW + timedelta(minutes=30)
+    runs, update = plan_row(
+        row(misfire_policy="run_all"), now=now, registered=REGISTERED, settings=SETTINGS
+    )
+    catchups = [r for r in runs if r.trigger is Trigger.CATCHUP]
+    assert len(catchups) == SETTINGS.max_catchup
+    assert len({r.scheduled_for for r in runs}) == len(runs)
+    assert update.next_run_at == NOW + timedelta(minutes=31)
+
+
+def test_long_outage_does_not_walk_every_slot() -> None:
+    every_second = row(interval_seconds=Decimal(1), misfire_policy="run_all")
+    now = NOW + timedelta(days=30)
+    runs, update = plan_row(every_second, now=now, registered=REGISTERED, settings=SETTINGS)
+    assert len(runs) <= 2 * SETTINGS.max_catchup
+    assert update.next_run_at == now + timedelta(seconds=1)
+
+
+def test_overlap_skip_and_buffer_one() -> None:
+    busy = row(overlap_policy="skip", active_runs=1, waiting_runs=0)
+    runs, update = plan_row(busy, now=NOW, registered=REGISTERED, settings=SETTINGS)
+    assert [r.status for r in runs] == [ExecutionStatus.SKIPPED]
+    assert update.runs_added == 0
+    buffered = row(overlap_policy="buffer_one", active_runs=1, waiting_runs=0)
+    runs, _ = plan_row(buffered, now=NOW, registered=REGISTERED, settings=SETTINGS)
+    assert [r.status for r in runs] == [ExecutionStatus.PENDING]
+    full = row(overlap_policy="buffer_one", active_runs=2, waiting_runs=1)
+    runs, _ = plan_row(full, now=NOW, registered=REGISTERED, settings=SETTINGS)
+    assert [r.status for r in runs] == [ExecutionStatus.SKIPPED]
+
+
+def test_jitter_is_deterministic_per_slot_and_bounded() -> None:
+    a = jitter_s(7, NOW, 30)
+    assert a == jitter_s(7, NOW, 30)
+    assert 0 <= a < 30
+    spread = {jitter_s(7, NOW + timedelta(minutes=i), 30) for i in range(50)}
+    assert len(spread) > 40
+    runs, _ = plan_row(row(jitter_seconds=30), now=NOW, registered=REGISTERED, settings=SETTINGS)
+    assert runs[0].countdown_s == jitter_s(1, NOW, 30)
+    assert runs[0].scheduled_for == NOW
+
+
+def test_end_of_life_by_max_runs_and_end_at() -> None:
+    runs, update = plan_row(
+        row(max_runs=3, total_run_count=2), now=NOW, registered=REGISTERED, settings=SETTINGS
+    )
+    assert len(runs) == 1
+    assert update.enabled is False
+    assert update.next_run_at is None
+    runs, update = plan_row(
+        row(end_at=NOW + timedelta(seconds=30)), now=NOW, registered=REGISTERED, settings=SETTINGS
+    )
+    assert len(runs) == 1
+    assert update.enabled is False
+
+
+def test_one_off_fires_once_then_ends() -> None:
+    once = row(interval_seconds=None, run_at=NOW - timedelta(seconds=5), next_run_at=None)
+    runs, update = plan_row(once, now=NOW, registered=REGISTERED, settings=SETTINGS)
+    assert [r.scheduled_for for r in runs] == [NOW - timedelta(seconds=5)]
+    assert update.enabled is False
+
+
+def test_bad_rows_get_last_error_and_no_next_run() -> None:
+    cases = {
+        "not registered": row(task="nope.task"),
+        "invalid cron": row(interval_seconds=None, cron="99 * * * *"),
+        "time zone": row(timezone="Mars/Base"),
+        "JSON array": row(args={"a": 1}),
+        "JSON object": row(kwargs=[1]),
+    }
+    for expected, bad in cases.items():
+        runs, update = plan_row(bad, now=NOW, registered=REGISTERED, settings=SETTINGS)
+        assert runs == []
+        assert update.last_error is not None
+        assert expected in update.last_error, update.last_error
+        assert update.next_run_at is None
