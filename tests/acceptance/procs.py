@@ -1,0 +1,107 @@
+"""Real beat and worker processes for acceptance tests, always cleaned up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Procs:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        with (self.log_dir / f"{name}-{len(self.running)}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.running.append(proc)
+        return proc
+
+    def beat(self) -> subprocess.Popen[bytes]:
+        return self.start("beat", "-m", "scheduler.cli", "beat", "-l", "INFO")
+
+    def worker(self, *extra: str) -> subprocess.Popen[bytes]:
+        return self.start(
+            "worker",
+            "-m",
+            "celery",
+            "-A",
+            "config.celery",
+            "worker",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            *extra,
+        )
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for proc in self.running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
+
+
+@contextmanager
+def processes(log_dir: Path) -> Iterator[Procs]:
+    procs = Procs(log_dir)
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.02) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(interval_s)
+
+
+def query(database_url: str, sql: str, *args: object) -> list[dict[str, object]]:
+    """Run one statement synchronously (own event loop) and return its rows."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> list[dict[str, object]]:
+        conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
