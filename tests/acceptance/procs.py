@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,13 +91,13 @@ def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float 
         time.sleep(interval_s)
 
 
-def query(database_url: str, sql: str, *args: object) -> list[dict[str, object]]:
+def query(database_url: str, sql: str, *args: object) -> list[dict[str, Any]]:
     """Run one statement synchronously (own event loop) and return its rows."""
     import asyncio
 
     import asyncpg
 
-    async def run() -> list[dict[str, object]]:
+    async def run() -> list[dict[str, Any]]:
         conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
             return [dict(r) for r in await conn.fetch(sql, *args)]

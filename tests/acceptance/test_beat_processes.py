@@ -40,7 +40,12 @@ def test_raw_insert_is_on_the_broker_within_a_second_and_sigterm_exits_0(
                 database_url,
                 f"INSERT INTO schedules (name, task, interval_seconds) VALUES ('raw-{i}', 'demo.noop', 3600)",
             )
-            wait_for(lambda n=i + 1: _queue_length(broker_url) >= n, timeout_s=5, interval_s=0.005)
+            expected = i + 1
+
+            def arrived(n: int = expected) -> bool:
+                return _queue_length(broker_url) >= n
+
+            wait_for(arrived, timeout_s=5, interval_s=0.005)
             lags.append(time.monotonic() - start)
         assert max(lags) < 1.0, (lags, procs.logs())
         rows = query(database_url, "SELECT status_id FROM executions")
