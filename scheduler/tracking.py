@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
-from billiard.einfo import ExceptionInfo
 from celery import Task, shared_task, signals
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
@@ -130,25 +129,6 @@ class TrackedTask(Task):  # type: ignore[misc]
             summary=summarize(result, settings.worker_result_summary_max),
         )
         return result
-
-    def on_failure(
-        self,
-        exc: BaseException,
-        task_id: str,
-        args: Any,
-        kwargs: Any,
-        einfo: ExceptionInfo | None,
-    ) -> None:
-        """Failures the run itself never saw: hard time limit, a killed child process."""
-        if isinstance(exc, TimeLimitExceeded):
-            status = ExecutionStatus.TIMEOUT
-        elif isinstance(exc, WorkerLostError):
-            if self.acks_late and self.reject_on_worker_lost:
-                return  # the message goes back to the queue and runs again
-            status = ExecutionStatus.LOST
-        else:
-            return
-        _write_outside_run(task_id, status, exc)
 
     # --- API for task bodies -----------------------------------------------------------
 
@@ -341,6 +321,19 @@ def _close_runtime(**_: Any) -> None:
     close_runtime()
 
 
+def _record_lost_or_timeout(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
+    """Failures the run itself never saw, learnt in the worker's main process: a hard time
+    limit (the child was killed) or a child that died (SIGKILL, OOM)."""
+    if not task_id or not isinstance(sender, TrackedTask):
+        return
+    if isinstance(exception, TimeLimitExceeded):
+        _write_outside_run(task_id, ExecutionStatus.TIMEOUT, exception)
+    elif isinstance(exception, WorkerLostError):
+        _write_outside_run(task_id, ExecutionStatus.LOST, exception)
+
+
 def _record_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     task = sender
     task_id = getattr(request, "id", None)
@@ -351,3 +344,4 @@ def _record_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
 signals.worker_process_init.connect(_open_runtime, weak=False)
 signals.worker_process_shutdown.connect(_close_runtime, weak=False)
 signals.task_revoked.connect(_record_revoked, weak=False)
+signals.task_failure.connect(_record_lost_or_timeout, weak=False)
