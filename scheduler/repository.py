@@ -14,11 +14,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, func, or_, select, text, update
+from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import DuplicateError, NotFoundError
 from scheduler.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
@@ -410,6 +411,238 @@ class SchedulerRepository:
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- Schedules (definitions) --------------------------------------------------------
+
+    @staticmethod
+    async def list_schedules(
+        session: AsyncSession, *, names: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every schedule (or the named ones) with the status code of its latest run."""
+        last = (
+            select(ExecutionStatusRow.code)
+            .join(Execution, Execution.status_id == ExecutionStatusRow.id)
+            .where(Execution.schedule_id == Schedule.id)
+            .order_by(Execution.created_at.desc())
+            .limit(1)
+            .correlate(Schedule)
+            .scalar_subquery()
+        )
+        stmt = select(Schedule, last.label("last_status")).order_by(Schedule.name)
+        if names is not None:
+            stmt = stmt.where(Schedule.name.in_(names))
+        result = await session.execute(stmt)
+        return [
+            {
+                **{c.name: getattr(row, c.name) for c in Schedule.__table__.columns},
+                "last_status": status,
+            }
+            for row, status in result.all()
+        ]
+
+    @staticmethod
+    async def insert_schedule(session: AsyncSession, values: Mapping[str, Any]) -> int:
+        result = await session.execute(
+            pg_insert(Schedule)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Schedule.name])
+            .returning(Schedule.id)
+        )
+        new_id = result.scalar()
+        if new_id is None:
+            raise DuplicateError(
+                f"a schedule named {values['name']!r} exists: use `scheduler schedules update`"
+            )
+        return int(new_id)
+
+    @staticmethod
+    async def update_schedule(session: AsyncSession, name: str, values: Mapping[str, Any]) -> bool:
+        result = await session.execute(
+            update(Schedule)
+            .where(Schedule.name == name)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def delete_schedule(session: AsyncSession, name: str) -> bool:
+        result = await session.execute(
+            delete(Schedule)
+            .where(Schedule.name == name)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- History & stats ----------------------------------------------------------------
+
+    @staticmethod
+    async def history(
+        session: AsyncSession,
+        *,
+        schedule: str | None = None,
+        task: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Runs newest first. Filtering by schedule resolves its id first so the
+        (schedule_id, created_at) index serves the query."""
+        stmt = select(*_HISTORY_COLUMNS).outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+        if schedule is not None:
+            schedule_id = (
+                await session.execute(select(Schedule.id).where(Schedule.name == schedule))
+            ).scalar()
+            if schedule_id is None:
+                raise NotFoundError(
+                    f"no schedule named {schedule!r}: see `scheduler schedules list`"
+                )
+            stmt = stmt.where(Execution.schedule_id == schedule_id)
+        if task is not None:
+            stmt = stmt.where(Execution.task == task)
+        if status is not None:
+            stmt = stmt.where(Execution.status_id == ExecutionStatus(status).id)
+        if since is not None:
+            stmt = stmt.where(Execution.created_at >= since)
+        if until is not None:
+            stmt = stmt.where(Execution.created_at < until)
+        result = await session.execute(stmt.order_by(Execution.created_at.desc()).limit(limit))
+        return [_with_status(dict(r)) for r in result.mappings()]
+
+    @staticmethod
+    async def execution_details(
+        session: AsyncSession, execution_id: uuid.UUID | str
+    ) -> dict[str, Any] | None:
+        result = await session.execute(
+            select(
+                *_HISTORY_COLUMNS,
+                Execution.args,
+                Execution.kwargs,
+                Execution.traceback,
+                Execution.result_summary,
+                Execution.progress,
+            )
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(Execution.id == _as_uuid(execution_id))
+        )
+        row = result.mappings().first()
+        return None if row is None else _with_status(dict(row))
+
+    @staticmethod
+    async def stats(
+        session: AsyncSession, *, since: datetime, schedule: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per schedule (or task, for runs without one): counts, success rate, durations."""
+        done = Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS)
+
+        def count_of(code: ExecutionStatus) -> Any:
+            return func.count().filter(Execution.status_id == code.id)
+
+        key = func.coalesce(Schedule.name, "(task) " + Execution.task)
+        stmt = (
+            select(
+                key.label("schedule"),
+                func.count().label("runs"),
+                count_of(ExecutionStatus.SUCCESS).label("success"),
+                count_of(ExecutionStatus.FAILED).label("failed"),
+                count_of(ExecutionStatus.TIMEOUT).label("timeout"),
+                count_of(ExecutionStatus.MISSED).label("missed"),
+                count_of(ExecutionStatus.SKIPPED).label("skipped"),
+                count_of(ExecutionStatus.LOST).label("lost"),
+                func.count().filter(~done).label("active"),
+                func.percentile_cont(0.5).within_group(Execution.duration_ms).label("p50_ms"),
+                func.percentile_cont(0.95).within_group(Execution.duration_ms).label("p95_ms"),
+                func.max(Execution.duration_ms).label("max_ms"),
+                func.max(Execution.completed_at)
+                .filter(Execution.status_id == ExecutionStatus.FAILED.id)
+                .label("last_failure_at"),
+            )
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(Execution.created_at >= since)
+            .group_by(key)
+            .order_by(key)
+        )
+        if schedule is not None:
+            stmt = stmt.where(Schedule.name == schedule)
+        result = await session.execute(stmt)
+        return [dict(r) for r in result.mappings()]
+
+    @staticmethod
+    async def prune_batch(
+        session: AsyncSession, *, older_than: datetime, keep_last: int, batch: int
+    ) -> int:
+        """Delete up to `batch` terminal runs created before `older_than`, keeping each
+        schedule's newest `keep_last` runs. Returns how many were deleted."""
+        ranked = (
+            select(
+                Execution.id,
+                func.row_number()
+                .over(partition_by=Execution.schedule_id, order_by=Execution.created_at.desc())
+                .label("rank"),
+            )
+            .where(Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS))
+            .subquery()
+        )
+        victims = (
+            select(Execution.id)
+            .join(ranked, ranked.c.id == Execution.id)
+            .where(
+                Execution.created_at < older_than,
+                Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS),
+                ranked.c.rank > keep_last,
+            )
+            .limit(batch)
+        )
+        if keep_last <= 0:
+            victims = (
+                select(Execution.id)
+                .where(
+                    Execution.created_at < older_than,
+                    Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS),
+                )
+                .limit(batch)
+            )
+        result = await session.execute(
+            delete(Execution)
+            .where(Execution.id.in_(victims.scalar_subquery()))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def count_prunable(session: AsyncSession, *, older_than: datetime) -> int:
+        result = await session.execute(
+            select(func.count()).where(
+                Execution.created_at < older_than,
+                Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS),
+            )
+        )
+        return int(result.scalar_one())
+
+
+_HISTORY_COLUMNS = (
+    Execution.id,
+    Schedule.name.label("schedule"),
+    Execution.task,
+    Execution.trigger,
+    Execution.status_id,
+    Execution.scheduled_for,
+    Execution.created_at,
+    Execution.queued_at,
+    Execution.started_at,
+    Execution.completed_at,
+    Execution.duration_ms,
+    Execution.attempt,
+    Execution.worker,
+    Execution.error_type,
+    Execution.error_message,
+)
+
+
+def _with_status(row: dict[str, Any]) -> dict[str, Any]:
+    row["status"] = ExecutionStatus.from_id(row.pop("status_id")).value
+    return row
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

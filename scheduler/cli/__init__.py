@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import click
 
+from scheduler.cli.apply_cmd import apply, export
 from scheduler.cli.common import FriendlyGroup
+from scheduler.cli.history_cmd import history, prune, show_execution, stats
+from scheduler.cli.misc_cmd import next_, reap, tasks
 from scheduler.cli.processes import beat, run, worker
+from scheduler.cli.schedules_cmd import schedules
 from scheduler.cli.services_cmd import db, services
 
 
@@ -34,3 +38,16 @@ main.add_command(db)
 main.add_command(run)
 main.add_command(beat)
 main.add_command(worker)
+for command in (
+    schedules,
+    apply,
+    export,
+    next_,
+    history,
+    show_execution,
+    stats,
+    prune,
+    tasks,
+    reap,
+):
+    main.add_command(command)

@@ -1,0 +1,139 @@
+"""`scheduler apply FILE.yaml` and `scheduler export`: schedules as code.
+
+The file holds only definitions (no ids, no run state), so export -> apply is a no-op and
+export -> apply -> export gives the same bytes.
+
+\b
+schedules:
+  - name: nightly-report
+    task: demo.sleep
+    cron: 30 1 * * *
+    timezone: Europe/London
+    kwargs: {seconds: 2}
+  - name: heartbeat
+    task: demo.noop
+    every: 30s
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.db import get_runtime
+from scheduler.exceptions import InvalidScheduleError
+from scheduler.repository import SchedulerRepository as repo
+from scheduler.schedules import (
+    ScheduleDefinition,
+    from_mapping,
+    from_row,
+    normalize,
+    registered_tasks,
+    to_mapping,
+    validate,
+)
+
+
+def load_file(path: str) -> list[ScheduleDefinition]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise InvalidScheduleError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise InvalidScheduleError(f"{path} is not valid YAML{line}") from None
+    items = (data or {}).get("schedules", []) if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise InvalidScheduleError(f"{path}: expected a top-level `schedules:` list")
+    registered = registered_tasks()
+    definitions = []
+    for index, item in enumerate(items, start=1):
+        try:
+            definitions.append(validate(from_mapping(item), registered))
+        except InvalidScheduleError as exc:
+            raise InvalidScheduleError(f"{path}, schedule #{index}: {exc}") from None
+    names = [d.name for d in definitions]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidScheduleError(f"{path}: duplicate names {', '.join(duplicates)}")
+    return definitions
+
+
+def dump(definitions: list[ScheduleDefinition]) -> str:
+    data = {"schedules": [to_mapping(d) for d in sorted(definitions, key=lambda d: d.name)]}
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+@click.command("apply")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--prune", is_flag=True, help="Delete schedules that are not in the file.")
+@click.option("--dry-run", is_flag=True, help="Print the changes, write nothing.")
+@json_option
+def apply(path: str, prune: bool, dry_run: bool, as_json: bool) -> None:
+    """Make the database's schedules match FILE (create, update, leave, delete with --prune).
+
+    Everything happens in one transaction: an invalid file changes nothing.
+    """
+    wanted = {d.name: d for d in load_file(path)}
+
+    async def run() -> dict[str, list[str]]:
+        changes: dict[str, list[str]] = {"create": [], "update": [], "unchanged": [], "delete": []}
+        async with get_runtime().sessions() as session, session.begin():
+            existing = {r["name"]: r for r in await repo.list_schedules(session)}
+            for name, definition in wanted.items():
+                if name not in existing:
+                    changes["create"].append(name)
+                    if not dry_run:
+                        await repo.insert_schedule(session, definition.column_values())
+                elif normalize(from_row(existing[name])) != normalize(definition):
+                    changes["update"].append(name)
+                    if not dry_run:
+                        values = definition.column_values()
+                        values.pop("name")
+                        await repo.update_schedule(session, name, values)
+                else:
+                    changes["unchanged"].append(name)
+            for name in sorted(set(existing) - set(wanted)):
+                if prune:
+                    changes["delete"].append(name)
+                    if not dry_run:
+                        await repo.delete_schedule(session, name)
+            if dry_run:
+                await session.rollback()
+        return changes
+
+    changes = run_db(run)
+    if as_json:
+        print_json({**changes, "dry_run": dry_run})
+        return
+    marks = {"create": "+", "update": "~", "delete": "-"}
+    for kind, mark in marks.items():
+        for name in changes[kind]:
+            click.echo(f"{mark} {name}")
+    summary = ", ".join(
+        f"{len(changes[k])} {k}" for k in ("create", "update", "unchanged", "delete")
+    )
+    click.echo(f"{'dry run: ' if dry_run else ''}{summary}")
+
+
+@click.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not stdout.")
+def export(output: str | None) -> None:
+    """Print every schedule's definition as YAML (the format `scheduler apply` reads)."""
+
+    async def rows() -> list[dict[str, Any]]:
+        async with get_runtime().sessions() as session:
+            return await repo.list_schedules(session)
+
+    text = dump([from_row(r) for r in run_db(rows)])
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,66 @@
+"""How times, statuses and schedules read in the terminal."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from scheduler.cron import validate_timezone
+from scheduler.schedules import ScheduleDefinition
+
+STATUS_STYLE = {
+    "success": "green",
+    "failed": "red",
+    "timeout": "red",
+    "lost": "red",
+    "revoked": "yellow",
+    "missed": "yellow",
+    "skipped": "yellow",
+    "running": "cyan",
+    "retrying": "magenta",
+    "queued": "blue",
+    "pending": "blue",
+}
+
+
+def status_text(code: str | None) -> str:
+    if not code:
+        return "-"
+    style = STATUS_STYLE.get(code)
+    return f"[{style}]{code}[/{style}]" if style else code
+
+
+def local_time(when: datetime | None, tz: str = "UTC") -> str:
+    if when is None:
+        return "-"
+    try:
+        zone = validate_timezone(tz)
+    except Exception:
+        zone = validate_timezone("UTC")
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def relative(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    future = seconds >= 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        text = f"{int(seconds)}s"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def describe_when(definition: ScheduleDefinition) -> str:
+    if definition.cron:
+        return f"cron {definition.cron}"
+    if definition.interval_seconds is not None:
+        value = definition.interval_seconds
+        seconds = int(value) if value == value.to_integral_value() else float(value)
+        return f"every {seconds}s"
+    if definition.run_at is not None:
+        return f"once at {definition.run_at.astimezone(UTC).isoformat()}"
+    return "-"

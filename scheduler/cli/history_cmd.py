@@ -1,0 +1,186 @@
+"""`scheduler history`, `show`, `stats`, `prune`: what actually ran."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from scheduler import api
+from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.cli.format import local_time, status_text
+from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import InvalidScheduleError
+from scheduler.schedules import parse_duration, parse_instant
+
+STATUS_CODES = [s.value for s in ExecutionStatus]
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """`1h`, `30m`, `7d` (ago) or an ISO time."""
+    if text is None:
+        return None
+    try:
+        return datetime.now(UTC) - timedelta(seconds=float(parse_duration(text)))
+    except InvalidScheduleError:
+        return parse_instant(text)
+
+
+@click.command()
+@click.option("--schedule", "-s", help="Only runs of this schedule.")
+@click.option("--task", "-t", help="Only runs of this task.")
+@click.option("--status", type=click.Choice(STATUS_CODES), help="Only runs with this status.")
+@click.option("--since", help="Runs created after: 1h, 30m, 7d or an ISO time.")
+@click.option("--until", help="Runs created before: a duration ago or an ISO time.")
+@click.option("--limit", "-n", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@json_option
+def history(
+    schedule: str | None,
+    task: str | None,
+    status: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Runs, newest first: status, duration, attempt, first line of the error.
+
+    \b
+    scheduler history --schedule nightly --limit 20
+    scheduler history --status failed --since 24h --json
+    """
+    rows = api.history(
+        schedule=schedule,
+        task=task,
+        status=status,
+        since=parse_since(since),
+        until=parse_since(until),
+        limit=limit,
+    )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("CREATED", "SCHEDULE", "TASK", "TRIGGER", "STATUS", "MS", "TRY", "ERROR", "ID"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        error = (r["error_message"] or "").splitlines()[0][:60] if r["error_message"] else ""
+        table.add_row(
+            local_time(r["created_at"]),
+            r["schedule"] or "-",
+            r["task"],
+            r["trigger"],
+            status_text(r["status"]),
+            "-" if r["duration_ms"] is None else str(r["duration_ms"]),
+            str(r["attempt"]),
+            error,
+            str(r["id"]),
+        )
+    Console().print(table)
+
+
+@click.command("show")
+@click.argument("execution_id")
+@json_option
+def show_execution(execution_id: str, as_json: bool) -> None:
+    """Everything about one run, including its traceback and progress."""
+    row = api.get_execution(execution_id)
+    if as_json:
+        print_json(row)
+        return
+    console = Console()
+    for key, value in row.items():
+        if key == "status":
+            console.print(f"{key:>15}: {status_text(value)}")
+        elif key != "traceback":
+            console.print(f"{key:>15}: {value if value is not None else '-'}", markup=False)
+    if row.get("traceback"):
+        console.print("traceback:", markup=False)
+        console.print(row["traceback"], markup=False)
+
+
+@click.command()
+@click.option("--since", default="24h", show_default=True, help="Window: 1h, 7d or an ISO time.")
+@click.option("--schedule", "-s", help="Only this schedule.")
+@json_option
+def stats(since: str, schedule: str | None, as_json: bool) -> None:
+    """Per schedule: runs, success rate, p50/p95/max duration, last failure, missed/skipped/lost."""
+    rows = api.stats(since=parse_since(since), schedule=schedule)
+    for r in rows:
+        finished = r["runs"] - r["active"]
+        r["success_rate"] = round(r["success"] / finished, 4) if finished else None
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None, header_style="bold")
+    columns = ("SCHEDULE", "RUNS", "OK %", "P50 MS", "P95 MS", "MAX MS", "FAILED", "MISSED",
+               "SKIPPED", "LOST", "LAST FAILURE")  # fmt: skip
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate'] * 100:.1f}"
+        table.add_row(
+            r["schedule"],
+            str(r["runs"]),
+            rate,
+            _ms(r["p50_ms"]),
+            _ms(r["p95_ms"]),
+            _ms(r["max_ms"]),
+            str(r["failed"] + r["timeout"]),
+            str(r["missed"]),
+            str(r["skipped"]),
+            str(r["lost"]),
+            local_time(r["last_failure_at"]),
+        )
+    Console().print(table)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f}"
+
+
+@click.command()
+@click.option("--older-than", required=True, help="Age of runs to delete: 30d, 12h, ...")
+@click.option(
+    "--keep-last", type=click.IntRange(0), default=0, help="Keep each schedule's newest N."
+)
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+@json_option
+def prune(older_than: str, keep_last: int, batch: int, as_json: bool) -> None:
+    """Delete finished runs older than a given age, in batches (one transaction each).
+
+    \b
+    scheduler prune --older-than 30d --keep-last 100
+    """
+    cutoff = datetime.now(UTC) - timedelta(seconds=float(parse_duration(older_than)))
+    from scheduler.db import get_runtime
+    from scheduler.repository import SchedulerRepository as repo
+
+    async def count() -> int:
+        async with get_runtime().sessions() as session:
+            return await repo.count_prunable(session, older_than=cutoff)
+
+    async def one_batch() -> int:
+        async with get_runtime().sessions() as session, session.begin():
+            return await repo.prune_batch(
+                session, older_than=cutoff, keep_last=keep_last, batch=batch
+            )
+
+    total = run_db(count)
+    deleted = 0
+    with Progress(disable=as_json or total == 0, transient=True) as progress:
+        bar = progress.add_task("pruning", total=total)
+        while True:
+            n = run_db(one_batch)
+            deleted += n
+            progress.update(bar, advance=n)
+            if n < batch:
+                break
+    if as_json:
+        print_json({"deleted": deleted, "older_than": cutoff})
+    else:
+        click.echo(f"deleted {deleted} runs created before {cutoff.isoformat()}")

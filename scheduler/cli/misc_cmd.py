@@ -1,0 +1,104 @@
+"""`scheduler next`, `scheduler tasks`, `scheduler reap`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.cron import next_fire_times, validate_timezone
+from scheduler.schedules import parse_instant
+
+
+@click.command("next")
+@click.option("--cron", "expr", required=True, help='Cron expression, e.g. "30 1 * * *".')
+@click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
+@click.option("--after", help="Start after this ISO time (default: now).")
+@click.option("--count", "-n", type=click.IntRange(1, 1000), default=5, show_default=True)
+@json_option
+def next_(expr: str, tz: str, after: str | None, count: int, as_json: bool) -> None:
+    """Print the next fire times of a cron expression, in UTC and local time (DST rules applied).
+
+    \b
+    scheduler next --cron "30 1 * * *" --tz America/New_York --after 2026-10-31 --count 3
+    """
+    zone = validate_timezone(tz)
+    start = parse_instant(after, tz) if after else datetime.now(UTC)
+    times = next_fire_times(expr, tz, start, count)
+    items = [{"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()} for t in times]
+    if as_json:
+        print_json(items)
+        return
+    for item in items:
+        click.echo(f"{item['utc']}    {item['local']}")
+
+
+TASK_OPTIONS = ("queue", "rate_limit", "max_retries", "default_retry_delay", "soft_time_limit",
+                "time_limit", "acks_late", "reject_on_worker_lost", "ignore_result")  # fmt: skip
+
+
+@click.command("tasks")
+@json_option
+def tasks(as_json: bool) -> None:
+    """Registered tasks (the names a schedule may use) with their options."""
+    from config.celery import app
+    from scheduler.tracking import TrackedTask
+
+    app.loader.import_default_modules()
+    rows: list[dict[str, Any]] = []
+    for name in sorted(app.tasks):
+        if name.startswith("celery."):
+            continue
+        task = app.tasks[name]
+        row = {"name": name, "tracked": isinstance(task, TrackedTask)}
+        row.update({option: getattr(task, option, None) for option in TASK_OPTIONS})
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "TRACKED", "QUEUE", "MAX RETRIES", "SOFT/HARD LIMIT", "ACKS LATE"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            "yes" if r["tracked"] else "no",
+            r["queue"] or "default",
+            str(r["max_retries"]),
+            f"{r['soft_time_limit'] or '-'}/{r['time_limit'] or '-'}",
+            "yes" if r["acks_late"] else "no",
+        )
+    Console().print(table)
+
+
+@click.command("reap")
+@json_option
+def reap(as_json: bool) -> None:
+    """Mark `lost` the runs whose worker died or that outlived their hard time limit.
+
+    The beat does this every 30 s; this command does it once, now.
+    """
+    from config.celery import app
+    from scheduler.db import get_runtime
+    from scheduler.reaper import reap_lost
+
+    app.loader.import_default_modules()
+    limits = {
+        name: float(task.time_limit or app.conf.task_time_limit or 0)
+        for name, task in app.tasks.items()
+        if task.time_limit or app.conf.task_time_limit
+    }
+
+    async def run() -> int:
+        async with get_runtime().sessions() as session, session.begin():
+            return await reap_lost(session, now=datetime.now(UTC), time_limits_s=limits)
+
+    lost = run_db(run)
+    if as_json:
+        print_json({"lost": lost})
+    else:
+        click.echo(f"marked {lost} runs lost")

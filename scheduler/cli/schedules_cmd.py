@@ -1,0 +1,330 @@
+"""`scheduler schedules add|list|show|update|enable|disable|remove|trigger`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from scheduler import api
+from scheduler.cli.common import fail, json_option, print_json, run_db
+from scheduler.cli.format import describe_when, local_time, relative, status_text
+from scheduler.cron import next_fire_times, validate_timezone
+from scheduler.repository import SchedulerRepository as repo
+from scheduler.schedules import (
+    ScheduleDefinition,
+    from_row,
+    parse_duration,
+    parse_instant,
+    parse_json,
+    to_mapping,
+)
+
+
+def definition_options(for_update: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The flags shared by `add` and `update`."""
+    options = [
+        click.option("--task", "-t", help="Registered task name (see `scheduler tasks`)."),
+        click.option("--cron", help='Cron expression, e.g. "*/5 * * * *" or @daily.'),
+        click.option("--every", help="Interval: 30s, 5m, 1h, 1h30m, 2d."),
+        click.option("--at", "at", help="One-off run time, ISO 8601."),
+        click.option("--tz", help="IANA time zone for cron and naive times (default UTC)."),
+        click.option("--args", "args_json", help="Positional arguments as a JSON array."),
+        click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object."),
+        click.option("--queue", help="Queue to publish to."),
+        click.option(
+            "--misfire", type=click.Choice(["run_once", "skip", "run_all"]), help="Misfire policy."
+        ),
+        click.option("--grace", type=int, help="Misfire grace in seconds (default 60)."),
+        click.option(
+            "--overlap", type=click.Choice(["allow", "skip", "buffer_one"]), help="Overlap policy."
+        ),
+        click.option("--jitter", type=int, help="Delay each run by up to this many seconds."),
+        click.option("--start", help="Do not run before this time (ISO 8601)."),
+        click.option("--end", help="Do not run after this time (ISO 8601)."),
+        click.option("--max-runs", type=int, help="Disable after this many runs."),
+        click.option("--description", help="Free text."),
+    ]
+    if not for_update:
+        options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefinition:
+    """`base` changed by the flags that were given."""
+    changes: dict[str, Any] = {}
+    tz = flags.get("tz") or base.timezone
+    kinds = [k for k in ("cron", "every", "at") if flags.get(k)]
+    if len(kinds) > 1:
+        raise click.UsageError("give only one of --cron, --every, --at")
+    if kinds:
+        changes.update(cron=None, interval_seconds=None, run_at=None)
+        if flags.get("cron"):
+            changes["cron"] = flags["cron"]
+        elif flags.get("every"):
+            changes["interval_seconds"] = parse_duration(flags["every"])
+        else:
+            changes["run_at"] = parse_instant(flags["at"], tz)
+    if flags.get("tz"):
+        validate_timezone(flags["tz"])
+        changes["timezone"] = flags["tz"]
+    if flags.get("task"):
+        changes["task"] = flags["task"]
+    if flags.get("args_json") is not None:
+        changes["args"] = parse_json(flags["args_json"], "--args")
+    if flags.get("kwargs_json") is not None:
+        changes["kwargs"] = parse_json(flags["kwargs_json"], "--kwargs")
+    if flags.get("queue"):
+        changes["options"] = {**(base.options or {}), "queue": flags["queue"]}
+    simple = {
+        "misfire": "misfire_policy",
+        "grace": "misfire_grace_seconds",
+        "overlap": "overlap_policy",
+        "jitter": "jitter_seconds",
+        "max_runs": "max_runs",
+        "description": "description",
+    }
+    for flag, field in simple.items():
+        if flags.get(flag) is not None:
+            changes[field] = flags[flag]
+    for flag, field in (("start", "start_at"), ("end", "end_at")):
+        if flags.get(flag):
+            changes[field] = parse_instant(flags[flag], tz)
+    if flags.get("disabled"):
+        changes["enabled"] = False
+    return dataclasses.replace(base, **changes)
+
+
+def _load(name: str) -> dict[str, Any]:
+    async def find() -> dict[str, Any] | None:
+        from scheduler.db import get_runtime
+
+        async with get_runtime().sessions() as session:
+            rows = await repo.list_schedules(session, names=[name])
+        return rows[0] if rows else None
+
+    found = run_db(find)
+    if found is None:
+        fail(f"no schedule named {name!r}: see `scheduler schedules list`")
+    return found
+
+
+@click.group()
+def schedules() -> None:
+    """Schedule definitions: add, list, show, update, enable, disable, remove, trigger.
+
+    \b
+    scheduler schedules add cleanup --task demo.noop --every 5m
+    scheduler schedules add report --task demo.sleep --cron "30 1 * * *" --tz Europe/London \\
+        --kwargs '{"seconds": 2}'
+    scheduler schedules list --json
+    """
+
+
+@schedules.command("add")
+@click.argument("name")
+@definition_options(for_update=False)
+@json_option
+def add(name: str, as_json: bool, **flags: Any) -> None:
+    """Create schedule NAME. Give one of --cron, --every or --at.
+
+    \b
+    Examples:
+      scheduler schedules add ping --task demo.noop --every 30s
+      scheduler schedules add nightly --task demo.noop --cron "0 3 * * *" --tz America/New_York
+      scheduler schedules add once --task demo.noop --at 2026-12-24T18:00 --tz Europe/Paris
+    """
+    if not flags.get("task"):
+        raise click.UsageError("--task is required")
+    if not any(flags.get(k) for k in ("cron", "every", "at")):
+        raise click.UsageError("give one of --cron, --every or --at")
+    definition = apply_flags(ScheduleDefinition(name=name, task=flags["task"]), flags)
+    if run_db(lambda: _exists(name)):
+        fail(f"a schedule named {name!r} exists: use `scheduler schedules update {name}`")
+    api.upsert_schedule(definition)
+    if as_json:
+        print_json(to_mapping(definition))
+    else:
+        click.echo(f"created schedule {name} ({describe_when(definition)})")
+
+
+async def _exists(name: str) -> bool:
+    from scheduler.db import get_runtime
+
+    async with get_runtime().sessions() as session:
+        return await repo.get_schedule_by_name(session, name) is not None
+
+
+@schedules.command("update")
+@click.argument("name")
+@definition_options(for_update=True)
+@json_option
+def update(name: str, as_json: bool, **flags: Any) -> None:
+    """Change the given fields of schedule NAME; others keep their values.
+
+    \b
+    Example:
+      scheduler schedules update nightly --cron "0 4 * * *" --misfire skip
+    """
+    current = from_row(_load(name))
+    changed = apply_flags(current, flags)
+    outcome = api.upsert_schedule(changed)
+    if as_json:
+        print_json({"name": name, "outcome": outcome.value, "definition": to_mapping(changed)})
+    else:
+        click.echo(f"schedule {name}: {outcome.value}")
+
+
+def _set_enabled(name: str, enabled: bool) -> None:
+    current = from_row(_load(name))
+    api.upsert_schedule(dataclasses.replace(current, enabled=enabled), check_task=enabled)
+    click.echo(f"schedule {name} {'enabled' if enabled else 'disabled'}")
+
+
+@schedules.command("enable")
+@click.argument("name")
+def enable(name: str) -> None:
+    """Enable schedule NAME: it runs from its next slot (no catch-up for the time it was off)."""
+    _set_enabled(name, True)
+
+
+@schedules.command("disable")
+@click.argument("name")
+def disable(name: str) -> None:
+    """Disable schedule NAME: no further runs until enabled."""
+    _set_enabled(name, False)
+
+
+@schedules.command("remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def remove(name: str, yes: bool) -> None:
+    """Delete schedule NAME. Its execution history stays (schedule_id set to NULL)."""
+    _load(name)
+    if not yes:
+        click.confirm(f"delete schedule {name!r}?", abort=True)
+    api.remove_schedule(name)
+    click.echo(f"removed schedule {name}")
+
+
+@schedules.command("trigger")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Run even if its overlap policy says no.")
+@json_option
+def trigger(name: str, force: bool, as_json: bool) -> None:
+    """Run schedule NAME now (trigger `manual`; not counted as a slot)."""
+    result = api.trigger(name, force=force)
+    if as_json:
+        print_json(
+            {
+                "execution_id": result.execution_id,
+                "status": result.status.value,
+                "reason": result.reason,
+            }
+        )
+        return
+    if result.reason:
+        click.echo(f"{result.status.value}: {result.reason} (execution {result.execution_id})")
+    else:
+        click.echo(f"{result.status.value}: execution {result.execution_id}")
+
+
+@schedules.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """All schedules: when they run, next run (local and relative), last status, last error."""
+    rows = api.list_schedules()
+    if as_json:
+        print_json([_listing(r) for r in rows])
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "TASK", "WHEN", "TZ", "ENABLED", "NEXT RUN", "LAST", "ERROR"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        definition = from_row(r)
+        nxt = r["next_run_at"]
+        table.add_row(
+            r["name"],
+            r["task"],
+            describe_when(definition),
+            r["timezone"],
+            "yes" if r["enabled"] else "no",
+            f"{local_time(nxt, r['timezone'])} ({relative(nxt)})" if nxt else "-",
+            status_text(r["last_status"]),
+            (r["last_error"] or "")[:60],
+        )
+    Console().print(table)
+
+
+def _listing(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **to_mapping(from_row(row)),
+        "enabled": row["enabled"],
+        "next_run_at": row["next_run_at"],
+        "last_run_at": row["last_run_at"],
+        "total_run_count": row["total_run_count"],
+        "last_status": row["last_status"],
+        "last_error": row["last_error"],
+    }
+
+
+@schedules.command("show")
+@click.argument("name")
+@json_option
+def show(name: str, as_json: bool) -> None:
+    """Definition, next 5 fire times and last 10 runs of schedule NAME."""
+    row = _load(name)
+    definition = from_row(row)
+    upcoming = _upcoming(row, definition, 5)
+    runs = api.history(schedule=name, limit=10)
+    if as_json:
+        print_json({**_listing(row), "upcoming": upcoming, "runs": runs})
+        return
+    console = Console()
+    console.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
+    for key, value in to_mapping(definition).items():
+        if key not in ("name",):
+            console.print(f"  {key}: {value}")
+    console.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
+    if row["last_error"]:
+        console.print(f"  [red]last_error: {row['last_error']}[/red]")
+    console.print("[bold]next fire times[/bold]")
+    for when in upcoming:
+        console.print(f"  {local_time(when, definition.timezone)}  ({relative(when)})")
+    console.print("[bold]last runs[/bold]")
+    for run in runs:
+        console.print(
+            f"  {local_time(run['created_at'], definition.timezone)}  {status_text(run['status'])}"
+            f"  {run['duration_ms'] if run['duration_ms'] is not None else '-'} ms  {run['id']}"
+        )
+
+
+def _upcoming(row: dict[str, Any], definition: ScheduleDefinition, count: int) -> list[datetime]:
+    if not row["enabled"]:
+        return []
+    now = datetime.now(UTC)
+    if definition.cron:
+        start = max(now, definition.start_at) if definition.start_at else now
+        times = next_fire_times(definition.cron, definition.timezone, start, count)
+    elif definition.interval_seconds:
+        from datetime import timedelta
+
+        first = row["next_run_at"] or definition.start_at or now
+        step = timedelta(seconds=float(definition.interval_seconds))
+        times = [first + i * step for i in range(count)]
+    else:
+        times = [definition.run_at] if definition.run_at and definition.run_at > now else []
+    if definition.end_at:
+        times = [t for t in times if t <= definition.end_at]
+    return times
