@@ -9,6 +9,7 @@ called on the class or on an instance.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -171,22 +172,61 @@ class SchedulerRepository:
     async def insert_executions(
         session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     ) -> set[uuid.UUID]:
-        """Insert runs; a slot already taken (by another beat) is skipped. Returns inserted ids."""
+        """Insert runs in one statement (arrays, so any batch size fits in one round trip);
+        a slot already taken (by another beat) is skipped. Returns the inserted ids."""
         if not rows:
             return set()
         result = await session.execute(
-            pg_insert(Execution)
-            .values(list(rows))
-            .on_conflict_do_nothing(index_elements=[Execution.schedule_id, Execution.scheduled_for])
-            .returning(Execution.id)
+            text(
+                "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, "
+                "scheduled_for, status_id, created_at, completed_at) "
+                "SELECT id, schedule_id, task, args::jsonb, kwargs::jsonb, trigger, scheduled_for, "
+                "status_id, created_at, completed_at FROM unnest("
+                "CAST(:ids AS uuid[]), CAST(:schedule_ids AS bigint[]), CAST(:tasks AS text[]), "
+                "CAST(:args AS text[]), CAST(:kwargs AS text[]), CAST(:triggers AS text[]), "
+                "CAST(:scheduled_for AS timestamptz[]), CAST(:status_ids AS smallint[]), "
+                "CAST(:created_at AS timestamptz[]), CAST(:completed_at AS timestamptz[])) "
+                "AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, "
+                "created_at, completed_at) "
+                "ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id"
+            ),
+            {
+                "ids": [r["id"] for r in rows],
+                "schedule_ids": [r["schedule_id"] for r in rows],
+                "tasks": [r["task"] for r in rows],
+                "args": [json.dumps(r["args"]) for r in rows],
+                "kwargs": [json.dumps(r["kwargs"]) for r in rows],
+                "triggers": [r["trigger"] for r in rows],
+                "scheduled_for": [r["scheduled_for"] for r in rows],
+                "status_ids": [r["status_id"] for r in rows],
+                "created_at": [r["created_at"] for r in rows],
+                "completed_at": [r["completed_at"] for r in rows],
+            },
         )
-        return set(result.scalars().all())
+        return {_as_uuid(v) for v in result.scalars().all()}
 
     @staticmethod
     async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Bulk update by primary key; each mapping has `id` and the columns to set."""
-        if rows:
-            await session.execute(update(Schedule), list(rows))
+        """Set next_run_at, last_run_at, enabled and last_error of many rows in one statement."""
+        if not rows:
+            return
+        await session.execute(
+            text(
+                "UPDATE schedules s SET next_run_at = u.next_run_at, last_run_at = u.last_run_at, "
+                "enabled = u.enabled, last_error = u.last_error FROM unnest("
+                "CAST(:ids AS bigint[]), CAST(:next AS timestamptz[]), "
+                "CAST(:last AS timestamptz[]), CAST(:enabled AS boolean[]), "
+                "CAST(:errors AS text[])) AS u(id, next_run_at, last_run_at, enabled, last_error) "
+                "WHERE s.id = u.id"
+            ),
+            {
+                "ids": [r["id"] for r in rows],
+                "next": [r["next_run_at"] for r in rows],
+                "last": [r["last_run_at"] for r in rows],
+                "enabled": [r["enabled"] for r in rows],
+                "errors": [r["last_error"] for r in rows],
+            },
+        )
 
     @staticmethod
     async def bump_schedule_runs(session: AsyncSession, counts: Mapping[int, int]) -> None:
@@ -208,13 +248,16 @@ class SchedulerRepository:
         if not execution_ids:
             return 0
         result = await session.execute(
-            update(Execution)
-            .where(
-                Execution.id.in_(execution_ids),
-                Execution.status_id == ExecutionStatus.PENDING.id,
-            )
-            .values(status_id=ExecutionStatus.QUEUED.id, queued_at=now)
-            .execution_options(synchronize_session=False)
+            text(
+                "UPDATE executions SET status_id = :queued, queued_at = :now "
+                "WHERE id = ANY(CAST(:ids AS uuid[])) AND status_id = :pending"
+            ),
+            {
+                "queued": ExecutionStatus.QUEUED.id,
+                "pending": ExecutionStatus.PENDING.id,
+                "now": now,
+                "ids": list(execution_ids),
+            },
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
