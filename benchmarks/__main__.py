@@ -341,7 +341,7 @@ def bench_pickup(env: Env, inserts: int) -> dict[str, Any]:
 
 
 def bench_scale(env: Env, n: int) -> dict[str, Any]:
-    """Idle pass time (nothing due) and beat RSS with n schedules."""
+    """Idle pass (what a beat does when it wakes and nothing is due) and beat RSS."""
     from config.celery import app
     from config.settings import Settings
     from scheduler.db import close_runtime, get_runtime
@@ -361,13 +361,11 @@ def bench_scale(env: Env, n: int) -> dict[str, Any]:
         settings=Settings(_env_file=None),  # type: ignore[call-arg]
     )
     for _ in range(5):
-        runtime.run(dispatcher.tick(datetime.now(UTC)))
-        runtime.run(dispatcher.next_due())
+        runtime.run(dispatcher.run_once(datetime.now(UTC)))
     samples = []
-    for _ in range(50):
+    for _ in range(100):
         start = time.perf_counter()
-        runtime.run(dispatcher.tick(datetime.now(UTC)))
-        runtime.run(dispatcher.next_due())
+        runtime.run(dispatcher.run_once(datetime.now(UTC)))
         samples.append((time.perf_counter() - start) * 1000)
     close_runtime()
     beat = start_beat(env, url, env.tmp / f"beat-scale-{n}.log")

@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 def create_engine(
     url: str, *, pool_size: int = 5, max_overflow: int = 5, **kwargs: Any
 ) -> AsyncEngine:
-    """A pooled asyncpg engine; `pool_pre_ping` so a restarted server is survived quietly."""
+    """A pooled asyncpg engine. No pre-ping (it would double the round trips of every
+    bookkeeping write): a dropped connection invalidates the pool, and callers retry once."""
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         pool_recycle=1800,
         **kwargs,
     )
@@ -62,6 +62,8 @@ class Runtime:
         self._thread.start()
         self.engine = self.run(_make_engine(url, settings.db_pool_size, settings.db_max_overflow))
         self.sessions = session_factory(self.engine)
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        """Same pool, one round trip per statement: for single-statement writes."""
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DuplicateError, NotFoundError
@@ -27,6 +27,9 @@ from scheduler.models import (
     ExecutionStatusRow,
     Schedule,
 )
+
+Executor = AsyncSession | AsyncConnection
+"""What the hot-path writes accept: a session, or a bare (autocommit) connection."""
 
 _DUE_COLUMNS = (
     Schedule.id,
@@ -288,18 +291,18 @@ class SchedulerRepository:
 
     @staticmethod
     async def next_due_at(session: AsyncSession) -> datetime | None:
-        """When the earliest enabled schedule is due; `-infinity`-like (epoch) if one is uncomputed."""
-        uncomputed = await session.execute(
+        """When the earliest enabled schedule is due (the distant past if one has never been
+        computed). One round trip, both halves served by the partial index."""
+        uncomputed = (
             select(Schedule.id)
             .where(Schedule.enabled, Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))
-            .limit(1)
+            .exists()
         )
-        if uncomputed.first() is not None:
+        earliest = select(func.min(Schedule.next_run_at)).where(Schedule.enabled).scalar_subquery()
+        row = (await session.execute(select(uncomputed, earliest))).one()
+        if row[0]:
             return datetime.min.replace(tzinfo=UTC)
-        result = await session.execute(
-            select(func.min(Schedule.next_run_at)).where(Schedule.enabled)
-        )
-        value: datetime | None = result.scalar()
+        value: datetime | None = row[1]
         return value
 
     @staticmethod
@@ -331,7 +334,7 @@ class SchedulerRepository:
 
     @staticmethod
     async def claim_execution(
-        session: AsyncSession,
+        session: Executor,
         execution_id: uuid.UUID | str,
         *,
         task: str,
@@ -381,7 +384,7 @@ class SchedulerRepository:
 
     @staticmethod
     async def finish_execution(
-        session: AsyncSession,
+        session: Executor,
         execution_id: uuid.UUID | str,
         values: Mapping[str, Any],
         *,
@@ -408,7 +411,7 @@ class SchedulerRepository:
 
     @staticmethod
     async def record_progress(
-        session: AsyncSession, execution_id: uuid.UUID | str, progress: Mapping[str, Any]
+        session: Executor, execution_id: uuid.UUID | str, progress: Mapping[str, Any]
     ) -> None:
         await session.execute(
             update(Execution)

@@ -34,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from celery import Task, shared_task, signals
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from sqlalchemy.exc import DBAPIError
 
 from config.settings import get_settings
 from scheduler.db import close_runtime, get_runtime
@@ -251,9 +252,18 @@ def _accepts_execution_id(fn: Callable[..., Any]) -> bool:
 async def _in_transaction(
     fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any
 ) -> R:
-    """One short transaction on the process's engine around one repository call."""
-    async with get_runtime().sessions() as session, session.begin():
-        return await fn(session, *args, **kwargs)
+    """One repository call, a single statement, autocommitted on the process's engine
+    (one round trip). Retried once when the connection turns out to be dead (a restarted
+    server): the pool has been invalidated by then and hands out a fresh one."""
+    for attempt in (1, 2):
+        try:
+            async with get_runtime().autocommit.connect() as connection:
+                return await fn(connection, *args, **kwargs)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+            log.warning("database connection lost; retrying once")
+    raise AssertionError("unreachable")
 
 
 def _now() -> datetime:
