@@ -21,7 +21,7 @@ test: install
 	$(BIN)/pytest
 
 test-reliability: install
-	RELIABILITY_LONG=1 $(BIN)/pytest tests/reliability -v
+	RELIABILITY_LONG=1 $(BIN)/pytest tests/reliability -v -s -o timeout=900
 
 lint: install
 	$(BIN)/ruff check .

@@ -67,8 +67,9 @@ class Procs:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
+    def logs(self, tail: int | None = 3000) -> str:
+        texts = (p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(t if tail is None else t[-tail:] for t in texts)
 
 
 @contextmanager
