@@ -7,6 +7,7 @@ import click
 from scheduler.cli.apply_cmd import apply, export
 from scheduler.cli.common import FriendlyGroup
 from scheduler.cli.history_cmd import history, prune, show_execution, stats
+from scheduler.cli.import_cmd import import_
 from scheduler.cli.misc_cmd import next_, reap, tasks
 from scheduler.cli.processes import beat, run, worker
 from scheduler.cli.schedules_cmd import schedules
@@ -42,6 +43,7 @@ for command in (
     schedules,
     apply,
     export,
+    import_,
     next_,
     history,
     show_execution,
