@@ -20,6 +20,7 @@ from celery.beat import Scheduler
 from config.settings import get_settings
 from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
+from scheduler.leader import LeaderLock
 from scheduler.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._runtime: Runtime | None = None
         self._dispatcher: Dispatcher | None = None
         self._listener: ChangeListener | None = None
+        self._leader: LeaderLock | None = None
         super().__init__(*args, **kwargs)
 
     # Celery's hooks ------------------------------------------------------------------
@@ -46,12 +48,23 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self.app.loader.import_default_modules()
         registered = frozenset(name for name in self.app.tasks if not name.startswith("celery."))
         self._runtime = get_runtime()
+        default_limit = self.app.conf.task_time_limit
+        limits = {
+            name: float(getattr(self.app.tasks[name], "time_limit", None) or default_limit)
+            for name in registered
+            if getattr(self.app.tasks[name], "time_limit", None) or default_limit
+        }
         self._dispatcher = Dispatcher(
             sessions=self._runtime.sessions,
             publisher=Publisher(self.app),
             registered=registered,
             settings=self.settings,
+            time_limits_s=limits,
         )
+        if self.settings.beat_leader_lock:
+            self._leader = LeaderLock(
+                str(self.app.conf.broker_url), self.settings.beat_leader_lock_timeout_s
+            )
         self._listener = ChangeListener(self._runtime.url, self._wakeup.ring)
         log.info("database scheduler ready: %d registered tasks", len(registered))
         try:
@@ -70,6 +83,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             return 0.0
         self._sleep_until_due()
         if self._closed:
+            return 0.0
+        if self._leader is not None and not self._leader.hold():
+            self._next_due = None
+            self._wakeup.sleep(self._leader.retry_s)
             return 0.0
         try:
             self._next_due = self._call(self._pass(self._dispatcher, self._listener))
@@ -102,6 +119,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 log.debug("closing the listener failed: %s", exc)
         if self._dispatcher is not None:
             self._dispatcher.publisher.close()
+        if self._leader is not None:
+            self._leader.release()
         if self._runtime is not None:
             self._runtime.close()
         log.info("database scheduler stopped")
@@ -116,8 +135,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if self._next_due is None:
             return
         delay = (self._next_due - utcnow()).total_seconds()
+        cap = self.settings.beat_max_sleep_s
+        if self._leader is not None:
+            cap = min(cap, self._leader.retry_s)  # renew the lock well before it expires
         if delay > 0:
-            self._wakeup.sleep(min(delay, self.settings.beat_max_sleep_s))
+            self._wakeup.sleep(min(delay, cap))
 
     async def _pass(self, dispatcher: Dispatcher, listener: ChangeListener) -> datetime | None:
         try:

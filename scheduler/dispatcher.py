@@ -111,8 +111,10 @@ class Dispatcher:
         publisher: Publisher,
         registered: frozenset[str] | None,
         settings: Settings,
+        time_limits_s: dict[str, float] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.time_limits_s = time_limits_s or {}
         self.publisher = publisher
         self.registered = registered
         self.settings = settings
@@ -220,7 +222,7 @@ class Dispatcher:
             from scheduler.reaper import reap_lost
 
             async with self.sessions() as session, session.begin():
-                lost = await reap_lost(session, now=now)
+                lost = await reap_lost(session, now=now, time_limits_s=self.time_limits_s)
             if lost:
                 log.warning("marked %d runs lost", lost)
 
