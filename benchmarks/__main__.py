@@ -340,6 +340,48 @@ def bench_pickup(env: Env, inserts: int) -> dict[str, Any]:
     }
 
 
+def bench_steady(env: Env, duration_s: int) -> dict[str, Any]:
+    """1k every-minute + 1k every-second schedules: dispatch lag = queued_at - scheduled_for."""
+    url = env.fresh_database()
+    env.flush_broker()
+    start_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    run(
+        sql(
+            url,
+            "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+            "SELECT 'sec-' || i, 'demo.noop', 1, $1 FROM generate_series(1, 1000) i "
+            "UNION ALL SELECT 'min-' || i, 'demo.noop', 60, $1 FROM generate_series(1, 1000) i",
+            start_at,
+        )
+    )
+    beat = start_beat(env, url, env.tmp / "beat-steady.log")
+    try:
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task("steady load", total=duration_s + 5)
+            for _ in range(duration_s + 5):
+                time.sleep(1)
+                env.flush_broker()  # nobody consumes: keep Redis small
+                progress.advance(bar)
+    finally:
+        stop(beat)
+    rows = run(
+        sql(
+            url,
+            "SELECT extract(epoch FROM queued_at - scheduled_for) * 1000 AS lag_ms "
+            "FROM executions WHERE queued_at IS NOT NULL AND scheduled_for >= $1",
+            start_at,
+        )
+    )
+    lags = [float(r[0]) for r in rows]
+    return {
+        "seconds": duration_s,
+        "runs": len(lags),
+        "lag_p50_ms": round(statistics.median(lags), 1),
+        "lag_p99_ms": round(percentile(lags, 0.99), 1),
+        "lag_max_ms": round(max(lags), 1),
+    }
+
+
 def bench_scale(env: Env, n: int) -> dict[str, Any]:
     """Idle pass (what a beat does when it wakes and nothing is due) and beat RSS."""
     from config.celery import app
@@ -566,10 +608,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="Bigger sizes and more repeats.")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="burst pickup scale workers history"
+        "--only", nargs="*", default=None, help="burst pickup steady scale workers history"
     )
     args = parser.parse_args()
-    only = set(args.only or ["burst", "pickup", "scale", "workers", "history"])
+    only = set(args.only or ["burst", "pickup", "steady", "scale", "workers", "history"])
     env = Env()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "full": args.full}
     try:
@@ -581,6 +623,9 @@ def main() -> None:
         if "pickup" in only:
             results["pickup"] = [bench_pickup(env, 200 if args.full else 40)]
             table("change pickup: raw INSERT -> message on the broker", results["pickup"])
+        if "steady" in only:
+            results["steady"] = [bench_steady(env, 120 if args.full else 30)]
+            table("steady load: 1k every-second + 1k every-minute schedules", results["steady"])
         if "scale" in only:
             sizes = (1_000, 10_000, 100_000)
             results["scale"] = [bench_scale(env, n) for n in sizes]

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -64,6 +65,8 @@ class Runtime:
         self.sessions = session_factory(self.engine)
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         """Same pool, one round trip per statement: for single-statement writes."""
+        self._held: AsyncConnection | None = None
+        self._held_lock: asyncio.Lock | None = None
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -82,6 +85,30 @@ class Runtime:
             raise
 
     @contextlib.asynccontextmanager
+    async def held_connection(self) -> AsyncIterator[AsyncConnection]:
+        """One autocommit connection kept checked out for the hot-path bookkeeping writes:
+        no pool checkout and no isolation-level reset per statement. Serialized by a lock;
+        dropped (and replaced on next use) after any error."""
+        if self._held_lock is None:
+            self._held_lock = asyncio.Lock()
+        async with self._held_lock:
+            if self._held is None or self._held.closed or self._held.invalidated:
+                self._held = await self.autocommit.connect()
+            try:
+                yield self._held
+            except BaseException:
+                held, self._held = self._held, None
+                with contextlib.suppress(Exception):
+                    await held.invalidate()
+                raise
+
+    async def _close_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await held.close()
+
+    @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessions() as session:
             yield session
@@ -90,6 +117,8 @@ class Runtime:
         if self.loop.is_closed():
             return
         if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.run(self._close_held(), timeout=5)
             with contextlib.suppress(Exception):
                 self.run(self.engine.dispose(), timeout=10)
             self.loop.call_soon_threadsafe(self.loop.stop)

@@ -252,12 +252,12 @@ def _accepts_execution_id(fn: Callable[..., Any]) -> bool:
 async def _in_transaction(
     fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any
 ) -> R:
-    """One repository call, a single statement, autocommitted on the process's engine
-    (one round trip). Retried once when the connection turns out to be dead (a restarted
-    server): the pool has been invalidated by then and hands out a fresh one."""
+    """One repository call, a single statement, autocommitted on the process's held
+    bookkeeping connection (one round trip). Retried once when the connection turns out to
+    be dead (a restarted server): it is replaced by a fresh one from the pool."""
     for attempt in (1, 2):
         try:
-            async with get_runtime().autocommit.connect() as connection:
+            async with get_runtime().held_connection() as connection:
                 return await fn(connection, *args, **kwargs)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
