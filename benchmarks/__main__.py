@@ -349,8 +349,8 @@ def bench_steady(env: Env, duration_s: int) -> dict[str, Any]:
         sql(
             url,
             "INSERT INTO schedules (name, task, interval_seconds, start_at) "
-            "SELECT 'sec-' || i, 'demo.noop', 1, $1 FROM generate_series(1, 1000) i "
-            "UNION ALL SELECT 'min-' || i, 'demo.noop', 60, $1 FROM generate_series(1, 1000) i",
+            "SELECT 'sec-' || i, 'demo.noop', 1, $1::timestamptz FROM generate_series(1, 1000) i "
+            "UNION ALL SELECT 'min-' || i, 'demo.noop', 60, $1::timestamptz FROM generate_series(1, 1000) i",
             start_at,
         )
     )
