@@ -37,6 +37,7 @@ __all__ = [
     "ScheduleDefinition",
     "TriggerResult",
     "UpsertOutcome",
+    "areconcile",
     "get_execution",
     "history",
     "list_schedules",
@@ -67,6 +68,48 @@ def _sync(coro: Coroutine[Any, Any, T]) -> T:
     return get_runtime().run(coro)
 
 
+async def areconcile(
+    definitions: list[ScheduleDefinition],
+    *,
+    update_existing: bool = True,
+    prune: bool = False,
+    dry_run: bool = False,
+    session: AsyncSession | None = None,
+) -> dict[str, list[str]]:
+    """Make the stored schedules match `definitions` in one transaction (the caller validates).
+
+    Returns the names under `create`, `update`, `unchanged`, `existing` (differs, but
+    `update_existing` is off) and `delete` (only with `prune`). `dry_run` writes nothing."""
+    changes: dict[str, list[str]] = {
+        "create": [], "update": [], "unchanged": [], "existing": [], "delete": []
+    }  # fmt: skip
+    async with _unit(session) as s:
+        stored = {r["name"]: r for r in await repo.list_schedules(s)}
+        wanted = {d.name: d for d in definitions}
+        for name, definition in wanted.items():
+            current = stored.get(name)
+            if current is None:
+                changes["create"].append(name)
+                if not dry_run:
+                    await repo.insert_schedule(s, definition.column_values())
+            elif normalize(from_row(current)) == normalize(definition):
+                changes["unchanged"].append(name)
+            elif not update_existing:
+                changes["existing"].append(name)
+            else:
+                changes["update"].append(name)
+                if not dry_run:
+                    values = definition.column_values()
+                    values.pop("name")
+                    await repo.update_schedule(s, name, values)
+        if prune:
+            for name in sorted(set(stored) - set(wanted)):
+                changes["delete"].append(name)
+                if not dry_run:
+                    await repo.delete_schedule(s, name)
+    return changes
+
+
 async def aupsert_schedule(
     definition: ScheduleDefinition,
     *,
@@ -75,17 +118,10 @@ async def aupsert_schedule(
 ) -> UpsertOutcome:
     """Create the schedule, or update it to match `definition`; validated first."""
     validate(definition, registered_tasks() if check_task else None)
-    async with _unit(session) as s:
-        existing = await repo.get_schedule_by_name(s, definition.name)
-        if existing is None:
-            await repo.insert_schedule(s, definition.column_values())
-            return UpsertOutcome.CREATED
-        if normalize(from_row(existing)) == normalize(definition):
-            return UpsertOutcome.UNCHANGED
-        values = definition.column_values()
-        values.pop("name")
-        await repo.update_schedule(s, definition.name, values)
-        return UpsertOutcome.UPDATED
+    changes = await areconcile([definition], session=session)
+    if changes["create"]:
+        return UpsertOutcome.CREATED
+    return UpsertOutcome.UPDATED if changes["update"] else UpsertOutcome.UNCHANGED
 
 
 async def alist_schedules(*, session: AsyncSession | None = None) -> list[dict[str, Any]]:

@@ -80,8 +80,10 @@ def _execution_values(run: PlannedRun, now: datetime) -> dict[str, Any]:
     }
 
 
-def _update_values(update: ScheduleUpdate) -> dict[str, Any]:
+def _update_values(update: ScheduleUpdate, runs_added: int) -> dict[str, Any]:
+    """`runs_added` counts the runs actually inserted (a slot another beat took is not one)."""
     return {
+        "runs_added": runs_added,
         "id": update.id,
         "next_run_at": update.next_run_at,
         "last_run_at": update.last_run_at,
@@ -147,9 +149,11 @@ class Dispatcher:
             inserted = await repo.insert_executions(
                 session, [_execution_values(r, now) for r in result.runs]
             )
-            await repo.update_schedules(session, [_update_values(u) for u in result.updates])
             fired = [r for r in result.runs if r.publishes and r.id in inserted]
-            await repo.bump_schedule_runs(session, Counter(r.schedule_id for r in fired))
+            runs_added = Counter(r.schedule_id for r in fired)
+            await repo.update_schedules(
+                session, [_update_values(u, runs_added[u.id]) for u in result.updates]
+            )
         flagged = [u for u in result.updates if u.last_error]
         for update in flagged:
             name = next((d.name for d in due if d.id == update.id), update.id)

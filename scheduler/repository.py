@@ -210,16 +210,19 @@ class SchedulerRepository:
 
     @staticmethod
     async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Set next_run_at, last_run_at, enabled and last_error of many rows in one statement."""
+        """Set next_run_at, last_run_at, enabled and last_error of many rows and add each
+        row's `runs_added` (runs actually inserted) to total_run_count, in one statement."""
         if not rows:
             return
         await session.execute(
             text(
                 "UPDATE schedules s SET next_run_at = u.next_run_at, last_run_at = u.last_run_at, "
-                "enabled = u.enabled, last_error = u.last_error FROM unnest("
+                "enabled = u.enabled, last_error = u.last_error, "
+                "total_run_count = s.total_run_count + u.runs_added FROM unnest("
                 "CAST(:ids AS bigint[]), CAST(:next AS timestamptz[]), "
                 "CAST(:last AS timestamptz[]), CAST(:enabled AS boolean[]), "
-                "CAST(:errors AS text[])) AS u(id, next_run_at, last_run_at, enabled, last_error) "
+                "CAST(:errors AS text[]), CAST(:runs AS bigint[])) "
+                "AS u(id, next_run_at, last_run_at, enabled, last_error, runs_added) "
                 "WHERE s.id = u.id"
             ),
             {
@@ -228,20 +231,8 @@ class SchedulerRepository:
                 "last": [r["last_run_at"] for r in rows],
                 "enabled": [r["enabled"] for r in rows],
                 "errors": [r["last_error"] for r in rows],
+                "runs": [r.get("runs_added", 0) for r in rows],
             },
-        )
-
-    @staticmethod
-    async def bump_schedule_runs(session: AsyncSession, counts: Mapping[int, int]) -> None:
-        if not counts:
-            return
-        await session.execute(
-            text(
-                "UPDATE schedules s SET total_run_count = s.total_run_count + c.n "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS bigint[])) AS c(id, n) "
-                "WHERE s.id = c.id"
-            ),
-            {"ids": list(counts), "ns": list(counts.values())},
         )
 
     @staticmethod

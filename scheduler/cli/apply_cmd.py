@@ -23,6 +23,7 @@ from typing import Any
 import click
 import yaml
 
+from scheduler import api
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.db import get_runtime
 from scheduler.exceptions import InvalidScheduleError
@@ -31,7 +32,6 @@ from scheduler.schedules import (
     ScheduleDefinition,
     from_mapping,
     from_row,
-    normalize,
     registered_tasks,
     to_mapping,
     validate,
@@ -80,35 +80,9 @@ def apply(path: str, prune: bool, dry_run: bool, as_json: bool) -> None:
 
     Everything happens in one transaction: an invalid file changes nothing.
     """
-    wanted = {d.name: d for d in load_file(path)}
-
-    async def run() -> dict[str, list[str]]:
-        changes: dict[str, list[str]] = {"create": [], "update": [], "unchanged": [], "delete": []}
-        async with get_runtime().sessions() as session, session.begin():
-            existing = {r["name"]: r for r in await repo.list_schedules(session)}
-            for name, definition in wanted.items():
-                if name not in existing:
-                    changes["create"].append(name)
-                    if not dry_run:
-                        await repo.insert_schedule(session, definition.column_values())
-                elif normalize(from_row(existing[name])) != normalize(definition):
-                    changes["update"].append(name)
-                    if not dry_run:
-                        values = definition.column_values()
-                        values.pop("name")
-                        await repo.update_schedule(session, name, values)
-                else:
-                    changes["unchanged"].append(name)
-            for name in sorted(set(existing) - set(wanted)):
-                if prune:
-                    changes["delete"].append(name)
-                    if not dry_run:
-                        await repo.delete_schedule(session, name)
-            if dry_run:
-                await session.rollback()
-        return changes
-
-    changes = run_db(run)
+    definitions = load_file(path)
+    changes = run_db(lambda: api.areconcile(definitions, prune=prune, dry_run=dry_run))
+    changes.pop("existing")
     if as_json:
         print_json({**changes, "dry_run": dry_run})
         return

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from scheduler import api
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.db import get_runtime
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.importers import (
     ImportPlan,
@@ -13,15 +13,11 @@ from scheduler.importers import (
     from_django_celery_beat,
     from_redbeat,
 )
-from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import registered_tasks, validate
 
 
 def _apply(plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool) -> None:
     registered = registered_tasks()
-    created: list[str] = []
-    updated: list[str] = []
-    existing: list[str] = []
     unmapped = list(plan.unmapped)
     valid = []
     for definition in plan.definitions:
@@ -29,25 +25,9 @@ def _apply(plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool) -> N
             valid.append(validate(definition, registered))
         except InvalidScheduleError as exc:
             unmapped.append((definition.name, str(exc)))
-
-    async def write() -> None:
-        async with get_runtime().sessions() as session, session.begin():
-            for definition in valid:
-                found = await repo.get_schedule_by_name(session, definition.name)
-                if found is None:
-                    created.append(definition.name)
-                    if not dry_run:
-                        await repo.insert_schedule(session, definition.column_values())
-                elif update:
-                    updated.append(definition.name)
-                    if not dry_run:
-                        values = definition.column_values()
-                        values.pop("name")
-                        await repo.update_schedule(session, definition.name, values)
-                else:
-                    existing.append(definition.name)
-
-    run_db(write)
+    changes = run_db(lambda: api.areconcile(valid, update_existing=update, dry_run=dry_run))
+    created, updated = changes["create"], changes["update"]
+    existing = sorted(changes["existing"] + changes["unchanged"])
     if as_json:
         print_json(
             {
