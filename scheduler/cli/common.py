@@ -55,7 +55,9 @@ def explain(exc: BaseException) -> str:
             return "the database has no schema: run `scheduler db upgrade`"
         reason = redact(str(exc)) or name
         return f"cannot reach the database or broker ({reason}): check DATABASE_URL / BROKER_URL"
-    if "sqlalchemy" in module and "UndefinedTable" in text:
+    if "sqlalchemy" in module and (
+        "UndefinedTable" in text or ("relation" in text and "does not exist" in text)
+    ):
         return "the database has no schema: run `scheduler db upgrade`"
     if "sqlalchemy" in module and ("connect" in text.lower() or "OperationalError" in name):
         return f"cannot reach the database: {text.splitlines()[0]}"

@@ -1,0 +1,44 @@
+"""Environment errors from the CLI: unreachable database, database without the schema.
+Each is one line naming the fix, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from config.settings import get_settings
+from scheduler.cli import main
+from scheduler.db import close_runtime
+
+
+def _one_error_line(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def point_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    yield
+    close_runtime()
+    get_settings.cache_clear()
+
+
+def test_unreachable_database(point_at: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://nobody:x@127.0.0.1:1/nowhere")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    for args in (["schedules", "list"], ["history"], ["stats"], ["export"]):
+        line = _one_error_line(runner.invoke(main, args))
+        assert "cannot reach the database" in line
+        assert "DATABASE_URL" in line
+
+
+def test_database_without_schema(empty_database_url: str) -> None:
+    for args in (["schedules", "list"], ["history"], ["export"]):
+        line = _one_error_line(CliRunner().invoke(main, args))
+        assert line == "error: the database has no schema: run `scheduler db upgrade`", line
