@@ -100,6 +100,9 @@ async def test_a_slot_is_inserted_once_even_when_replanned(
     result = await dispatcher.tick(NOW + timedelta(seconds=1))
     assert result.inserted == 0
     assert len(queued_messages(broker_url)) == 1
+    # a slot that was not inserted is not counted as a run
+    counts = await sql(engine, "SELECT total_run_count FROM schedules WHERE name = 'grid'")
+    assert [r["total_run_count"] for r in counts] == [1]
 
 
 async def test_bad_rows_are_flagged_and_others_run(
