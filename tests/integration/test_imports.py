@@ -40,6 +40,14 @@ def test_import_celery_beat_schedule(database_url: str, broker_url: str) -> None
     assert json.loads(rows["every-30s"]["options"]) == {"queue": "slow", "expires": 60}
     again = invoke("import", "celery", "tests.integration.beat_schedule_app:legacy", "--json")
     assert sorted(again["existing"]) == ["every-30s", "office-hours", "plain-number"]
+    query(database_url, "UPDATE schedules SET cron = '0 0 * * *' WHERE name = 'office-hours'")
+    updated = invoke(
+        "import", "celery", "tests.integration.beat_schedule_app:legacy", "--update", "--json"
+    )
+    assert updated["updated"] == ["office-hours"]
+    assert sorted(updated["existing"]) == ["every-30s", "plain-number"]
+    [row] = query(database_url, "SELECT cron FROM schedules WHERE name = 'office-hours'")
+    assert row["cron"] == "*/15 9-17 * * mon-fri"
 
 
 def test_import_redbeat_entries(database_url: str, broker_url: str) -> None:
