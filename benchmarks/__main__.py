@@ -218,15 +218,65 @@ def bench_burst(env: Env, n: int) -> dict[str, Any]:
     close_runtime()
 
     celery_s = bench_celery_beat(env, n)
+    redbeat_s = bench_redbeat_burst(env, n)
     return {
         "n": n,
         "ours_s": round(ours_s, 3),
         "ours_published": published,
         "kombu_batch_s": round(anchor_s, 3),
         "celery_persistent_s": round(celery_s, 3),
+        "redbeat_s": round(redbeat_s, 3),
         "rate_vs_kombu": round(anchor_s / ours_s, 3),
         "speedup_vs_celery_beat": round(celery_s / ours_s, 2),
+        "speedup_vs_redbeat": round(redbeat_s / ours_s, 2),
     }
+
+
+def _redbeat_scheduler(env: Env, n: int, last_run_at: datetime | None) -> Any:
+    """A RedBeat scheduler over n saved entries (due now when `last_run_at` is None)."""
+    import logging
+
+    from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry
+
+    from config.celery import app
+
+    logging.getLogger("celery.beat").setLevel(logging.WARNING)
+    logging.getLogger("redbeat").setLevel(logging.WARNING)
+    env.flush_broker()
+    app.conf.redbeat_redis_url = env.broker
+    app.conf.redbeat_lock_key = None
+    for i in range(n):
+        entry = RedBeatSchedulerEntry(f"rb-{i}", "demo.noop", timedelta(hours=1), app=app)
+        entry.last_run_at = last_run_at
+        entry.save()
+    return RedBeatScheduler(app, lazy=False)
+
+
+def bench_redbeat_burst(env: Env, n: int) -> float:
+    """RedBeat given the same n entries, all due: time until all are on the broker."""
+    scheduler = _redbeat_scheduler(env, n, None)
+    start = time.perf_counter()
+    deadline = start + 120
+    while env.queue_length() < n and time.perf_counter() < deadline:
+        scheduler.tick()
+    elapsed = time.perf_counter() - start
+    sent = env.queue_length()
+    scheduler.close()
+    env.flush_broker()
+    return elapsed * n / max(sent, 1)
+
+
+def bench_redbeat_idle(env: Env, n: int) -> float:
+    """RedBeat's tick when none of its n entries is due (median ms)."""
+    scheduler = _redbeat_scheduler(env, n, datetime.now(UTC))
+    samples = []
+    for _ in range(30):
+        start = time.perf_counter()
+        scheduler.tick()
+        samples.append((time.perf_counter() - start) * 1000)
+    scheduler.close()
+    env.flush_broker()
+    return statistics.median(samples)
 
 
 def bench_celery_beat(env: Env, n: int) -> float:
@@ -416,8 +466,10 @@ def bench_scale(env: Env, n: int) -> dict[str, Any]:
         rss = rss_mb(beat.pid)
     finally:
         stop(beat)
+    redbeat_idle = bench_redbeat_idle(env, n) if n <= 10_000 else None
     return {
         "schedules": n,
+        "redbeat_idle_tick_ms_p50": None if redbeat_idle is None else round(redbeat_idle, 2),
         "idle_tick_ms_p50": round(statistics.median(samples), 2),
         "idle_tick_ms_p99": round(percentile(samples, 0.99), 2),
         "beat_rss_mb": round(rss, 1),
