@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -128,13 +129,20 @@ class Dispatcher:
         self._last_reap = 0.0
 
     async def tick(self, now: datetime) -> TickResult:
+        """One batch: commit the runs, then publish them and mark them queued."""
+        result, fired = await self._commit_batch(now)
+        published = await self._publish_and_mark(fired)
+        return dataclasses.replace(result, published=published)
+
+    async def _commit_batch(self, now: datetime) -> tuple[TickResult, list[PlannedRun]]:
+        """The transactional half of a tick: returns the runs it inserted, not yet published."""
         async with self.sessions() as session, session.begin():
             await repo.mark_beat_transaction(session)
             rows = await repo.lock_due_schedules(
                 session, now=now, limit=self.settings.beat_max_batch
             )
             if not rows:
-                return TickResult(0, 0, 0, 0, full=False)
+                return TickResult(0, 0, 0, 0, full=False), []
             watch = [r["id"] for r in rows if r["overlap_policy"] != OverlapPolicy.ALLOW]
             counts = await repo.run_counts(session, watch)
             due: list[DueSchedule] = []
@@ -158,14 +166,13 @@ class Dispatcher:
         for update in flagged:
             name = next((d.name for d in due if d.id == update.id), update.id)
             log.warning("schedule %s cannot run: %s", name, update.last_error)
-        published = await self._publish_and_mark(fired)
         return TickResult(
             locked=len(rows),
             inserted=len(inserted),
-            published=published,
+            published=0,
             flagged=len(flagged),
             full=len(rows) >= self.settings.beat_max_batch,
-        )
+        ), fired
 
     async def _publish_and_mark(self, runs: Sequence[PlannedRun]) -> int:
         if not runs:
@@ -236,22 +243,36 @@ class Dispatcher:
         When nothing is due this costs one indexed query, whatever the number of schedules."""
         due = await self.next_due()
         if due is not None and due <= now:
-            for _ in range(1000):
-                result = await self.tick(now)
-                if result.locked:
-                    log.debug(
-                        "tick: %d due, %d inserted, %d published, %d flagged",
-                        result.locked,
-                        result.inserted,
-                        result.published,
-                        result.flagged,
-                    )
-                if not result.full:
-                    break
-                now = utcnow()
+            await self._drain(now)
             due = await self.next_due()
         await self.maintenance(now)
         return due
+
+    async def _drain(self, now: datetime) -> None:
+        """Batch after batch until one is not full; batch k's publish (one at a time: the
+        producer is held, not shared) overlaps batch k+1's transaction."""
+        in_flight: asyncio.Task[int] | None = None
+        try:
+            for _ in range(1000):
+                result, fired = await self._commit_batch(now)
+                if result.locked:
+                    log.debug(
+                        "tick: %d due, %d inserted, %d flagged",
+                        result.locked,
+                        result.inserted,
+                        result.flagged,
+                    )
+                if in_flight is not None:
+                    await in_flight
+                    in_flight = None
+                if fired:
+                    in_flight = asyncio.create_task(self._publish_and_mark(fired))
+                if not result.full:
+                    break
+                now = utcnow()
+        finally:
+            if in_flight is not None:
+                await in_flight
 
     async def recheck_errors(self) -> int:
         async with self.sessions() as session, session.begin():
