@@ -105,6 +105,10 @@ class Plan:
     updates: list[ScheduleUpdate] = field(default_factory=list)
 
 
+_MISFIRE_POLICIES = frozenset(p.value for p in MisfirePolicy)
+_OVERLAP_POLICIES = frozenset(p.value for p in OverlapPolicy)
+
+
 def jitter_s(schedule_id: int, slot: datetime, jitter_seconds: int) -> float:
     """Deterministic delay in [0, jitter_seconds) for one slot, the same in every beat."""
     if jitter_seconds <= 0:
@@ -124,15 +128,16 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
         raise InvalidScheduleError("kwargs must be a JSON object")
     if not isinstance(row.options, dict):
         raise InvalidScheduleError("options must be a JSON object")
-    try:
-        size = len(json.dumps([row.args, row.kwargs, row.options]))
-    except (TypeError, ValueError) as exc:
-        raise InvalidScheduleError(f"args/kwargs are not JSON: {exc}") from None
-    if size > _MAX_JSON_BYTES:
-        raise InvalidScheduleError(f"args/kwargs/options are {size} bytes: at most 1 MB")
-    if row.misfire_policy not in MisfirePolicy.__members__.values():
+    if row.args or row.kwargs or row.options:
+        try:
+            size = len(json.dumps([row.args, row.kwargs, row.options]))
+        except (TypeError, ValueError) as exc:
+            raise InvalidScheduleError(f"args/kwargs are not JSON: {exc}") from None
+        if size > _MAX_JSON_BYTES:
+            raise InvalidScheduleError(f"args/kwargs/options are {size} bytes: at most 1 MB")
+    if row.misfire_policy not in _MISFIRE_POLICIES:
         raise InvalidScheduleError(f"unknown misfire_policy {row.misfire_policy!r}")
-    if row.overlap_policy not in OverlapPolicy.__members__.values():
+    if row.overlap_policy not in _OVERLAP_POLICIES:
         raise InvalidScheduleError(f"unknown overlap_policy {row.overlap_policy!r}")
     return make_timing(
         cron=row.cron,
