@@ -9,6 +9,7 @@ from tests.reliability.conftest import LONG, OwnServices
 
 SCHEDULES = 200 if LONG else 20
 RUN_S = 30 if LONG else 6
+STALL_S = 30
 
 
 def _start(own: OwnServices, procs: Procs) -> None:
@@ -44,15 +45,28 @@ def _report(own: OwnServices, label: str) -> dict[str, int]:
 
 
 def _settle(own: OwnServices) -> dict[str, int]:
+    """Wait until no run is non-terminal. The worker may be draining a backlog slower than the
+    schedules produced it (the long run makes 200 slots a second), so the wait fails only when
+    the count of unfinished runs stops going down for STALL_S: a run stuck for good, not a queue
+    still being worked through."""
+    last_active = -1
+    last_progress = time.monotonic()
+
     def settled() -> bool:
+        nonlocal last_active, last_progress
         rows = query(
             own.database_url,
             "SELECT count(*) AS n FROM executions WHERE status_id IN (1, 2, 3, 4)",
         )
-        return bool(rows[0]["n"] == 0)
+        active = int(rows[0]["n"])
+        if active != last_active:
+            last_active, last_progress = active, time.monotonic()
+        if active and time.monotonic() - last_progress > STALL_S:
+            raise AssertionError(f"{active} runs made no progress for {STALL_S} s")
+        return active == 0
 
     try:
-        wait_for(settled, timeout_s=60, interval_s=0.5)
+        wait_for(settled, timeout_s=600, interval_s=0.5)
     except AssertionError:
         stuck = query(
             own.database_url,
