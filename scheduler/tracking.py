@@ -41,6 +41,11 @@ from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
 from scheduler.repository import SchedulerRepository as repo
 
+REQUEUE_DELAY_S = 2.0
+"""How long a message waits before it is tried again when the database is unreachable."""
+FINISH_ATTEMPTS = 60
+FINISH_RETRY_S = 0.5
+"""A run's outcome is retried for up to ~30 s while the database is unreachable."""
 P = ParamSpec("P")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -85,23 +90,45 @@ class TrackedTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         execution_id = request.id or str(uuid.uuid4())
+        sent_kwargs = dict(kwargs)
         kwargs = self._prepare_kwargs(execution_id, kwargs)
         settings = get_settings()
         runtime = get_runtime()
         delivery = getattr(request, "delivery_info", None) or {}
         reclaim = bool(self.acks_late and delivery.get("redelivered"))
-        attempt = runtime.run(
-            _in_transaction(
-                repo.claim_execution,
-                execution_id,
-                task=self.name,
-                args=_jsonable(list(args)),
-                kwargs=_jsonable({**kwargs, "execution_id": execution_id}),
-                worker=worker_id(),
-                now=_now(),
-                reclaim_running=reclaim,
+        try:
+            attempt = runtime.run(
+                _in_transaction(
+                    repo.claim_execution,
+                    execution_id,
+                    task=self.name,
+                    args=_jsonable(list(args)),
+                    kwargs=_jsonable({**kwargs, "execution_id": execution_id}),
+                    worker=worker_id(),
+                    now=_now(),
+                    reclaim_running=reclaim,
+                )
             )
-        )
+        except (DBAPIError, OSError) as exc:
+            if request.is_eager:
+                raise
+            # The run cannot be recorded: put the message back (same task id, a little later)
+            # rather than run unrecorded or drop it, so a database outage loses no run.
+            log.warning(
+                "database unreachable (%s): execution %s requeued in %.0f s",
+                type(exc).__name__,
+                execution_id,
+                REQUEUE_DELAY_S,
+            )
+            self.app.send_task(
+                self.name,
+                args=args,
+                kwargs=sent_kwargs,
+                task_id=execution_id,
+                countdown=REQUEUE_DELAY_S,
+                queue=delivery.get("routing_key") or None,
+            )
+            return None
         if attempt is None:
             log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
             return None
@@ -205,10 +232,18 @@ class TrackedTask(Task):  # type: ignore[misc]
             values.update(error_type=None, error_message=None, traceback=None)
         if state.progress is not None:
             values["progress"] = state.progress
-        try:
-            get_runtime().run(_in_transaction(repo.finish_execution, execution_id, values))
-        except Exception:
-            log.exception("could not record the outcome of execution %s", execution_id)
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                get_runtime().run(_in_transaction(repo.finish_execution, execution_id, values))
+                return
+            except (DBAPIError, OSError) as exc:
+                if attempt == FINISH_ATTEMPTS:
+                    log.error("could not record the outcome of execution %s: %s", execution_id, exc)
+                    return
+                time.sleep(FINISH_RETRY_S)  # the database is restarting: the outcome must land
+            except Exception:
+                log.exception("could not record the outcome of execution %s", execution_id)
+                return
 
 
 def _error_fields(error: BaseException) -> dict[str, Any]:
