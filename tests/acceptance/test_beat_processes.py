@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -82,13 +83,14 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
             os.killpg(beat.pid, signal.SIGTERM)
         for beat in beats:
             beat.wait(timeout=20)
+        logs = procs.logs(tail=None)
     rows = query(
         database_url,
         "SELECT schedule_id, scheduled_for, count(*) AS n FROM executions "
         "GROUP BY schedule_id, scheduled_for",
     )
     assert all(r["n"] == 1 for r in rows)
-    # broker side: every message is a distinct execution
+    # broker side: what was published
     client = redis.Redis.from_url(broker_url)
     try:
         import json
@@ -96,7 +98,10 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
         ids = [json.loads(m)["headers"]["id"] for m in client.lrange("celery", 0, -1)]
     finally:
         client.close()
-    assert len(ids) == len(set(ids))
+    # a beat killed between publish and marking `queued` leaves rows `pending`; the outbox
+    # sweep republishes them with the same id: the only duplicates allowed on the broker
+    republished = sum(int(n) for n in re.findall(r"sweep republished (\d+) pending", logs))
+    assert len(ids) - len(set(ids)) <= republished
     # no slot lost: per schedule, consecutive slots are one second apart from first to last
     gaps = query(
         database_url,
