@@ -85,6 +85,30 @@ class TrackedTask(Task):  # type: ignore[misc]
     _runs: dict[str, _RunState]
     _runs_lock = threading.Lock()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Adapt the `run` of every task class built on this base, whether through
+        `tracked_task` or `@app.task(base=TrackedTask)` (see `_adapt`)."""
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None:
+            return
+        unbound = isinstance(run, staticmethod)
+        fn = run.__func__ if unbound else run
+        if not callable(fn):
+            return
+        if not cls.__dict__.get("_decorated") and not inspect.iscoroutinefunction(fn):
+            return  # a class-based task with a plain `run`: nothing to adapt
+        adapted = _adapt(fn)
+        if adapted is fn:
+            return
+        cls.run = staticmethod(adapted) if unbound else adapted
+        app = cls.__dict__.get("app")
+        if cls.__dict__.get("_decorated") and app is not None:
+            # Celery built `__header__` (the argument check of apply_async) from the
+            # original function: rebuild it so `execution_id` is accepted and `session`
+            # is not required from callers.
+            cls.__header__ = app.type_checker(adapted, bound=not unbound)
+
     # --- Celery hooks ------------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -306,13 +330,22 @@ def _now() -> datetime:
 
 
 def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The function Celery registers: it always accepts `execution_id` (Celery checks call
-    arguments against the signature) and hands an async body its `session` when asked."""
+    """The function Celery registers as `run`.
+
+    - It always accepts `execution_id` (Celery checks call arguments against the signature)
+      and passes it on only when `fn` declares it (or takes **kwargs).
+    - An `async def` body becomes a synchronous function that runs the coroutine on the
+      process's event loop, so exceptions surface inside `run`: Celery's `autoretry_for`
+      wrapper (which wraps `run`) then retries async bodies exactly like plain ones.
+    - An async body declaring `session` gets an `AsyncSession` of the process's engine.
+    """
+    if getattr(fn, "__tracked_adapted__", False):
+        return fn
     is_async = inspect.iscoroutinefunction(fn)
     sig = inspect.signature(fn)
     wants_session = is_async and "session" in sig.parameters
     wants_id = _accepts_execution_id(fn)
-    if wants_id and not wants_session:
+    if wants_id and not is_async:
         return fn
     params = [p for p in sig.parameters.values() if p.name != "session"]
     if not wants_id:
@@ -323,15 +356,18 @@ def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:
     target: Callable[..., Any]
     if is_async:
 
-        async def run_async(*args: Any, **kwargs: Any) -> Any:
-            if not wants_id:
-                kwargs.pop("execution_id", None)
+        async def body(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if wants_session:
                 async with get_runtime().session() as session:
                     return await fn(*args, session=session, **kwargs)
             return await fn(*args, **kwargs)
 
-        target = run_async
+        def run_async_body(*args: Any, **kwargs: Any) -> Any:
+            if not wants_id:
+                kwargs.pop("execution_id", None)
+            return get_runtime().run(body(args, kwargs))
+
+        target = run_async_body
     else:
 
         def run_sync(*args: Any, **kwargs: Any) -> Any:
@@ -341,6 +377,7 @@ def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:
         target = run_sync
     functools.update_wrapper(target, fn)
     setattr(target, "__signature__", sig.replace(parameters=params))  # noqa: B010
+    setattr(target, "__tracked_adapted__", True)  # noqa: B010
     return target
 
 
@@ -350,9 +387,8 @@ def tracked_task(
     """Register `fn` as a tracked Celery task; accepts every `@app.task` option."""
 
     def decorate(fn: Callable[P, R]) -> Any:
-        target = _adapt(fn)
         register = app.task if app is not None else shared_task
-        return register(base=TrackedTask, name=name, **options)(target)
+        return register(base=TrackedTask, name=name, **options)(fn)
 
     return decorate
 

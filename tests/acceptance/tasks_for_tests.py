@@ -78,3 +78,16 @@ def seed_pattern(self: Any, execution_id: str | None = None, fail: bool = False)
 async def sleep_async(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+@tracked_task(
+    name="tests.acks_late_sleep", app=app, bind=True, acks_late=True, reject_on_worker_lost=True
+)
+def acks_late_sleep(self: Any, seconds: float) -> str:
+    """Sleeps on its first delivery; a redelivered message (its worker died) returns at once."""
+    if (self.request.delivery_info or {}).get("redelivered"):
+        return "redelivered"
+    import time
+
+    time.sleep(seconds)
+    return "first delivery"

@@ -203,3 +203,20 @@ def test_killed_worker_child_ends_lost(worker_env: tuple[str, Procs]) -> None:
     lost = finished(execution_id)
     assert lost["status"] == "lost"
     assert lost["completed_at"] is not None
+
+
+def test_killed_acks_late_run_is_redelivered_as_a_new_attempt(
+    worker_env: tuple[str, Procs],
+) -> None:
+    """acks_late + reject_on_worker_lost: the broker hands the message back and the run goes
+    on as attempt 2 (a redelivery, not a refused duplicate), with no `lost` in between."""
+    execution_id = send("tests.acks_late_sleep", seconds=30)
+    running = wait_for(
+        lambda: (r := row(execution_id)) and r["status"] == "running" and r, timeout_s=20
+    )
+    os.kill(int(running["worker"].rpartition(":")[2]), signal.SIGKILL)
+    done = finished(execution_id)
+    assert done["status"] == "success"
+    assert done["attempt"] == 2
+    assert done["result_summary"] == "redelivered"
+    assert done["worker"] != running["worker"]
