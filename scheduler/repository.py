@@ -323,55 +323,117 @@ class SchedulerRepository:
 
     # --- Tracking -----------------------------------------------------------------------
 
+    # The run path (claim, finish, progress) is plain SQL on the asyncpg connection under
+    # the process's held bookkeeping connection: asyncpg keeps each prepared statement per
+    # connection, so a call is one round trip and ~0.5 ms, against ~1.5 ms of statement
+    # construction and compilation per call through SQLAlchemy. Status ids are fixed.
+
+    _CLAIM_SQL = (
+        "INSERT INTO executions AS e (id, task, args, kwargs, trigger, status_id, created_at,"
+        " started_at, worker, attempt)"
+        f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1)"
+        f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
+        " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
+        " attempt = e.attempt + 1, completed_at = NULL"
+        " WHERE e.status_id = ANY($7::smallint[])"
+        " RETURNING e.attempt"
+    )
+    _FINISH_SQL = (
+        "UPDATE executions SET status_id = $2, duration_ms = $3, completed_at = $4,"
+        " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
+        " progress = COALESCE($9::jsonb, progress)"
+        f" WHERE id = $1 AND status_id = {ExecutionStatus.RUNNING.id}"
+    )
+    _PROGRESS_SQL = (
+        "UPDATE executions SET progress = $2::jsonb"
+        f" WHERE id = $1 AND status_id = {ExecutionStatus.RUNNING.id}"
+    )
+    _CLAIMABLE = [
+        ExecutionStatus.PENDING.id,
+        ExecutionStatus.QUEUED.id,
+        ExecutionStatus.RETRYING.id,
+    ]
+
     @staticmethod
     async def claim_execution(
-        session: Executor,
+        driver: Any,
         execution_id: uuid.UUID | str,
         *,
         task: str,
-        args: Any,
-        kwargs: Any,
+        args_json: str,
+        kwargs_json: str,
         worker: str,
         now: datetime,
         reclaim_running: bool = False,
     ) -> int | None:
-        """Start a run: claim its row, or create it (trigger `direct`) for calls made outside
-        the beat. Returns the attempt number, or None when the execution is already running or
-        finished (a duplicate delivery). `reclaim_running` lets a redelivered acks_late message
-        take over a run whose worker died."""
-        claimable = [
-            ExecutionStatus.PENDING.id,
-            ExecutionStatus.QUEUED.id,
-            ExecutionStatus.RETRYING.id,
-        ]
+        """Start a run in one statement: claim its row (pending|queued|retrying -> running,
+        started_at, worker, attempt + 1), or create it with trigger `direct` for a call made
+        outside the beat. Returns the attempt number, or None when the execution is already
+        running or finished (a duplicate delivery: run nothing). `reclaim_running` lets a
+        redelivered acks_late message take over a run whose worker died.
+
+        `driver` is an asyncpg connection (see `driver_connection`); args/kwargs are JSON text.
+        """
+        claimable = SchedulerRepository._CLAIMABLE
         if reclaim_running:
-            claimable.append(ExecutionStatus.RUNNING.id)
-        stmt = pg_insert(Execution).values(
-            id=_as_uuid(execution_id),
-            task=task,
-            args=args,
-            kwargs=kwargs,
-            trigger="direct",
-            status_id=ExecutionStatus.RUNNING.id,
-            created_at=now,
-            started_at=now,
-            worker=worker,
-            attempt=1,
+            claimable = [*claimable, ExecutionStatus.RUNNING.id]
+        attempt = await driver.fetchval(
+            SchedulerRepository._CLAIM_SQL,
+            _as_uuid(execution_id),
+            task,
+            args_json,
+            kwargs_json,
+            now,
+            worker,
+            claimable,
         )
-        upsert = stmt.on_conflict_do_update(
-            index_elements=[Execution.id],
-            set_={
-                "status_id": ExecutionStatus.RUNNING.id,
-                "started_at": now,
-                "worker": worker,
-                "attempt": Execution.attempt + 1,
-                "completed_at": None,
-            },
-            where=Execution.status_id.in_(claimable),
-        ).returning(Execution.attempt)
-        result = await session.execute(upsert)
-        attempt = result.scalar()
         return None if attempt is None else int(attempt)
+
+    @staticmethod
+    async def finish_run(
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        *,
+        status_id: int,
+        duration_ms: int,
+        completed_at: datetime | None,
+        result_summary: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        traceback: str | None = None,
+        progress_json: str | None = None,
+    ) -> bool:
+        """Write a run's outcome in one statement; only a `running` row changes. Every
+        outcome column is written (a success clears the error of an earlier attempt);
+        `progress` is kept when `progress_json` is None. True when the row changed."""
+        status = await driver.execute(
+            SchedulerRepository._FINISH_SQL,
+            _as_uuid(execution_id),
+            status_id,
+            duration_ms,
+            completed_at,
+            result_summary,
+            error_type,
+            error_message,
+            traceback,
+            progress_json,
+        )
+        return bool(status == "UPDATE 1")
+
+    @staticmethod
+    async def record_progress(
+        driver: Any, execution_id: uuid.UUID | str, progress_json: str
+    ) -> None:
+        """Store a running execution's progress (JSON text {current, total, percent})."""
+        await driver.execute(
+            SchedulerRepository._PROGRESS_SQL, _as_uuid(execution_id), progress_json
+        )
+
+    @staticmethod
+    async def driver_connection(connection: AsyncConnection) -> Any:
+        """The asyncpg connection under a SQLAlchemy connection (for the run path above)."""
+        raw = await connection.get_raw_connection()
+        return raw.driver_connection
 
     @staticmethod
     async def finish_execution(
@@ -399,20 +461,6 @@ class SchedulerRepository:
             )
         result = await session.execute(stmt)
         return int(result.rowcount)  # type: ignore[attr-defined]
-
-    @staticmethod
-    async def record_progress(
-        session: Executor, execution_id: uuid.UUID | str, progress: Mapping[str, Any]
-    ) -> None:
-        await session.execute(
-            update(Execution)
-            .where(
-                Execution.id == _as_uuid(execution_id),
-                Execution.status_id == ExecutionStatus.RUNNING.id,
-            )
-            .values(progress=dict(progress))
-            .execution_options(synchronize_session=False)
-        )
 
     @staticmethod
     async def running_executions(session: AsyncSession) -> list[dict[str, Any]]:

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
+import asyncpg
 from celery import Task, shared_task, signals
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
 from scheduler.db import close_runtime, get_runtime
@@ -46,6 +47,15 @@ REQUEUE_DELAY_S = 2.0
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.InterfaceError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+)
+"""The database cannot be reached right now (as opposed to a statement that is wrong)."""
 P = ParamSpec("P")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -56,11 +66,12 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _jsonable(value: Any) -> Any:
+def _json_text(value: Any) -> str:
+    """JSON text for a jsonb column; anything not serialisable is stored as its repr."""
     try:
-        return json.loads(json.dumps(value, default=repr))
+        return json.dumps(value, default=repr)
     except (TypeError, ValueError):
-        return repr(value)
+        return json.dumps(repr(value))
 
 
 def summarize(result: Any, limit: int) -> str | None:
@@ -122,18 +133,18 @@ class TrackedTask(Task):  # type: ignore[misc]
         reclaim = bool(self.acks_late and delivery.get("redelivered"))
         try:
             attempt = runtime.run(
-                _in_transaction(
+                _bookkeeping(
                     repo.claim_execution,
                     execution_id,
                     task=self.name,
-                    args=_jsonable(list(args)),
-                    kwargs=_jsonable({**kwargs, "execution_id": execution_id}),
+                    args_json=_json_text(list(args)),
+                    kwargs_json=_json_text({**kwargs, "execution_id": execution_id}),
                     worker=worker_id(),
                     now=_now(),
                     reclaim_running=reclaim,
                 )
             )
-        except (DBAPIError, OSError) as exc:
+        except CONNECTION_ERRORS as exc:
             if request.is_eager:
                 raise
             # The run cannot be recorded: put the message back (same task id, a little later)
@@ -202,7 +213,12 @@ class TrackedTask(Task):  # type: ignore[misc]
         if now - state.progress_written_at >= throttle_s:
             state.progress_written_at = now
             state.progress_dirty = False
-            get_runtime().run(_in_transaction(repo.record_progress, execution_id, state.progress))
+            try:
+                get_runtime().run(
+                    _bookkeeping(repo.record_progress, execution_id, json.dumps(state.progress))
+                )
+            except CONNECTION_ERRORS as exc:  # the final value is written with the outcome
+                log.warning("progress of execution %s not written: %s", execution_id, exc)
 
     def update_state(
         self, task_id: str | None = None, state: str | None = None, meta: Any = None, **kw: Any
@@ -244,23 +260,20 @@ class TrackedTask(Task):  # type: ignore[misc]
     ) -> None:
         self._state_map().pop(execution_id, None)
         duration_ms = int((time.perf_counter() - state.started) * 1000)
-        values: dict[str, Any] = {
+        outcome: dict[str, Any] = {
             "status_id": status.id,
             "duration_ms": duration_ms,
             "completed_at": None if status is ExecutionStatus.RETRYING else _now(),
             "result_summary": summary,
+            "progress_json": None if state.progress is None else json.dumps(state.progress),
         }
         if error is not None:
-            values.update(_error_fields(error))
-        elif status is ExecutionStatus.SUCCESS:
-            values.update(error_type=None, error_message=None, traceback=None)
-        if state.progress is not None:
-            values["progress"] = state.progress
+            outcome.update(_error_fields(error))
         for attempt in range(1, FINISH_ATTEMPTS + 1):
             try:
-                get_runtime().run(_in_transaction(repo.finish_execution, execution_id, values))
+                get_runtime().run(_bookkeeping(repo.finish_run, execution_id, **outcome))
                 return
-            except (DBAPIError, OSError) as exc:
+            except CONNECTION_ERRORS as exc:
                 if attempt == FINISH_ATTEMPTS:
                     log.error("could not record the outcome of execution %s: %s", execution_id, exc)
                     return
@@ -311,17 +324,32 @@ def _accepts_execution_id(fn: Callable[..., Any]) -> bool:
 async def _in_transaction(
     fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any
 ) -> R:
-    """One repository call, a single statement, autocommitted on the process's held
-    bookkeeping connection (one round trip). Retried once when the connection turns out to
-    be dead (a restarted server): it is replaced by a fresh one from the pool."""
+    """One SQLAlchemy-level repository call, a single statement, autocommitted on the
+    process's held bookkeeping connection (for the rare writes outside the run path)."""
+    return await _on_held_connection(fn, False, *args, **kwargs)
+
+
+async def _bookkeeping(fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
+    """One run-path repository call (claim, finish, progress) on the asyncpg connection of
+    the process's held bookkeeping connection: one statement, one round trip, autocommit."""
+    return await _on_held_connection(fn, True, *args, **kwargs)
+
+
+async def _on_held_connection(
+    fn: Callable[..., Coroutine[Any, Any, R]], driver: bool, *args: Any, **kwargs: Any
+) -> R:
+    """Retried once when the connection turns out to be dead (a restarted server): the held
+    connection is dropped and a fresh one taken from the pool. A second failure is raised
+    (callers treat CONNECTION_ERRORS as "database unreachable")."""
     for attempt in (1, 2):
         try:
             async with get_runtime().held_connection() as connection:
-                return await fn(connection, *args, **kwargs)
-        except DBAPIError as exc:
-            if attempt == 2 or not exc.connection_invalidated:
+                target = await repo.driver_connection(connection) if driver else connection
+                return await fn(target, *args, **kwargs)
+        except CONNECTION_ERRORS as exc:
+            if attempt == 2:
                 raise
-            log.warning("database connection lost; retrying once")
+            log.warning("database connection lost (%s); retrying once", type(exc).__name__)
     raise AssertionError("unreachable")
 
 

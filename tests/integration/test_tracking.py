@@ -111,13 +111,15 @@ async def test_claim_is_conditional_and_counts_attempts(session: AsyncSession) -
         {"id": execution_id, "queued": ExecutionStatus.QUEUED.id},
     )
 
+    driver = await repo.driver_connection(await session.connection())
+
     async def claim(*, reclaim: bool = False) -> int | None:
         return await repo.claim_execution(
-            session,
+            driver,
             execution_id,
             task="demo.noop",
-            args=[],
-            kwargs={},
+            args_json="[]",
+            kwargs_json="{}",
             worker="host:1",
             now=now,
             reclaim_running=reclaim,
@@ -151,7 +153,13 @@ async def test_claim_is_conditional_and_counts_attempts(session: AsyncSession) -
 
     direct = uuid.uuid4()
     attempt = await repo.claim_execution(
-        session, direct, task="demo.noop", args=[1], kwargs={"a": 1}, worker="h:2", now=now
+        driver,
+        direct,
+        task="demo.noop",
+        args_json="[1]",
+        kwargs_json='{"a": 1}',
+        worker="h:2",
+        now=now,
     )
     assert attempt == 1
     created = (
@@ -230,14 +238,14 @@ def test_progress_is_throttled_and_the_last_value_always_lands(
     writes: list[dict[str, Any]] = []
     original = SchedulerRepository.record_progress
 
-    async def counting(session: Any, execution_id: Any, progress: Any) -> None:
-        writes.append(dict(progress))
-        await original(session, execution_id, progress)
+    async def counting(driver: Any, execution_id: Any, progress_json: str) -> None:
+        writes.append(json.loads(progress_json))
+        await original(driver, execution_id, progress_json)
 
     monkeypatch.setattr(SchedulerRepository, "record_progress", staticmethod(counting))
     result = demo.progress.apply(kwargs={"steps": 200, "step_s": 0})
     assert writes == [{"current": 1, "total": 200, "percent": 0}]  # then throttled
-    assert json.loads(json.dumps(execution(result.id)["progress"])) == {
+    assert execution(result.id)["progress"] == {
         "current": 200,
         "total": 200,
         "percent": 100,
