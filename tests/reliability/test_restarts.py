@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from tests.acceptance.procs import Procs, processes, query, wait_for
 from tests.reliability.conftest import LONG, OwnServices
@@ -77,15 +78,13 @@ def _settle(own: OwnServices) -> dict[str, int]:
     return _report(own, "settled")
 
 
-def test_postgres_restart_mid_run(own_services: OwnServices) -> None:
-    own = own_services
+def _restart_mid_run(own: OwnServices, outage: Callable[[], None]) -> dict[str, int]:
+    """Run beat + worker, call `outage` (stop, wait, start a service) mid-run, let it settle."""
     with processes(own.log_dir) as procs:
         _start(own, procs)
         time.sleep(RUN_S / 2)
         before = _report(own, "before restart")
-        own.services.postgres.stop(mode="immediate")
-        time.sleep(3)
-        own.services.postgres.start()
+        outage()
         time.sleep(RUN_S)
         assert all(p.poll() is None for p in procs.running), procs.logs()
         after = _report(own, "after restart")
@@ -93,23 +92,28 @@ def test_postgres_restart_mid_run(own_services: OwnServices) -> None:
         query(own.database_url, "UPDATE schedules SET enabled = false")
         figures = _settle(own)
     assert figures["runs"] == figures["slots"], "a slot ran twice"
+    return figures
+
+
+def test_postgres_restart_mid_run(own_services: OwnServices) -> None:
+    postgres = own_services.services.postgres
+
+    def outage() -> None:
+        postgres.stop(mode="immediate")
+        time.sleep(3)
+        postgres.start()
+
+    _restart_mid_run(own_services, outage)
 
 
 def test_redis_restart_mid_run(own_services: OwnServices) -> None:
-    own = own_services
-    with processes(own.log_dir) as procs:
-        _start(own, procs)
-        time.sleep(RUN_S / 2)
-        before = _report(own, "before restart")
-        own.services.redis.stop()
+    redis = own_services.services.redis
+    port = int(own_services.broker_url.rsplit(":", 1)[1].split("/")[0])
+
+    def outage() -> None:
+        redis.stop()
         time.sleep(4)
-        port = int(own.broker_url.rsplit(":", 1)[1].split("/")[0])
-        own.services.redis.start(port)
-        time.sleep(RUN_S)
-        assert all(p.poll() is None for p in procs.running), procs.logs()
-        after = _report(own, "after restart")
-        assert after["ok"] > before["ok"], procs.logs()
-        query(own.database_url, "UPDATE schedules SET enabled = false")
-        figures = _settle(own)
-    assert figures["runs"] == figures["slots"], "a slot ran twice"
+        redis.start(port)
+
+    figures = _restart_mid_run(own_services, outage)
     assert figures["active"] == 0
