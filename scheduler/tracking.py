@@ -85,7 +85,8 @@ def summarize(result: Any, limit: int) -> str | None:
 class _RunState:
     started: float
     progress: dict[str, int] | None = None
-    progress_written_at: float = 0.0
+    progress_written_at: float | None = None
+    """monotonic time of the last progress write; None until the first one"""
     progress_dirty: bool = False
 
 
@@ -210,7 +211,8 @@ class TrackedTask(Task):  # type: ignore[misc]
         state.progress_dirty = True
         now = time.monotonic()
         throttle_s = get_settings().worker_progress_throttle_s
-        if now - state.progress_written_at >= throttle_s:
+        last = state.progress_written_at
+        if last is None or now - last >= throttle_s:
             state.progress_written_at = now
             state.progress_dirty = False
             try:
