@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     beat_default_misfire_grace_s: int = 60
     beat_max_catchup: int = 100
     """Most missed slots one `run_all` schedule replays at once."""
+    beat_lookahead_s: float = Field(default=2.0, ge=0.0, le=30.0)
+    """How far ahead the beat writes upcoming runs of `allow` schedules; each is held in memory
+    and published at its time, so a busy second costs only the publish. 0 turns it off."""
     beat_max_sleep_s: float = 5.0
     """Longest the beat sleeps without looking at the database (a safety net for lost NOTIFYs)."""
     beat_sweep_after_s: float = 5.0

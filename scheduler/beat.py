@@ -1,10 +1,10 @@
 """`scheduler.beat:DatabaseScheduler`: Celery's beat, reading schedules from PostgreSQL.
 
-Thin glue: Celery calls `tick()` in a loop; each call sleeps until the next due time (or a
-NOTIFY from the schedules table, or shutdown), then runs one pass of the dispatcher on this
-process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
+Thin glue: Celery calls `tick()` in a loop; each call sleeps until the next pass has work
+(a slot coming within the lookahead, a held run's time, a NOTIFY from the schedules table, or
+shutdown), then runs one pass of the dispatcher on this process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
 and retried with a capped back-off. On SIGTERM the pass under way finishes, then the
-connections close.
+connections close; runs written ahead are published at their time first.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._leader = LeaderLock(
                 str(self.app.conf.broker_url), self.settings.beat_leader_lock_timeout_s
             )
-        self._listener = ChangeListener(self._runtime.url, self._wakeup.ring)
+        self._listener = ChangeListener(self._runtime.url, self._on_change)
         log.info("database scheduler ready: %d registered tasks", len(registered))
         try:
             cleared = self._call(self._dispatcher.recheck_errors())
@@ -112,6 +112,13 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 self._in_flight.result(timeout=60)
             except Exception as exc:
                 log.warning("the last tick failed while shutting down: %s", exc)
+        if self._runtime is not None and self._dispatcher is not None and self._dispatcher.held:
+            log.info("publishing %d runs written ahead at their time", self._dispatcher.held)
+            try:
+                timeout = self.settings.beat_lookahead_s + 30
+                self._runtime.run(self._dispatcher.flush_held(), timeout=timeout)
+            except Exception as exc:
+                log.warning("runs written ahead stay pending for the sweep: %s", exc)
         if self._runtime is not None and self._listener is not None:
             try:
                 self._runtime.run(self._listener.close(), timeout=5)
@@ -130,6 +137,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         return "    . db -> schedules table (LISTEN scheduler_schedules)"
 
     # internals -----------------------------------------------------------------------
+
+    def _on_change(self) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.note_change()
+        self._wakeup.ring()
 
     def _sleep_until_due(self) -> None:
         if self._next_due is None:

@@ -5,6 +5,11 @@ insert the runs (`ON CONFLICT (schedule_id, scheduled_for) DO NOTHING`: a slot e
 whichever beat gets there), advance the schedules, commit; then publish only the rows this
 tick inserted and mark them `queued`. A crash between commit and publish leaves rows
 `pending`, which the sweep republishes with the same task id.
+
+Runs of `allow` schedules due within the lookahead (`beat_lookahead_s`) are written ahead and
+held in memory until their time, so when a busy second comes only the publish is left to do.
+A change notification re-checks the held runs: one whose schedule was disabled, removed or
+re-timed in the meantime is withdrawn (its `pending` row deleted) instead of published.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
 import threading
 import time
@@ -38,6 +44,7 @@ from scheduler.planner import (
     plan,
 )
 from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.repository import IDENTITY_KEYS, DueOutlook
 from scheduler.repository import SchedulerRepository as repo
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,35 @@ def _update_values(update: ScheduleUpdate, runs_added: int) -> dict[str, Any]:
     }
 
 
+def _later(run: PlannedRun, now: datetime) -> bool:
+    """A run written ahead: its slot has not come yet."""
+    return run.scheduled_for is not None and run.scheduled_for > now
+
+
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in IDENTITY_KEYS}
+
+
+_ALWAYS = datetime.min.replace(tzinfo=UTC)
+
+
+def _changed_at(planned: dict[str, Any], current: dict[str, Any] | None) -> datetime | None:
+    """When the schedule stopped being the one the held runs were planned from, if it did:
+    removed (any time), disabled by hand (an end of life clears next_run_at as well), or
+    its task or timing edited. Runs of slots after that instant are withdrawn."""
+    if current is None:
+        return _ALWAYS
+    disabled = not current["enabled"] and current["next_run_at"] is not None
+    if disabled or any(current[key] != value for key, value in planned.items()):
+        changed: datetime = current["updated_at"]
+        return changed
+    return None
+
+
+def _after(run: PlannedRun, instant: datetime | None) -> bool:
+    return instant is not None and run.scheduled_for is not None and run.scheduled_for > instant
+
+
 def _message(run: PlannedRun) -> OutgoingMessage:
     return OutgoingMessage(
         execution_id=str(run.id),
@@ -125,21 +161,40 @@ class Dispatcher:
             default_grace_s=settings.beat_default_misfire_grace_s,
             max_catchup=settings.beat_max_catchup,
         )
+        self.lookahead = timedelta(seconds=settings.beat_lookahead_s)
         self._last_sweep = 0.0
         self._last_reap = 0.0
+        self._held: list[tuple[datetime, int, PlannedRun]] = []
+        """Runs written ahead, a heap by due time; published when it comes."""
+        self._held_identity: dict[int, dict[str, Any]] = {}
+        """Per schedule with held runs: the identity columns the runs were planned from."""
+        self._held_seq = 0
+        self._changed = False
+
+    def note_change(self) -> None:
+        """A schedule changed (NOTIFY): held runs are re-checked on the next pass."""
+        self._changed = True
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
 
     async def tick(self, now: datetime) -> TickResult:
-        """One batch: commit the runs, then publish them and mark them queued."""
-        result, fired = await self._commit_batch(now)
+        """One batch of the rows due at `now` (no lookahead): commit the runs, then publish
+        them and mark them queued."""
+        result, fired = await self._commit_batch(now, horizon=now)
         published = await self._publish_and_mark(fired)
         return dataclasses.replace(result, published=published)
 
-    async def _commit_batch(self, now: datetime) -> tuple[TickResult, list[PlannedRun]]:
-        """The transactional half of a tick: returns the runs it inserted, not yet published."""
+    async def _commit_batch(
+        self, now: datetime, *, horizon: datetime
+    ) -> tuple[TickResult, list[PlannedRun]]:
+        """The transactional half of a tick: returns the runs it inserted, not yet published
+        (those of slots after `now` are to be held until their time)."""
         async with self.sessions() as session, session.begin():
             await repo.mark_beat_transaction(session)
             rows = await repo.lock_due_schedules(
-                session, now=now, limit=self.settings.beat_max_batch
+                session, now=now, limit=self.settings.beat_max_batch, horizon=horizon
             )
             if not rows:
                 return TickResult(0, 0, 0, 0, full=False), []
@@ -153,7 +208,13 @@ class Dispatcher:
                         {**row, "active_runs": active, "waiting_runs": waiting}
                     )
                 )
-            result = plan(due, now=now, registered=self.registered, settings=self.planner_settings)
+            result = plan(
+                due,
+                now=now,
+                horizon=horizon,
+                registered=self.registered,
+                settings=self.planner_settings,
+            )
             inserted = await repo.insert_executions(
                 session, [_execution_values(r, now) for r in result.runs]
             )
@@ -166,6 +227,11 @@ class Dispatcher:
         for update in flagged:
             name = next((d.name for d in due if d.id == update.id), update.id)
             log.warning("schedule %s cannot run: %s", name, update.last_error)
+        if horizon > now:
+            ahead = {r.schedule_id for r in fired if _later(r, now)}
+            for row in rows:
+                if row["id"] in ahead:
+                    self._held_identity[row["id"]] = _identity(row)
         return TickResult(
             locked=len(rows),
             inserted=len(inserted),
@@ -192,12 +258,17 @@ class Dispatcher:
         return len(runs)
 
     async def sweep(self, now: datetime) -> int:
-        """Republish rows left `pending` longer than the sweep delay, with the same task id."""
+        """Republish rows left `pending` longer than the sweep delay, with the same task id;
+        runs written ahead whose schedule was since disabled or removed are withdrawn."""
         cutoff = now - timedelta(seconds=self.settings.beat_sweep_after_s)
         async with self.sessions() as session, session.begin():
-            rows = await repo.lock_stale_pending(
+            found = await repo.lock_stale_pending(
                 session, older_than=cutoff, limit=self.settings.beat_max_batch
             )
+            withdrawn = await repo.withdraw_runs(session, [r["id"] for r in found if r["withdraw"]])
+            if withdrawn:
+                log.info("sweep withdrew %d runs written ahead of a disabled schedule", withdrawn)
+            rows = [r for r in found if not r["withdraw"]]
             if not rows:
                 return 0
             messages = [
@@ -215,9 +286,25 @@ class Dispatcher:
         log.info("sweep republished %d pending runs", len(rows))
         return len(rows)
 
-    async def next_due(self) -> datetime | None:
+    async def outlook(self, now: datetime) -> DueOutlook:
         async with self.sessions() as session:
-            return await repo.next_due_at(session)
+            return await repo.due_outlook(session, horizon=now + self.lookahead)
+
+    def wake_at(self, outlook: DueOutlook, now: datetime) -> datetime | None:
+        """When the next pass has work: an `allow` row's slot minus the lookahead (it is
+        written ahead), a guarded row's slot, or the next held run's time."""
+        candidates: list[datetime] = []
+        if outlook.uncomputed:
+            candidates.append(datetime.min.replace(tzinfo=UTC))
+        if outlook.earliest is not None and outlook.earliest > now + self.lookahead:
+            candidates.append(outlook.earliest - self.lookahead)
+        if outlook.allow_within is not None:
+            candidates.append(outlook.allow_within - self.lookahead)
+        if outlook.guarded_within is not None:
+            candidates.append(outlook.guarded_within)
+        if self._held:
+            candidates.append(self._held[0][0])
+        return min(candidates) if candidates else None
 
     async def maintenance(self, now: datetime) -> None:
         """The sweep (every few seconds) and the reaper (every 30 s), each bounded."""
@@ -238,23 +325,29 @@ class Dispatcher:
                 log.warning("marked %d runs lost", lost)
 
     async def run_once(self, now: datetime) -> datetime | None:
-        """Drain every due row (batch after batch), run maintenance, return the next due time.
+        """Publish held runs that are due, write every row due by the lookahead (batch after
+        batch), run maintenance; return when the next pass has work.
 
         When nothing is due this costs one indexed query, whatever the number of schedules."""
-        due = await self.next_due()
-        if due is not None and due <= now:
+        if self._changed:
+            self._changed = False
+            await self.withdraw_changed()
+        await self._publish_and_mark(self._take_held(now))
+        wake = self.wake_at(await self.outlook(now), now)
+        if wake is not None and wake <= now:
             await self._drain(now)
-            due = await self.next_due()
+            wake = self.wake_at(await self.outlook(now), now)
         await self.maintenance(now)
-        return due
+        return wake
 
     async def _drain(self, now: datetime) -> None:
         """Batch after batch until one is not full; batch k's publish (one at a time: the
-        producer is held, not shared) overlaps batch k+1's transaction."""
+        producer is held, not shared) overlaps batch k+1's transaction. Runs of later slots
+        are held; held runs whose time comes meanwhile go out with the next publish."""
         in_flight: asyncio.Task[int] | None = None
         try:
             for _ in range(1000):
-                result, fired = await self._commit_batch(now)
+                result, fired = await self._commit_batch(now, horizon=now + self.lookahead)
                 if result.locked:
                     log.debug(
                         "tick: %d due, %d inserted, %d flagged",
@@ -262,17 +355,72 @@ class Dispatcher:
                         result.inserted,
                         result.flagged,
                     )
+                ready = [r for r in fired if not _later(r, now)]
+                for run in fired:
+                    if _later(run, now):
+                        self._hold(run)
                 if in_flight is not None:
                     await in_flight
                     in_flight = None
-                if fired:
-                    in_flight = asyncio.create_task(self._publish_and_mark(fired))
+                ready.extend(self._take_held(utcnow()))
+                if ready:
+                    in_flight = asyncio.create_task(self._publish_and_mark(ready))
                 if not result.full:
                     break
                 now = utcnow()
         finally:
             if in_flight is not None:
                 await in_flight
+
+    def _hold(self, run: PlannedRun) -> None:
+        assert run.scheduled_for is not None
+        self._held_seq += 1
+        heapq.heappush(self._held, (run.scheduled_for, self._held_seq, run))
+
+    def _take_held(self, now: datetime) -> list[PlannedRun]:
+        """Held runs whose time has come, removed from the heap."""
+        due: list[PlannedRun] = []
+        while self._held and self._held[0][0] <= now:
+            due.append(heapq.heappop(self._held)[2])
+        if due:
+            waiting = {r.schedule_id for _, _, r in self._held}
+            for schedule_id in {r.schedule_id for r in due} - waiting:
+                self._held_identity.pop(schedule_id, None)
+        return due
+
+    async def flush_held(self) -> int:
+        """Publish every held run at its time (shutdown: at most the lookahead away)."""
+        published = 0
+        while self._held:
+            delay = (self._held[0][0] - utcnow()).total_seconds()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            published += await self._publish_and_mark(self._take_held(utcnow()))
+        return published
+
+    async def withdraw_changed(self) -> int:
+        """Withdraw held runs whose schedule was removed, disabled by hand or changed its task
+        or timing since they were written: their rows are deleted, never published."""
+        if not self._held:
+            return 0
+        async with self.sessions() as session, session.begin():
+            current = await repo.schedule_identities(session, list(self._held_identity))
+            changed_at = {
+                schedule_id: _changed_at(planned, current.get(schedule_id))
+                for schedule_id, planned in self._held_identity.items()
+            }
+            runs = [r for _, _, r in self._held if _after(r, changed_at.get(r.schedule_id))]
+            if not runs:
+                return 0
+            withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
+        gone = {r.id for r in runs}
+        self._held = [h for h in self._held if h[2].id not in gone]
+        heapq.heapify(self._held)
+        waiting = {r.schedule_id for _, _, r in self._held}
+        for schedule_id in set(self._held_identity) - waiting:
+            self._held_identity.pop(schedule_id, None)
+        log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
+        return withdrawn
 
     async def recheck_errors(self) -> int:
         async with self.sessions() as session, session.begin():

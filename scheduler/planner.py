@@ -13,6 +13,9 @@ Rules:
 - `end_at` and `max_runs` end a schedule's life (disabled, `next_run_at` NULL);
 - jitter delays the message by a per-slot deterministic offset (`countdown`), so every beat
   agrees and the slot's nominal time stays `scheduled_for`;
+- with a `horizon` past `now`, slots of `allow` schedules up to the horizon are planned ahead
+  (the dispatcher holds them until their time); lateness is always measured against `now`,
+  and rows with an overlap guard are only planned when due, so the guard sees the present;
 - a row that cannot run gets `last_error` and no `next_run_at`; others are unaffected.
 """
 
@@ -171,10 +174,13 @@ def plan(
     now: datetime,
     registered: frozenset[str] | None,
     settings: PlannerSettings,
+    horizon: datetime | None = None,
 ) -> Plan:
     result = Plan()
     for row in rows:
-        runs, update = plan_row(row, now=now, registered=registered, settings=settings)
+        runs, update = plan_row(
+            row, now=now, registered=registered, settings=settings, horizon=horizon
+        )
         result.runs.extend(runs)
         result.updates.append(update)
     return result
@@ -186,6 +192,7 @@ def plan_row(
     now: datetime,
     registered: frozenset[str] | None,
     settings: PlannerSettings,
+    horizon: datetime | None = None,
 ) -> tuple[list[PlannedRun], ScheduleUpdate]:
     try:
         timing = validate_row(row, registered)
@@ -200,9 +207,18 @@ def plan_row(
         return [], ScheduleUpdate(
             id=row.id, next_run_at=None, last_run_at=row.last_run_at, enabled=False
         )
-    if slot > now:
+    until = plans_until(row, now, horizon)
+    if slot > until:
         return [], ScheduleUpdate(id=row.id, next_run_at=slot, last_run_at=row.last_run_at)
-    return _fire_due(row, timing, slot, now, settings)
+    return _fire_due(row, timing, slot, now, until, settings)
+
+
+def plans_until(row: DueSchedule, now: datetime, horizon: datetime | None) -> datetime:
+    """The latest slot this row may be planned for now: the horizon for `allow` rows, else
+    `now` (an overlap guard must judge the runs in progress when the slot comes)."""
+    if horizon is None or horizon <= now or row.overlap_policy != OverlapPolicy.ALLOW.value:
+        return now
+    return horizon
 
 
 def _grace(row: DueSchedule, settings: PlannerSettings) -> timedelta:
@@ -221,14 +237,16 @@ def _fire_due(
     timing: Timing,
     first: datetime,
     now: datetime,
+    until: datetime,
     settings: PlannerSettings,
 ) -> tuple[list[PlannedRun], ScheduleUpdate]:
+    """Slots from `first` up to `until` (>= now); those later than grace before `now` missed."""
     grace = _grace(row, settings)
     missed: list[datetime] = []
     on_time: list[datetime] = []
     slot: datetime | None = first
     steps = 0
-    while slot is not None and slot <= now and steps < _MAX_SLOTS_PER_TICK:
+    while slot is not None and slot <= until and steps < _MAX_SLOTS_PER_TICK:
         if row.end_at is not None and slot > row.end_at:
             slot = None
             break
@@ -238,8 +256,8 @@ def _fire_due(
         if len(missed) > settings.max_catchup and slot is not None and now - slot > grace:
             # a long outage: jump over the slots nobody will run, straight to the grace window
             slot = _skip_ahead(timing, slot, now - grace)
-    if slot is not None and slot <= now:
-        slot = next_fire(timing, now, anchor=slot)
+    if slot is not None and slot <= until:
+        slot = next_fire(timing, until, anchor=slot)
 
     fires: list[tuple[datetime, Trigger]] = []
     recorded_missed: list[datetime] = []

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from scheduler.domain import ExecutionStatus
+from scheduler.domain import ExecutionStatus, OverlapPolicy
 from scheduler.exceptions import DuplicateError, NotFoundError
 from scheduler.models import (
     NON_TERMINAL_STATUS_IDS,
@@ -53,6 +54,29 @@ _DUE_COLUMNS = (
     Schedule.last_run_at,
     Schedule.total_run_count,
 )
+_IDENTITY_COLUMNS = (
+    Schedule.id,
+    Schedule.task,
+    Schedule.cron,
+    Schedule.interval_seconds,
+    Schedule.run_at,
+    Schedule.timezone,
+    Schedule.start_at,
+    Schedule.end_at,
+)
+"""The columns a run written ahead depends on (besides the row existing and being enabled)."""
+IDENTITY_KEYS = tuple(column.key for column in _IDENTITY_COLUMNS)
+
+
+@dataclass(frozen=True)
+class DueOutlook:
+    uncomputed: bool
+    """An enabled row has no `next_run_at` yet (new, or its timing just changed)."""
+    earliest: datetime | None
+    allow_within: datetime | None
+    """The earliest `next_run_at` of an `allow` row, among rows due by the horizon."""
+    guarded_within: datetime | None
+    """The same for rows with an overlap guard (planned only when due)."""
 
 
 class SchedulerRepository:
@@ -127,17 +151,22 @@ class SchedulerRepository:
 
     @staticmethod
     async def lock_due_schedules(
-        session: AsyncSession, *, now: datetime, limit: int
+        session: AsyncSession, *, now: datetime, limit: int, horizon: datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Due enabled rows (or rows never computed), locked; rows other beats hold are skipped."""
+        """Due enabled rows (or rows never computed), locked; rows other beats hold are skipped.
+        With a `horizon`, `allow` rows due by then are taken too (they are planned ahead)."""
+        due = Schedule.next_run_at <= now
+        if horizon is not None and horizon > now:
+            ahead = and_(
+                Schedule.next_run_at <= horizon,
+                Schedule.overlap_policy == OverlapPolicy.ALLOW.value,
+            )
+            due = or_(due, ahead)
         result = await session.execute(
             select(*_DUE_COLUMNS)
             .where(
                 Schedule.enabled,
-                or_(
-                    Schedule.next_run_at <= now,
-                    and_(Schedule.next_run_at.is_(None), Schedule.last_error.is_(None)),
-                ),
+                or_(due, and_(Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))),
             )
             .order_by(Schedule.next_run_at.asc().nulls_first())
             .limit(limit)
@@ -259,7 +288,18 @@ class SchedulerRepository:
     async def lock_stale_pending(
         session: AsyncSession, *, older_than: datetime, limit: int
     ) -> list[dict[str, Any]]:
-        """Rows still `pending` (publish failed, or a beat died after commit), locked."""
+        """Rows still `pending` (publish failed, or a beat died after commit), locked.
+        `withdraw` marks a run written ahead whose schedule has since been removed, or disabled
+        by hand before the run's slot: it is not to be published."""
+        written_ahead = Execution.created_at < Execution.scheduled_for
+        disabled = or_(
+            Schedule.id.is_(None),
+            and_(
+                ~Schedule.enabled,
+                Schedule.next_run_at.is_not(None),
+                Execution.scheduled_for > Schedule.updated_at,
+            ),
+        )
         result = await session.execute(
             select(
                 Execution.id,
@@ -268,11 +308,14 @@ class SchedulerRepository:
                 Execution.kwargs,
                 Execution.schedule_id,
                 Schedule.options,
+                and_(written_ahead, disabled).label("withdraw"),
             )
             .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
             .where(
                 Execution.status_id == ExecutionStatus.PENDING.id,
                 Execution.created_at < older_than,
+                # a run written ahead is its beat's to publish until a while after its time
+                or_(Execution.scheduled_for.is_(None), Execution.scheduled_for < older_than),
             )
             .order_by(Execution.created_at)
             .limit(limit)
@@ -281,20 +324,69 @@ class SchedulerRepository:
         return [dict(row) for row in result.mappings()]
 
     @staticmethod
-    async def next_due_at(session: AsyncSession) -> datetime | None:
-        """When the earliest enabled schedule is due (the distant past if one has never been
-        computed). One round trip, both halves served by the partial index."""
+    async def due_outlook(session: AsyncSession, *, horizon: datetime) -> DueOutlook:
+        """What the beat needs to know when to wake, in one round trip: whether a row awaits
+        its first computation, the earliest `next_run_at`, and the earliest of `allow` rows
+        and of guarded rows due by `horizon`. Each part is an index scan bounded by the
+        horizon, so the idle cost does not grow with the number of schedules."""
         uncomputed = (
             select(Schedule.id)
             .where(Schedule.enabled, Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))
             .exists()
         )
-        earliest = select(func.min(Schedule.next_run_at)).where(Schedule.enabled).scalar_subquery()
-        row = (await session.execute(select(uncomputed, earliest))).one()
-        if row[0]:
-            return datetime.min.replace(tzinfo=UTC)
-        value: datetime | None = row[1]
-        return value
+        allow = Schedule.overlap_policy == OverlapPolicy.ALLOW.value
+
+        def earliest(*where: Any) -> Any:
+            return (
+                select(func.min(Schedule.next_run_at))
+                .where(Schedule.enabled, *where)
+                .scalar_subquery()
+            )
+
+        within = Schedule.next_run_at <= horizon
+        row = (
+            await session.execute(
+                select(uncomputed, earliest(), earliest(within, allow), earliest(within, ~allow))
+            )
+        ).one()
+        return DueOutlook(
+            uncomputed=bool(row[0]), earliest=row[1], allow_within=row[2], guarded_within=row[3]
+        )
+
+    @staticmethod
+    async def schedule_identities(
+        session: AsyncSession, schedule_ids: Sequence[int]
+    ) -> dict[int, dict[str, Any]]:
+        """What a run written ahead depends on: the task, the timing and whether the row was
+        disabled by hand (a disable keeps `next_run_at`; an end of life clears it); and when
+        the row was last edited (beats' own updates leave `updated_at` alone)."""
+        if not schedule_ids:
+            return {}
+        result = await session.execute(
+            select(
+                *_IDENTITY_COLUMNS, Schedule.enabled, Schedule.next_run_at, Schedule.updated_at
+            ).where(Schedule.id.in_(schedule_ids))
+        )
+        return {int(row["id"]): dict(row) for row in result.mappings()}
+
+    @staticmethod
+    async def withdraw_runs(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> int:
+        """Delete runs written ahead and never published (still `pending`), and take them
+        back off their schedules' `total_run_count`."""
+        if not execution_ids:
+            return 0
+        result = await session.execute(
+            text(
+                "WITH gone AS (DELETE FROM executions WHERE id = ANY(CAST(:ids AS uuid[])) "
+                "AND status_id = :pending RETURNING schedule_id), "
+                "counts AS (SELECT schedule_id, count(*) AS n FROM gone GROUP BY schedule_id), "
+                "fixed AS (UPDATE schedules s SET total_run_count = greatest(0, "
+                "s.total_run_count - counts.n) FROM counts WHERE s.id = counts.schedule_id) "
+                "SELECT coalesce(sum(n), 0) FROM counts"
+            ),
+            {"ids": list(execution_ids), "pending": ExecutionStatus.PENDING.id},
+        )
+        return int(result.scalar_one())
 
     @staticmethod
     async def clear_beat_errors(session: AsyncSession) -> int:

@@ -36,8 +36,8 @@ class Procs:
         self.running.append(proc)
         return proc
 
-    def beat(self) -> subprocess.Popen[bytes]:
-        return self.start("beat", "-m", "scheduler.cli", "beat", "-l", "INFO")
+    def beat(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return self.start("beat", "-m", "scheduler.cli", "beat", "-l", "INFO", env=env)
 
     def worker(self, *extra: str) -> subprocess.Popen[bytes]:
         return self.start(

@@ -31,7 +31,8 @@ def test_three_beats_under_kill_9(own_services: OwnServices) -> None:
     restarts = 0
     try:
         with processes(own.log_dir) as procs:
-            beats = [procs.beat() for _ in range(3)]
+            sweep_fast = {"SCHEDULER_BEAT_SWEEP_AFTER_S": "2"}
+            beats = [procs.beat(sweep_fast) for _ in range(3)]
             wait_for(lambda: client.llen("celery") > 0, timeout_s=60, interval_s=0.1)
             started = time.monotonic()
             while time.monotonic() - started < RUN_S:
@@ -39,10 +40,12 @@ def test_three_beats_under_kill_9(own_services: OwnServices) -> None:
                 index = restarts % 3
                 os.killpg(beats[index].pid, signal.SIGKILL)
                 beats[index].wait()
-                beats[index] = procs.beat()
+                beats[index] = procs.beat(sweep_fast)
                 restarts += 1
             query(own.database_url, "UPDATE schedules SET enabled = false")
-            time.sleep(7)  # let the sweep publish whatever a killed beat left pending
+            # the sweep publishes what a killed beat left pending, and withdraws the runs
+            # it had written ahead (lookahead 2 s) for slots after the disable
+            time.sleep(8)
             logs = procs.logs(tail=None)
         ids = [json.loads(m)["headers"]["id"] for m in client.lrange("celery", 0, -1)]
     finally:

@@ -168,3 +168,47 @@ def test_bad_rows_get_last_error_and_no_next_run() -> None:
         assert update.last_error is not None
         assert expected in update.last_error, update.last_error
         assert update.next_run_at is None
+
+
+def test_horizon_plans_allow_slots_ahead_on_time() -> None:
+    every_second = row(interval_seconds=Decimal(1), next_run_at=NOW + timedelta(seconds=1))
+    runs, update = plan_row(
+        every_second,
+        now=NOW,
+        horizon=NOW + timedelta(seconds=2),
+        registered=REGISTERED,
+        settings=SETTINGS,
+    )
+    assert [(r.scheduled_for, r.trigger) for r in runs] == [
+        (NOW + timedelta(seconds=1), Trigger.SCHEDULE),
+        (NOW + timedelta(seconds=2), Trigger.SCHEDULE),
+    ]
+    assert update.next_run_at == NOW + timedelta(seconds=3)
+    assert update.runs_added == 2
+
+
+def test_horizon_does_not_turn_lateness_into_a_misfire_or_hide_one() -> None:
+    # a slot 30 s late is on time (grace 60 s) whatever the horizon; 90 s late is a misfire
+    for late_s, trigger in ((30, Trigger.SCHEDULE), (90, Trigger.CATCHUP)):
+        runs, _ = plan_row(
+            row(next_run_at=NOW - timedelta(seconds=late_s), interval_seconds=Decimal(3600)),
+            now=NOW,
+            horizon=NOW + timedelta(seconds=2),
+            registered=REGISTERED,
+            settings=SETTINGS,
+        )
+        assert [r.trigger for r in runs] == [trigger]
+
+
+def test_guarded_rows_are_planned_only_when_due() -> None:
+    soon = NOW + timedelta(seconds=1)
+    for policy in ("skip", "buffer_one"):
+        runs, update = plan_row(
+            row(overlap_policy=policy, next_run_at=soon),
+            now=NOW,
+            horizon=NOW + timedelta(seconds=2),
+            registered=REGISTERED,
+            settings=SETTINGS,
+        )
+        assert runs == []
+        assert update.next_run_at == soon

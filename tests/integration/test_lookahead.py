@@ -1,0 +1,192 @@
+"""Runs written ahead: held until their time, withdrawn when their schedule changes first,
+swept (or withdrawn) when the beat that wrote them is gone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config.celery import app
+from config.settings import Settings
+from scheduler.db import session_factory
+from scheduler.dispatcher import Dispatcher
+from scheduler.domain import ExecutionStatus
+from scheduler.publisher import Publisher
+
+# an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot
+BASE = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+SECOND = timedelta(seconds=1)
+
+MakeDispatcher = Callable[[], Dispatcher]
+
+
+@pytest.fixture
+async def make_dispatcher(engine: AsyncEngine) -> AsyncIterator[MakeDispatcher]:
+    """Beats of their own (one per call), with a 2 s lookahead."""
+    publishers: list[Publisher] = []
+
+    def make() -> Dispatcher:
+        publishers.append(Publisher(app))
+        return Dispatcher(
+            sessions=session_factory(engine),
+            publisher=publishers[-1],
+            registered=frozenset({"demo.noop"}),
+            settings=Settings(_env_file=None, beat_lookahead_s=2.0),  # type: ignore[call-arg]
+        )
+
+    yield make
+    for publisher in publishers:
+        publisher.close()
+
+
+def published_ids(broker_url: str) -> list[str]:
+    client = redis.Redis.from_url(broker_url)
+    try:
+        return [json.loads(raw)["headers"]["id"] for raw in client.lrange("celery", 0, -1)]
+    finally:
+        client.close()
+
+
+async def sql(engine: AsyncEngine, statement: str, **params: object) -> list[dict[str, object]]:
+    async with engine.begin() as conn:
+        result = await conn.execute(text(statement), params)
+        return [dict(r) for r in result.mappings()] if result.returns_rows else []
+
+
+async def add(engine: AsyncEngine, name: str, every_s: int, policy: str = "allow") -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at, overlap_policy) "
+        "VALUES (:name, 'demo.noop', :every, :start, :policy)",
+        name=name,
+        every=every_s,
+        start=BASE + SECOND,
+        policy=policy,
+    )
+
+
+async def runs(engine: AsyncEngine) -> list[dict[str, object]]:
+    return await sql(
+        engine, "SELECT id, scheduled_for, status_id FROM executions ORDER BY scheduled_for"
+    )
+
+
+async def test_a_slot_within_the_lookahead_is_written_ahead_and_published_at_its_time(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    beat = make_dispatcher()
+    await add(engine, "soon", 60)
+    wake = await beat.run_once(BASE)
+    written = await runs(engine)
+    assert [(r["scheduled_for"], r["status_id"]) for r in written] == [
+        (BASE + SECOND, ExecutionStatus.PENDING.id)
+    ]
+    assert published_ids(broker_url) == []
+    assert beat.held == 1
+    assert wake == BASE + SECOND  # the held run's time
+
+    await beat.run_once(BASE + SECOND)
+    assert published_ids(broker_url) == [str(written[0]["id"])]
+    assert [r["status_id"] for r in await runs(engine)] == [ExecutionStatus.QUEUED.id]
+    assert beat.held == 0
+
+
+async def test_guarded_schedules_are_written_when_due_not_ahead(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    beat = make_dispatcher()
+    await add(engine, "guarded", 60, policy="skip")
+    wake = await beat.run_once(BASE)
+    assert await runs(engine) == []
+    assert wake == BASE + SECOND
+    await beat.run_once(BASE + SECOND)
+    assert len(published_ids(broker_url)) == 1
+
+
+async def test_a_disable_withdraws_runs_written_ahead_and_an_unrelated_edit_does_not(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    beat = make_dispatcher()
+    await add(engine, "kept", 1)
+    await add(engine, "stopped", 1)
+    await beat.run_once(BASE)
+    assert beat.held == 4  # slots BASE+1 s and BASE+2 s of both
+
+    await sql(engine, "UPDATE schedules SET description = 'edited' WHERE name = 'kept'")
+    await sql(engine, "UPDATE schedules SET enabled = false WHERE name = 'stopped'")
+    beat.note_change()
+    await beat.run_once(BASE + SECOND / 2)
+    counts = await sql(
+        engine,
+        "SELECT s.name, s.total_run_count, count(e.id) AS runs FROM schedules s "
+        "LEFT JOIN executions e ON e.schedule_id = s.id GROUP BY s.name, s.total_run_count "
+        "ORDER BY s.name",
+    )
+    assert counts == [
+        {"name": "kept", "total_run_count": 2, "runs": 2},
+        {"name": "stopped", "total_run_count": 0, "runs": 0},
+    ]
+    assert beat.held == 2
+    await beat.run_once(BASE + 2 * SECOND)
+    assert len(published_ids(broker_url)) == 2
+
+
+async def test_a_changed_timing_withdraws_and_replans(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    beat = make_dispatcher()
+    await add(engine, "retimed", 1)
+    await beat.run_once(BASE)
+    later = BASE + timedelta(minutes=5)
+    await sql(engine, "UPDATE schedules SET interval_seconds = 3600, start_at = :s", s=later)
+    beat.note_change()
+    await beat.run_once(BASE + SECOND / 2)
+    # the old grid's runs are gone; the new grid starts where it says
+    assert await runs(engine) == []
+    next_run = await sql(engine, "SELECT next_run_at FROM schedules")
+    assert next_run == [{"next_run_at": later}]
+    assert published_ids(broker_url) == []
+
+
+async def test_runs_of_a_dead_beat_are_swept_or_withdrawn(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    dead = make_dispatcher()
+    await add(engine, "still-on", 1)
+    await add(engine, "turned-off", 1)
+    await dead.run_once(BASE)  # writes 4 runs ahead, then "dies" holding them
+    await sql(engine, "UPDATE schedules SET enabled = false WHERE name = 'turned-off'")
+
+    survivor = make_dispatcher()
+    assert await survivor.sweep(BASE + SECOND) == 0  # not before their time + the sweep delay
+    assert await survivor.sweep(BASE + 10 * SECOND) == 2
+    left = await sql(
+        engine,
+        "SELECT s.name, e.status_id FROM executions e JOIN schedules s ON s.id = e.schedule_id",
+    )
+    assert {(r["name"], r["status_id"]) for r in left} == {("still-on", ExecutionStatus.QUEUED.id)}
+    assert len(published_ids(broker_url)) == 2
+
+
+async def test_shutdown_publishes_held_runs_at_their_time(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    beat = make_dispatcher()
+    soon = datetime.now(UTC).replace(microsecond=0) + 2 * SECOND
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "VALUES ('soon', 'demo.noop', 3600, :s)",
+        s=soon,
+    )
+    await beat.run_once(soon - 1.5 * SECOND)
+    assert beat.held == 1
+    assert await beat.flush_held() == 1
+    assert datetime.now(UTC) >= soon
+    assert len(published_ids(broker_url)) == 1
