@@ -31,6 +31,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from benchmarks.redbeat_anchor import redbeat_scale
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -311,19 +313,6 @@ def bench_redbeat_burst(env: Env, n: int) -> float:
     return elapsed
 
 
-def bench_redbeat_idle(env: Env, n: int) -> float:
-    """RedBeat's tick when none of its n entries is due (median ms)."""
-    scheduler = _redbeat_scheduler(env, n, datetime.now(UTC))
-    samples = []
-    for _ in range(30):
-        start = time.perf_counter()
-        scheduler.tick()
-        samples.append((time.perf_counter() - start) * 1000)
-    scheduler.close()
-    env.flush_broker()
-    return statistics.median(samples)
-
-
 def bench_celery_beat(env: Env, n: int) -> float:
     """celery's PersistentScheduler with n entries, all due: time until all are sent
     (bounded at 120 s; past that the time is extrapolated from the rate reached)."""
@@ -504,13 +493,14 @@ def bench_scale(env: Env, n: int) -> dict[str, Any]:
         rss = rss_mb(beat.pid)
     finally:
         stop(beat)
-    redbeat_idle = bench_redbeat_idle(env, n) if n <= 10_000 else None
+    redbeat = redbeat_scale(env.broker, n, env.tmp)
     return {
         "schedules": n,
-        "redbeat_idle_tick_ms_p50": None if redbeat_idle is None else round(redbeat_idle, 2),
         "idle_tick_ms_p50": round(statistics.median(samples), 2),
         "idle_tick_ms_p99": round(percentile(samples, 0.99), 2),
+        "redbeat_idle_tick_ms_p50": round(redbeat["redbeat_idle_tick_ms_p50"], 2),
         "beat_rss_mb": round(rss, 1),
+        "redbeat_rss_mb": round(redbeat["redbeat_rss_mb"], 1),
     }
 
 
@@ -577,7 +567,22 @@ def bench_workers(env: Env, n: int) -> dict[str, Any]:
             if time.perf_counter() - start > 300:
                 raise RuntimeError(f"{name}: workers did not finish")
             time.sleep(0.002)
+        while with_rows and not finished(ids):  # outcomes are written after the ack
+            if time.perf_counter() - start > 300:
+                raise RuntimeError(f"{name}: outcomes not recorded")
+            time.sleep(0.002)
         return time.perf_counter() - start
+
+    def finished(ids: list[str]) -> bool:
+        rows = run(
+            sql(
+                url,
+                "SELECT count(*) FROM executions WHERE id = ANY($1::uuid[]) AND completed_at "
+                "IS NULL",
+                ids,
+            )
+        )
+        return int(rows[0][0]) == 0
 
     try:
         drain("bench.bare_noop", 50, False)  # also waits until the worker is up

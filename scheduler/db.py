@@ -10,6 +10,7 @@ threads and solo pools. Never `asyncio.run` per task; never an engine per task.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -67,6 +68,8 @@ class Runtime:
         """Same pool, one round trip per statement: for single-statement writes."""
         self._held: AsyncConnection | None = None
         self._held_lock: asyncio.Lock | None = None
+        self._submitted: set[concurrent.futures.Future[Any]] = set()
+        self._submitted_lock = threading.Lock()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -83,6 +86,27 @@ class Runtime:
         except BaseException:
             future.cancel()
             raise
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Start `coro` on the process loop without waiting for it. `drain` (and `close`)
+        wait for everything submitted; the coroutine handles its own errors."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        with self._submitted_lock:
+            self._submitted.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._submitted_lock:
+            self._submitted.discard(future)
+
+    def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` for submitted coroutines; returns how many did not finish."""
+        with self._submitted_lock:
+            pending = list(self._submitted)
+        if not pending:
+            return 0
+        _, not_done = concurrent.futures.wait(pending, timeout=timeout)
+        return len(not_done)
 
     @contextlib.asynccontextmanager
     async def held_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -117,6 +141,9 @@ class Runtime:
         if self.loop.is_closed():
             return
         if self._thread.is_alive():
+            left = self.drain(timeout=35)
+            if left:
+                log.error("%d bookkeeping writes did not finish before shutdown", left)
             with contextlib.suppress(Exception):
                 self.run(self._close_held(), timeout=5)
             with contextlib.suppress(Exception):

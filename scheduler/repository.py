@@ -372,9 +372,12 @@ class SchedulerRepository:
     @staticmethod
     async def withdraw_runs(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> int:
         """Delete runs written ahead and never published (still `pending`), and take them
-        back off their schedules' `total_run_count`."""
+        back off their schedules' `total_run_count`. The transaction is tagged as the beat's:
+        this bookkeeping must neither wake the beats nor move `updated_at`, the instant of the
+        hand edit that later withdrawals (by other beats, by the sweep) compare slots with."""
         if not execution_ids:
             return 0
+        await SchedulerRepository.mark_beat_transaction(session)
         result = await session.execute(
             text(
                 "WITH gone AS (DELETE FROM executions WHERE id = ANY(CAST(:ids AS uuid[])) "

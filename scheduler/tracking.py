@@ -17,6 +17,7 @@ success, failed, retrying, timeout, revoked, with duration_ms, errors and progre
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -271,18 +272,30 @@ class TrackedTask(Task):  # type: ignore[misc]
         }
         if error is not None:
             outcome.update(_error_fields(error))
-        for attempt in range(1, FINISH_ATTEMPTS + 1):
-            try:
-                get_runtime().run(_bookkeeping(repo.finish_run, execution_id, **outcome))
+        runtime = get_runtime()
+        if status is ExecutionStatus.SUCCESS and not self.request.is_eager:
+            # Nothing waits on a success: the worker takes its next message while the row is
+            # written. Other outcomes are written before Celery acts on them (a retry's next
+            # attempt must find the row `retrying`); eager calls return with the row written.
+            runtime.submit(_write_outcome(execution_id, outcome))
+        else:
+            runtime.run(_write_outcome(execution_id, outcome))
+
+
+async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
+    """Write a run's outcome; while the database is restarting, keep trying (~30 s)."""
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            await _bookkeeping(repo.finish_run, execution_id, **outcome)
+            return
+        except CONNECTION_ERRORS as exc:
+            if attempt == FINISH_ATTEMPTS:
+                log.error("could not record the outcome of execution %s: %s", execution_id, exc)
                 return
-            except CONNECTION_ERRORS as exc:
-                if attempt == FINISH_ATTEMPTS:
-                    log.error("could not record the outcome of execution %s: %s", execution_id, exc)
-                    return
-                time.sleep(FINISH_RETRY_S)  # the database is restarting: the outcome must land
-            except Exception:
-                log.exception("could not record the outcome of execution %s", execution_id)
-                return
+            await asyncio.sleep(FINISH_RETRY_S)
+        except Exception:
+            log.exception("could not record the outcome of execution %s", execution_id)
+            return
 
 
 def _error_fields(error: BaseException) -> dict[str, Any]:
@@ -454,5 +467,7 @@ def _record_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 signals.worker_process_init.connect(_open_runtime, weak=False)
 signals.worker_process_shutdown.connect(_close_runtime, weak=False)
+# solo and threads pools run tasks in the main process: its outcome writes land before exit
+signals.worker_shutdown.connect(_close_runtime, weak=False)
 signals.task_revoked.connect(_record_revoked, weak=False)
 signals.task_failure.connect(_record_lost_or_timeout, weak=False)

@@ -190,3 +190,24 @@ async def test_shutdown_publishes_held_runs_at_their_time(
     assert await beat.flush_held() == 1
     assert datetime.now(UTC) >= soon
     assert len(published_ids(broker_url)) == 1
+
+
+async def test_each_beat_withdraws_its_own_and_the_edit_instant_stays_the_users(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    first, second = make_dispatcher(), make_dispatcher()
+    await add(engine, "shared", 1)
+    await first.run_once(BASE)  # slots BASE+1 s, BASE+2 s
+    await second.run_once(BASE + SECOND)  # slot BASE+3 s
+    assert (first.held, second.held) == (2, 1)
+    await sql(engine, "UPDATE schedules SET enabled = false")
+    edited = await sql(engine, "SELECT updated_at FROM schedules")
+
+    for beat in (first, second):
+        beat.note_change()
+        await beat.run_once(BASE + SECOND / 2)
+        # a withdrawal is the beat's bookkeeping: it leaves the hand edit's instant alone
+        assert await sql(engine, "SELECT updated_at FROM schedules") == edited
+    assert (first.held, second.held) == (0, 0)
+    assert await runs(engine) == []
+    assert published_ids(broker_url) == []

@@ -291,3 +291,19 @@ def test_outcomes_learnt_outside_the_run() -> None:
     finished = insert(ExecutionStatus.SUCCESS, completed_at=datetime.now(UTC))
     signals.task_failure.send(sender=task, task_id=finished, exception=TimeLimitExceeded(1.0))
     assert execution(finished)["status"] == "success"  # terminal rows never change
+
+
+def test_a_worker_success_is_written_in_the_background_and_lands_by_shutdown() -> None:
+    from scheduler.db import close_runtime
+
+    execution_id = insert(ExecutionStatus.QUEUED, task="tests.tracking.counted")
+    counted.push_request(id=execution_id, is_eager=False, delivery_info={})
+    try:
+        assert counted("background") == 1
+    finally:
+        counted.pop_request()
+    close_runtime()  # what a worker process does on shutdown: it waits for the write
+    row = execution(execution_id)
+    assert row["status"] == "success"
+    assert row["result_summary"] == "1"
+    assert row["completed_at"] is not None

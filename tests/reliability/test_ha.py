@@ -3,6 +3,7 @@ no slot runs twice, none is lost within grace, no task id is published twice."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -70,7 +71,20 @@ def test_three_beats_under_kill_9(own_services: OwnServices) -> None:
     )
     assert len(per_schedule) == SCHEDULES
     assert executed == distinct, "a slot ran twice"
-    assert distinct == expected, f"slots lost: {expected - distinct}\n{logs[-2000:]}"
+    if distinct != expected:
+        sample = query(
+            own.database_url,
+            "SELECT scheduled_for, status_id, created_at, queued_at FROM executions "
+            "WHERE schedule_id = (SELECT min(schedule_id) FROM executions) ORDER BY 1",
+        )
+        disabled_at = query(own.database_url, "SELECT min(updated_at) AS t FROM schedules")
+        slots = [r["scheduled_for"] for r in sample]
+        gaps = [(a, b) for a, b in itertools.pairwise(slots) if (b - a).seconds > 1]
+        near = [r for r in sample if any(a <= r["scheduled_for"] <= b for a, b in gaps)]
+        raise AssertionError(
+            f"slots lost: {expected - distinct}; disabled at {disabled_at[0]['t']}; one "
+            f"schedule's gaps {gaps}, around them: {near}\n{logs[-3000:]}"
+        )
     assert pending == 0
     execution_ids = {str(r["id"]) for r in query(own.database_url, "SELECT id FROM executions")}
     assert set(ids) == execution_ids, "every slot published, nothing else"
