@@ -66,8 +66,8 @@ class Runtime:
         self.sessions = session_factory(self.engine)
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         """Same pool, one round trip per statement: for single-statement writes."""
-        self._held: AsyncConnection | None = None
-        self._held_lock: asyncio.Lock | None = None
+        self._held: dict[str, AsyncConnection] = {}
+        self._held_locks: dict[str, asyncio.Lock] = {}
         self._submitted: set[concurrent.futures.Future[Any]] = set()
         self._submitted_lock = threading.Lock()
 
@@ -109,28 +109,29 @@ class Runtime:
         return len(not_done)
 
     @contextlib.asynccontextmanager
-    async def held_connection(self) -> AsyncIterator[AsyncConnection]:
-        """One autocommit connection kept checked out for the hot-path bookkeeping writes:
-        no pool checkout and no isolation-level reset per statement. Serialized by a lock;
-        dropped (and replaced on next use) after any error."""
-        if self._held_lock is None:
-            self._held_lock = asyncio.Lock()
-        async with self._held_lock:
-            if self._held is None or self._held.closed or self._held.invalidated:
-                self._held = await self.autocommit.connect()
+    async def held_connection(self, lane: str = "default") -> AsyncIterator[AsyncConnection]:
+        """An autocommit connection kept checked out for the hot-path bookkeeping writes:
+        no pool checkout and no isolation-level reset per statement. One per `lane`, each
+        serialized by its lock (writes in different lanes run side by side); dropped (and
+        replaced on next use) after any error."""
+        lock = self._held_locks.setdefault(lane, asyncio.Lock())
+        async with lock:
+            held = self._held.get(lane)
+            if held is None or held.closed or held.invalidated:
+                held = self._held[lane] = await self.autocommit.connect()
             try:
-                yield self._held
+                yield held
             except BaseException:
-                held, self._held = self._held, None
+                self._held.pop(lane, None)
                 with contextlib.suppress(Exception):
                     await held.invalidate()
                 raise
 
     async def _close_held(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
+        held, self._held = self._held, {}
+        for connection in held.values():
             with contextlib.suppress(Exception):
-                await held.close()
+                await connection.close()
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

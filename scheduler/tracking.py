@@ -45,6 +45,7 @@ from scheduler.repository import SchedulerRepository as repo
 
 REQUEUE_DELAY_S = 2.0
 """How long a message waits before it is tried again when the database is unreachable."""
+OUTCOME_LANE = "outcomes"
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
@@ -286,7 +287,10 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
     """Write a run's outcome; while the database is restarting, keep trying (~30 s)."""
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
-            await _bookkeeping(repo.finish_run, execution_id, **outcome)
+            # a lane of its own: the next run's claim does not queue behind this write
+            await _on_held_connection(
+                repo.finish_run, True, execution_id, lane=OUTCOME_LANE, **outcome
+            )
             return
         except CONNECTION_ERRORS as exc:
             if attempt == FINISH_ATTEMPTS:
@@ -351,14 +355,18 @@ async def _bookkeeping(fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **
 
 
 async def _on_held_connection(
-    fn: Callable[..., Coroutine[Any, Any, R]], driver: bool, *args: Any, **kwargs: Any
+    fn: Callable[..., Coroutine[Any, Any, R]],
+    driver: bool,
+    *args: Any,
+    lane: str = "default",
+    **kwargs: Any,
 ) -> R:
     """Retried once when the connection turns out to be dead (a restarted server): the held
     connection is dropped and a fresh one taken from the pool. A second failure is raised
     (callers treat CONNECTION_ERRORS as "database unreachable")."""
     for attempt in (1, 2):
         try:
-            async with get_runtime().held_connection() as connection:
+            async with get_runtime().held_connection(lane) as connection:
                 target = await repo.driver_connection(connection) if driver else connection
                 return await fn(target, *args, **kwargs)
         except CONNECTION_ERRORS as exc:
