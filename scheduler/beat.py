@@ -22,6 +22,7 @@ from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.leader import LeaderLock
 from scheduler.publisher import Publisher
+from scheduler.reaper import WorkerWatch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             registered=registered,
             settings=self.settings,
             time_limits_s=limits,
+            watch=WorkerWatch(self.app),
         )
         if self.settings.beat_leader_lock:
             self._leader = LeaderLock(

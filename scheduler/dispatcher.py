@@ -44,6 +44,7 @@ from scheduler.planner import (
     plan,
 )
 from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.reaper import WorkerWatch, reap_lost
 from scheduler.repository import IDENTITY_KEYS, DueOutlook
 from scheduler.repository import SchedulerRepository as repo
 
@@ -151,8 +152,10 @@ class Dispatcher:
         registered: frozenset[str] | None,
         settings: Settings,
         time_limits_s: dict[str, float] | None = None,
+        watch: WorkerWatch | None = None,
     ) -> None:
         self.sessions = sessions
+        self.watch = watch
         self.time_limits_s = time_limits_s or {}
         self.publisher = publisher
         self.registered = registered
@@ -169,6 +172,8 @@ class Dispatcher:
         self._held_identity: dict[int, dict[str, Any]] = {}
         """Per schedule with held runs: the identity columns the runs were planned from."""
         self._held_seq = 0
+        self._prepared: dict[uuid.UUID, OutgoingMessage] = {}
+        """The messages of held runs, built when they were written ahead."""
         self._changed = False
 
     def note_change(self) -> None:
@@ -243,7 +248,8 @@ class Dispatcher:
     async def _publish_and_mark(self, runs: Sequence[PlannedRun]) -> int:
         if not runs:
             return 0
-        messages = [_message(r) for r in runs]
+        prepared = self._prepared
+        messages = [prepared.pop(r.id) if r.id in prepared else _message(r) for r in runs]
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
         except Exception as exc:
@@ -317,10 +323,12 @@ class Dispatcher:
                 log.warning("outbox sweep failed: %s", exc)
         if clock - self._last_reap >= REAP_EVERY_S:
             self._last_reap = clock
-            from scheduler.reaper import reap_lost
-
             async with self.sessions() as session, session.begin():
-                lost = await reap_lost(session, now=now, time_limits_s=self.time_limits_s)
+                lost = await reap_lost(
+                    session, now=now, time_limits_s=self.time_limits_s, watch=self.watch
+                )
+            if self.watch is not None:
+                self.watch.refresh()  # in the background: seen by the next reap
             if lost:
                 log.warning("marked %d runs lost", lost)
 
@@ -376,6 +384,7 @@ class Dispatcher:
         assert run.scheduled_for is not None
         self._held_seq += 1
         heapq.heappush(self._held, (run.scheduled_for, self._held_seq, run))
+        self._prepared[run.id] = self.publisher.prepare(_message(run), run.scheduled_for)
 
     def _take_held(self, now: datetime) -> list[PlannedRun]:
         """Held runs whose time has come, removed from the heap."""
@@ -415,6 +424,8 @@ class Dispatcher:
             withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
         gone = {r.id for r in runs}
         self._held = [h for h in self._held if h[2].id not in gone]
+        for execution_id in gone:
+            self._prepared.pop(execution_id, None)
         heapq.heapify(self._held)
         waiting = {r.schedule_id for _, _, r in self._held}
         for schedule_id in set(self._held_identity) - waiting:

@@ -1,38 +1,116 @@
 """Runs whose worker died end as `lost`.
 
-A run is lost when its worker process is gone (same host: its pid no longer exists) or when
-it has stayed `running` past its hard time limit plus a margin (any host). Runs of tasks
-that use `acks_late` + `reject_on_worker_lost` are redelivered by the broker and claimed
-again; the reaper only catches those still running past the limit.
+A run is lost when:
+- its worker process is gone: on this host, its pid no longer exists; on any host, the
+  Celery node that ran it (seen answering `inspect().stats()` before) stops answering, or
+  answers without that process among its own, in consecutive inspections;
+- or it has stayed `running` past its hard time limit plus a margin (any host).
+
+Runs of tasks that use `acks_late` + `reject_on_worker_lost` are redelivered by the broker
+and claimed again; the reaper only catches those still running past the limit. Nodes that
+never answered (started with `--without-control`) are judged by the time limit alone.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
 from scheduler.repository import SchedulerRepository as repo
 
+log = logging.getLogger(__name__)
+
+Snapshot = dict[str, frozenset[int]]
+"""Node name -> the pids of its processes (main process and pool), as one inspection saw."""
+
+
+def split_worker(worker: str | None) -> tuple[str, str, int] | None:
+    """`node:pid` (node `name@host`, or a bare host outside a worker) -> (node, host, pid)."""
+    if not worker or ":" not in worker:
+        return None
+    node, _, pid_text = worker.rpartition(":")
+    if not pid_text.isdigit():
+        return None
+    return node, node.rpartition("@")[2], int(pid_text)
+
 
 def _pid_gone(worker: str | None, host: str) -> bool:
-    if not worker or ":" not in worker:
-        return False
-    worker_host, _, pid_text = worker.rpartition(":")
-    if worker_host != host or not pid_text.isdigit():
+    parts = split_worker(worker)
+    if parts is None or parts[1] != host:
         return False
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(parts[2], 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
     return False
+
+
+class WorkerWatch:
+    """What Celery nodes say about their processes, over the last few inspections.
+
+    `observe()` asks every node for `inspect().stats()` (its pid and its pool's pids); a
+    worker process counts as gone when its node, once seen, was absent or did not list the
+    process in each of the last `misses` inspections. `refresh()` runs `observe()` in a
+    background thread, so the beat never waits on the broadcast.
+    """
+
+    def __init__(self, app: Any, *, timeout_s: float = 1.0, misses: int = 2) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+        self.misses = misses
+        self._snapshots: collections.deque[Snapshot] = collections.deque(maxlen=misses)
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def observe(self) -> bool:
+        """One inspection; False (and nothing recorded) when the broker could not be asked."""
+        try:
+            replies = self.app.control.inspect(timeout=self.timeout_s).stats()
+        except Exception as exc:
+            log.debug("inspecting workers failed: %s", exc)
+            return False
+        snapshot: Snapshot = {}
+        for node, stats in (replies or {}).items():
+            pool = (stats or {}).get("pool") or {}
+            pids = {int(p) for p in pool.get("processes") or [] if str(p).isdigit()}
+            if str((stats or {}).get("pid", "")).isdigit():
+                pids.add(int(stats["pid"]))
+            snapshot[str(node)] = frozenset(pids)
+        with self._lock:
+            self._seen.update(snapshot)
+            self._snapshots.append(snapshot)
+        return True
+
+    def refresh(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(
+            target=self.observe, name="scheduler-worker-watch", daemon=True
+        )
+        self._thread.start()
+
+    def gone(self, worker: str | None) -> bool:
+        parts = split_worker(worker)
+        if parts is None:
+            return False
+        node, _, pid = parts
+        with self._lock:
+            if node not in self._seen or len(self._snapshots) < self.misses:
+                return False
+            return all(pid not in snapshot.get(node, frozenset()) for snapshot in self._snapshots)
 
 
 async def reap_lost(
@@ -41,6 +119,7 @@ async def reap_lost(
     now: datetime,
     time_limits_s: Mapping[str, float] | None = None,
     grace_s: float = 10.0,
+    watch: WorkerWatch | None = None,
 ) -> int:
     """Mark lost runs; returns how many. `time_limits_s`: hard limit per task name."""
     settings = get_settings()
@@ -53,7 +132,9 @@ async def reap_lost(
         if started is None:
             continue
         age_s = (now - started).total_seconds()
-        if age_s > grace_s and _pid_gone(row["worker"], host):
+        if age_s > grace_s and (
+            _pid_gone(row["worker"], host) or (watch is not None and watch.gone(row["worker"]))
+        ):
             dead.append(row["id"])
             continue
         limit = limits.get(row["task"])

@@ -63,9 +63,10 @@ R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 
-def worker_id() -> str:
-    """`host:pid` of this process (recomputed after fork)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_id(node: str | None = None) -> str:
+    """`node:pid` of this process: the Celery node name (`name@host`) inside a worker, the
+    host name elsewhere (recomputed after fork)."""
+    return f"{node or socket.gethostname()}:{os.getpid()}"
 
 
 def _json_text(value: Any) -> str:
@@ -142,7 +143,7 @@ class TrackedTask(Task):  # type: ignore[misc]
                     task=self.name,
                     args_json=_json_text(list(args)),
                     kwargs_json=_json_text({**kwargs, "execution_id": execution_id}),
-                    worker=worker_id(),
+                    worker=worker_id(None if request.is_eager else request.hostname),
                     now=_now(),
                     reclaim_running=reclaim,
                 )

@@ -80,11 +80,14 @@ def tasks(as_json: bool) -> None:
 def reap(as_json: bool) -> None:
     """Mark `lost` the runs whose worker died or that outlived their hard time limit.
 
-    The beat does this every 30 s; this command does it once, now.
+    The beat does this every 30 s; this command does it once, now. Workers on other hosts
+    are asked (Celery's `inspect stats`, twice, a second apart) which processes they run.
     """
+    import time
+
     from config.celery import app
     from scheduler.db import get_runtime
-    from scheduler.reaper import reap_lost
+    from scheduler.reaper import WorkerWatch, reap_lost
 
     app.loader.import_default_modules()
     limits = {
@@ -93,9 +96,16 @@ def reap(as_json: bool) -> None:
         if task.time_limit or app.conf.task_time_limit
     }
 
+    watch = WorkerWatch(app)
+    if watch.observe():
+        time.sleep(1)
+        watch.observe()
+
     async def run() -> int:
         async with get_runtime().sessions() as session, session.begin():
-            return await reap_lost(session, now=datetime.now(UTC), time_limits_s=limits)
+            return await reap_lost(
+                session, now=datetime.now(UTC), time_limits_s=limits, watch=watch
+            )
 
     lost = run_db(run)
     if as_json:

@@ -120,3 +120,37 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
     pending = query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 1")
     assert pending[0]["n"] == 0, procs.logs()
     assert kills >= 5
+
+
+def test_runs_written_ahead_go_out_at_their_time_and_workers_run_them(
+    database_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """Every-second slots are written ahead and published from their prepared messages at
+    their time: a real worker runs each one, and none is published before its slot."""
+    query(
+        database_url,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'ahead-' || i, 'demo.noop', 1, date_trunc('second', now()) + interval '4 s' "
+        "FROM generate_series(1, 5) i",
+    )
+    with processes(tmp_path) as procs:
+        procs.beat()
+        procs.worker("-P", "threads", "-c", "4")
+        wait_for(
+            lambda: (
+                query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 5")[0][
+                    "n"
+                ]
+                >= 25
+            ),
+            timeout_s=60,
+        )
+        query(database_url, "UPDATE schedules SET enabled = false")
+    rows = query(
+        database_url,
+        "SELECT status_id, created_at, scheduled_for, queued_at, started_at FROM executions "
+        "WHERE status_id = 5",
+    )
+    assert all(r["queued_at"] >= r["scheduled_for"] for r in rows), "published before its slot"
+    assert all(r["started_at"] >= r["scheduled_for"] for r in rows)
+    assert any(r["created_at"] < r["scheduled_for"] for r in rows), "nothing was written ahead"
