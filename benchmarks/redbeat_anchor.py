@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from benchmarks.processes import rss_mb, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 5000
@@ -154,18 +155,9 @@ def beat_rss_mb(broker_url: str, workdir: Path) -> float:
         if proc.poll() is not None:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
             raise RuntimeError(f"RedBeat beat exited with {proc.returncode}:\n{tail}")
-        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS for the RedBeat beat")
+        return rss_mb(proc.pid)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
 
 
 def redbeat_scale(broker_url: str, n: int, workdir: Path) -> dict[str, float]:

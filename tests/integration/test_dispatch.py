@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
@@ -20,6 +19,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import NotFoundError
 from scheduler.publisher import Publisher
+from tests.integration.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -42,12 +42,6 @@ def queued_messages(broker_url: str, queue: str = "celery") -> list[dict[str, ob
         return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
     finally:
         client.close()
-
-
-async def sql(engine: AsyncEngine, statement: str, **params: object) -> list[dict[str, object]]:
-    async with engine.begin() as conn:
-        result = await conn.execute(text(statement), params)
-        return [dict(r) for r in result.mappings()] if result.returns_rows else []
 
 
 async def test_raw_insert_is_computed_fired_published_and_queued(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
@@ -18,6 +17,7 @@ from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.publisher import Publisher
+from tests.integration.sqlhelp import sql
 
 # an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot
 BASE = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
@@ -51,12 +51,6 @@ def published_ids(broker_url: str) -> list[str]:
         return [json.loads(raw)["headers"]["id"] for raw in client.lrange("celery", 0, -1)]
     finally:
         client.close()
-
-
-async def sql(engine: AsyncEngine, statement: str, **params: object) -> list[dict[str, object]]:
-    async with engine.begin() as conn:
-        result = await conn.execute(text(statement), params)
-        return [dict(r) for r in result.mappings()] if result.returns_rows else []
 
 
 async def add(engine: AsyncEngine, name: str, every_s: int, policy: str = "allow") -> None:
