@@ -50,6 +50,10 @@ from scheduler.repository import SchedulerRepository as repo
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 30.0
+LOST_IN_TRANSIT_S = 10.0
+"""Messages published this long before the broker was found down may have gone with it (a
+worker had popped them and could not record the delivery): they are published again."""
+REPUBLISH_LIMIT = 100_000
 
 
 def utcnow() -> datetime:
@@ -130,6 +134,17 @@ def _after(run: PlannedRun, instant: datetime | None) -> bool:
     return instant is not None and run.scheduled_for is not None and run.scheduled_for > instant
 
 
+def _row_message(row: dict[str, Any]) -> OutgoingMessage:
+    """The message of a run read back from `executions` (joined with its schedule's options)."""
+    return OutgoingMessage(
+        execution_id=str(row["id"]),
+        task=row["task"],
+        args=list(row["args"] or []),
+        kwargs=dict(row["kwargs"] or {}),
+        options=dict(row["options"] or {}),
+    )
+
+
 def _message(run: PlannedRun) -> OutgoingMessage:
     return OutgoingMessage(
         execution_id=str(run.id),
@@ -175,6 +190,9 @@ class Dispatcher:
         self._prepared: dict[uuid.UUID, OutgoingMessage] = {}
         """The messages of held runs, built when they were written ahead."""
         self._changed = False
+        self._broker_lost_since: datetime | None = None
+        """Set when a publish fails: runs queued since then are published again once the
+        broker is back (a duplicate delivery runs nothing: the claim refuses it)."""
 
     def note_change(self) -> None:
         """A schedule changed (NOTIFY): held runs are re-checked on the next pass."""
@@ -251,7 +269,7 @@ class Dispatcher:
         prepared = self._prepared
         messages = [prepared.pop(r.id) if r.id in prepared else _message(r) for r in runs]
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+            await self._publish(messages)
         except Exception as exc:
             log.warning(
                 "publishing %d runs failed (%s): they stay pending for the sweep",
@@ -263,9 +281,37 @@ class Dispatcher:
             await repo.mark_queued(session, [r.id for r in runs], now=utcnow())
         return len(runs)
 
+    async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+        except Exception:
+            if self._broker_lost_since is None:
+                self._broker_lost_since = utcnow() - timedelta(seconds=LOST_IN_TRANSIT_S)
+            raise
+
     async def sweep(self, now: datetime) -> int:
         """Republish rows left `pending` longer than the sweep delay, with the same task id;
-        runs written ahead whose schedule was since disabled or removed are withdrawn."""
+        runs written ahead whose schedule was since disabled or removed are withdrawn. After
+        a broker outage, runs queued shortly before it are published again."""
+        republished = await self._sweep_pending(now)
+        if self._broker_lost_since is not None:
+            await self._republish_queued(self._broker_lost_since)
+        return republished
+
+    async def _republish_queued(self, since: datetime) -> int:
+        async with self.sessions() as session:
+            rows = await repo.queued_since(session, since=since, limit=REPUBLISH_LIMIT)
+        await self._publish([_row_message(r) for r in rows])
+        self._broker_lost_since = None
+        if rows:
+            log.info(
+                "broker back: published again %d runs queued since %s (duplicates run nothing)",
+                len(rows),
+                since.isoformat(timespec="seconds"),
+            )
+        return len(rows)
+
+    async def _sweep_pending(self, now: datetime) -> int:
         cutoff = now - timedelta(seconds=self.settings.beat_sweep_after_s)
         async with self.sessions() as session, session.begin():
             found = await repo.lock_stale_pending(
@@ -277,17 +323,7 @@ class Dispatcher:
             rows = [r for r in found if not r["withdraw"]]
             if not rows:
                 return 0
-            messages = [
-                OutgoingMessage(
-                    execution_id=str(r["id"]),
-                    task=r["task"],
-                    args=list(r["args"] or []),
-                    kwargs=dict(r["kwargs"] or {}),
-                    options=dict(r["options"] or {}),
-                )
-                for r in rows
-            ]
-            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+            await self._publish([_row_message(r) for r in rows])
             await repo.mark_queued(session, [r["id"] for r in rows], now=utcnow())
         log.info("sweep republished %d pending runs", len(rows))
         return len(rows)

@@ -25,3 +25,8 @@ class NotFoundError(SchedulerError):
 
 class DuplicateError(SchedulerError):
     """A schedule name that is already taken."""
+
+
+class DatabaseUnreachable(SchedulerError):
+    """The database cannot be reached right now (down, restarting, connection lost), as
+    opposed to a statement that is wrong. The cause is chained."""

@@ -270,10 +270,13 @@ class SchedulerRepository:
     ) -> int:
         if not execution_ids:
             return 0
+        # A worker may have claimed the run already (it was on the broker): the status is
+        # then left alone, but `queued_at` still records when the publish was confirmed.
         result = await session.execute(
             text(
-                "UPDATE executions SET status_id = :queued, queued_at = :now "
-                "WHERE id = ANY(CAST(:ids AS uuid[])) AND status_id = :pending"
+                "UPDATE executions SET queued_at = :now, status_id = CASE WHEN status_id = "
+                ":pending THEN :queued ELSE status_id END "
+                "WHERE id = ANY(CAST(:ids AS uuid[])) AND queued_at IS NULL"
             ),
             {
                 "queued": ExecutionStatus.QUEUED.id,
@@ -320,6 +323,31 @@ class SchedulerRepository:
             .order_by(Execution.created_at)
             .limit(limit)
             .with_for_update(of=Execution, skip_locked=True)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def queued_since(
+        session: AsyncSession, *, since: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """Runs marked `queued` at or after `since` that no worker has started: their messages
+        may have been lost with a broker that went down."""
+        result = await session.execute(
+            select(
+                Execution.id,
+                Execution.task,
+                Execution.args,
+                Execution.kwargs,
+                Execution.schedule_id,
+                Schedule.options,
+            )
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(
+                Execution.status_id == ExecutionStatus.QUEUED.id,
+                Execution.queued_at >= since,
+            )
+            .order_by(Execution.queued_at)
+            .limit(limit)
         )
         return [dict(row) for row in result.mappings()]
 

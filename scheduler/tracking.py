@@ -41,6 +41,7 @@ from sqlalchemy import exc as sa_exc
 from config.settings import get_settings
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import DatabaseUnreachable
 from scheduler.repository import SchedulerRepository as repo
 
 REQUEUE_DELAY_S = 2.0
@@ -57,7 +58,25 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
 )
-"""The database cannot be reached right now (as opposed to a statement that is wrong)."""
+"""What "the database cannot be reached right now" looks like, at any depth of the chain."""
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when `exc`, or an error it wraps (SQLAlchemy wraps asyncpg's "the database system
+    is starting up" in a plain DBAPIError), says the database cannot be reached."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CONNECTION_ERRORS):
+            return True
+        seen.add(id(current))
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
+        )
+    return False
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
@@ -148,14 +167,14 @@ class TrackedTask(Task):  # type: ignore[misc]
                     reclaim_running=reclaim,
                 )
             )
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnreachable as exc:
             if request.is_eager:
                 raise
             # The run cannot be recorded: put the message back (same task id, a little later)
             # rather than run unrecorded or drop it, so a database outage loses no run.
             log.warning(
                 "database unreachable (%s): execution %s requeued in %.0f s",
-                type(exc).__name__,
+                exc,
                 execution_id,
                 REQUEUE_DELAY_S,
             )
@@ -222,7 +241,7 @@ class TrackedTask(Task):  # type: ignore[misc]
                 get_runtime().run(
                     _bookkeeping(repo.record_progress, execution_id, json.dumps(state.progress))
                 )
-            except CONNECTION_ERRORS as exc:  # the final value is written with the outcome
+            except DatabaseUnreachable as exc:  # the final value is written with the outcome
                 log.warning("progress of execution %s not written: %s", execution_id, exc)
 
     def update_state(
@@ -293,7 +312,7 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
                 repo.finish_run, True, execution_id, lane=OUTCOME_LANE, **outcome
             )
             return
-        except CONNECTION_ERRORS as exc:
+        except DatabaseUnreachable as exc:
             if attempt == FINISH_ATTEMPTS:
                 log.error("could not record the outcome of execution %s: %s", execution_id, exc)
                 return
@@ -363,16 +382,18 @@ async def _on_held_connection(
     **kwargs: Any,
 ) -> R:
     """Retried once when the connection turns out to be dead (a restarted server): the held
-    connection is dropped and a fresh one taken from the pool. A second failure is raised
-    (callers treat CONNECTION_ERRORS as "database unreachable")."""
+    connection is dropped and a fresh one taken from the pool. A second failure is raised as
+    DatabaseUnreachable; any other error as it is."""
     for attempt in (1, 2):
         try:
             async with get_runtime().held_connection(lane) as connection:
                 target = await repo.driver_connection(connection) if driver else connection
                 return await fn(target, *args, **kwargs)
-        except CONNECTION_ERRORS as exc:
-            if attempt == 2:
+        except Exception as exc:
+            if not unreachable(exc):
                 raise
+            if attempt == 2:
+                raise DatabaseUnreachable(f"{type(exc).__name__}: {exc}") from exc
             log.warning("database connection lost (%s); retrying once", type(exc).__name__)
     raise AssertionError("unreachable")
 

@@ -148,3 +148,28 @@ def test_class_based_task_with_plain_run_is_left_alone(app: Celery) -> None:
 
     assert Nightly.__dict__["run"].__name__ == "run"
     assert "execution_id" not in inspect.signature(Nightly.run).parameters
+
+
+def test_unreachable_sees_through_sqlalchemys_wrapping() -> None:
+    import asyncpg
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    from scheduler.tracking import unreachable
+
+    def wrapped(cause: BaseException) -> sa_exc.DBAPIError:
+        """What SQLAlchemy raises: DBAPIError(orig=adapter error caused by asyncpg's)."""
+        try:
+            try:
+                raise AsyncAdapt_asyncpg_dbapi.Error(str(cause)) from cause  # type: ignore[no-untyped-call]
+            except AsyncAdapt_asyncpg_dbapi.Error as adapted:
+                raise sa_exc.DBAPIError("SELECT 1", None, adapted) from adapted
+        except sa_exc.DBAPIError as error:
+            return error
+
+    starting = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    assert unreachable(wrapped(starting))
+    assert unreachable(ConnectionResetError(104, "reset"))
+    syntax = asyncpg.exceptions.PostgresSyntaxError("syntax error")
+    assert not unreachable(wrapped(syntax))
+    assert not unreachable(ValueError("bad value"))
