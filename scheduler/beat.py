@@ -87,6 +87,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if self._closed:
             return 0.0
         if self._leader is not None and not self._leader.hold():
+            if self._dispatcher.held:  # written while leading: they go out at their time
+                self._call(self._dispatcher.flush_held())
             self._next_due = None
             self._wakeup.sleep(self._leader.retry_s)
             return 0.0
