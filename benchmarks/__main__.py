@@ -490,7 +490,7 @@ def bench_scale(env: Env, n: int) -> dict[str, Any]:
 # --- workers ------------------------------------------------------------------------------
 
 
-def bench_workers(env: Env, n: int) -> dict[str, Any]:
+def bench_workers(env: Env, n: int, pool: str = "solo", concurrency: int = 1) -> dict[str, Any]:
     import redis
 
     from config.celery import app
@@ -508,7 +508,9 @@ def bench_workers(env: Env, n: int) -> dict[str, Any]:
                 "config.celery",
                 "worker",
                 "-P",
-                "solo",
+                pool,
+                "-c",
+                str(concurrency),
                 "-l",
                 "WARNING",
                 "-I",
@@ -598,6 +600,7 @@ def bench_workers(env: Env, n: int) -> dict[str, Any]:
     seed = statistics.median(rounds["seed"])
     per_run_ms = 1000 / tracked - 1000 / bare
     return {
+        "pool": f"{pool} x{concurrency}",
         "tasks": n,
         "bare_per_s": round(bare, 1),
         "tracked_per_s": round(tracked, 1),
@@ -712,9 +715,13 @@ def main() -> None:
             results["scale"] = [bench_scale(env, n) for n in sizes]
             table("scale: idle pass and beat RSS", results["scale"])
         if "workers" in only:
-            results["workers"] = [bench_workers(env, 2000 if args.full else 500)]
+            n = 2000 if args.full else 500
+            results["workers"] = [
+                bench_workers(env, n),
+                bench_workers(env, n, pool="prefork", concurrency=2),
+            ]
             table(
-                "workers: tracked vs bare Celery vs the seed pattern (solo pool)",
+                "workers: tracked vs bare Celery vs the seed pattern, same worker",
                 results["workers"],
             )
         if "history" in only:
