@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
 import logging
 import threading
 import time
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import NotFoundError
+from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
 from scheduler.planner import (
     DueSchedule,
@@ -45,7 +45,7 @@ from scheduler.planner import (
 )
 from scheduler.publisher import OutgoingMessage, Publisher
 from scheduler.reaper import WorkerWatch, reap_lost
-from scheduler.repository import IDENTITY_KEYS, DueOutlook
+from scheduler.repository import DueOutlook
 from scheduler.repository import SchedulerRepository as repo
 
 log = logging.getLogger(__name__)
@@ -110,30 +110,6 @@ def _later(run: PlannedRun, now: datetime) -> bool:
     return run.scheduled_for is not None and run.scheduled_for > now
 
 
-def _identity(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in IDENTITY_KEYS}
-
-
-_ALWAYS = datetime.min.replace(tzinfo=UTC)
-
-
-def _changed_at(planned: dict[str, Any], current: dict[str, Any] | None) -> datetime | None:
-    """When the schedule stopped being the one the held runs were planned from, if it did:
-    removed (any time), disabled by hand (an end of life clears next_run_at as well), or
-    its task or timing edited. Runs of slots after that instant are withdrawn."""
-    if current is None:
-        return _ALWAYS
-    disabled = not current["enabled"] and current["next_run_at"] is not None
-    if disabled or any(current[key] != value for key, value in planned.items()):
-        changed: datetime = current["updated_at"]
-        return changed
-    return None
-
-
-def _after(run: PlannedRun, instant: datetime | None) -> bool:
-    return instant is not None and run.scheduled_for is not None and run.scheduled_for > instant
-
-
 def _row_message(row: dict[str, Any]) -> OutgoingMessage:
     """The message of a run read back from `executions` (joined with its schedule's options)."""
     return OutgoingMessage(
@@ -182,13 +158,7 @@ class Dispatcher:
         self.lookahead = timedelta(seconds=settings.beat_lookahead_s)
         self._last_sweep = 0.0
         self._last_reap = 0.0
-        self._held: list[tuple[datetime, int, PlannedRun]] = []
-        """Runs written ahead, a heap by due time; published when it comes."""
-        self._held_identity: dict[int, dict[str, Any]] = {}
-        """Per schedule with held runs: the identity columns the runs were planned from."""
-        self._held_seq = 0
-        self._prepared: dict[uuid.UUID, OutgoingMessage] = {}
-        """The messages of held runs, built when they were written ahead."""
+        self._held = HeldRuns()
         self._changed = False
         self._broker_lost_since: datetime | None = None
         """Set when a publish fails: runs queued since then are published again once the
@@ -251,10 +221,10 @@ class Dispatcher:
             name = next((d.name for d in due if d.id == update.id), update.id)
             log.warning("schedule %s cannot run: %s", name, update.last_error)
         if horizon > now:
-            ahead = {r.schedule_id for r in fired if _later(r, now)}
-            for row in rows:
-                if row["id"] in ahead:
-                    self._held_identity[row["id"]] = _identity(row)
+            by_id = {row["id"]: row for row in rows}
+            for run in fired:
+                if _later(run, now):
+                    self._hold(run, by_id[run.schedule_id])
         return TickResult(
             locked=len(rows),
             inserted=len(inserted),
@@ -266,8 +236,7 @@ class Dispatcher:
     async def _publish_and_mark(self, runs: Sequence[PlannedRun]) -> int:
         if not runs:
             return 0
-        prepared = self._prepared
-        messages = [prepared.pop(r.id) if r.id in prepared else _message(r) for r in runs]
+        messages = [self._held.message(r) or _message(r) for r in runs]
         try:
             await self._publish(messages)
         except Exception as exc:
@@ -344,8 +313,8 @@ class Dispatcher:
             candidates.append(outlook.allow_within - self.lookahead)
         if outlook.guarded_within is not None:
             candidates.append(outlook.guarded_within)
-        if self._held:
-            candidates.append(self._held[0][0])
+        if self._held.next_at is not None:
+            candidates.append(self._held.next_at)
         return min(candidates) if candidates else None
 
     async def maintenance(self, now: datetime) -> None:
@@ -376,7 +345,7 @@ class Dispatcher:
         if self._changed:
             self._changed = False
             await self.withdraw_changed()
-        await self._publish_and_mark(self._take_held(now))
+        await self._publish_and_mark(self._held.take_due(now))
         wake = self.wake_at(await self.outlook(now), now)
         if wake is not None and wake <= now:
             await self._drain(now)
@@ -399,14 +368,11 @@ class Dispatcher:
                         result.inserted,
                         result.flagged,
                     )
-                ready = [r for r in fired if not _later(r, now)]
-                for run in fired:
-                    if _later(run, now):
-                        self._hold(run)
+                ready = [r for r in fired if not _later(r, now)]  # later ones are held
                 if in_flight is not None:
                     await in_flight
                     in_flight = None
-                ready.extend(self._take_held(utcnow()))
+                ready.extend(self._held.take_due(utcnow()))
                 if ready:
                     in_flight = asyncio.create_task(self._publish_and_mark(ready))
                 if not result.full:
@@ -416,31 +382,18 @@ class Dispatcher:
             if in_flight is not None:
                 await in_flight
 
-    def _hold(self, run: PlannedRun) -> None:
-        assert run.scheduled_for is not None
-        self._held_seq += 1
-        heapq.heappush(self._held, (run.scheduled_for, self._held_seq, run))
-        self._prepared[run.id] = self.publisher.prepare(_message(run), run.scheduled_for)
-
-    def _take_held(self, now: datetime) -> list[PlannedRun]:
-        """Held runs whose time has come, removed from the heap."""
-        due: list[PlannedRun] = []
-        while self._held and self._held[0][0] <= now:
-            due.append(heapq.heappop(self._held)[2])
-        if due:
-            waiting = {r.schedule_id for _, _, r in self._held}
-            for schedule_id in {r.schedule_id for r in due} - waiting:
-                self._held_identity.pop(schedule_id, None)
-        return due
+    def _hold(self, run: PlannedRun, row: dict[str, Any]) -> None:
+        message = self.publisher.prepare(_message(run), run.scheduled_for or utcnow())
+        self._held.hold(run, message, row)
 
     async def flush_held(self) -> int:
         """Publish every held run at its time (shutdown: at most the lookahead away)."""
         published = 0
-        while self._held:
-            delay = (self._held[0][0] - utcnow()).total_seconds()
+        while (next_at := self._held.next_at) is not None:
+            delay = (next_at - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
-            published += await self._publish_and_mark(self._take_held(utcnow()))
+            published += await self._publish_and_mark(self._held.take_due(utcnow()))
         return published
 
     async def withdraw_changed(self) -> int:
@@ -449,23 +402,12 @@ class Dispatcher:
         if not self._held:
             return 0
         async with self.sessions() as session, session.begin():
-            current = await repo.schedule_identities(session, list(self._held_identity))
-            changed_at = {
-                schedule_id: _changed_at(planned, current.get(schedule_id))
-                for schedule_id, planned in self._held_identity.items()
-            }
-            runs = [r for _, _, r in self._held if _after(r, changed_at.get(r.schedule_id))]
+            current = await repo.schedule_identities(session, list(self._held.identities()))
+            runs = self._held.stale(current)
             if not runs:
                 return 0
             withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
-        gone = {r.id for r in runs}
-        self._held = [h for h in self._held if h[2].id not in gone]
-        for execution_id in gone:
-            self._prepared.pop(execution_id, None)
-        heapq.heapify(self._held)
-        waiting = {r.schedule_id for _, _, r in self._held}
-        for schedule_id in set(self._held_identity) - waiting:
-            self._held_identity.pop(schedule_id, None)
+        self._held.drop(r.id for r in runs)
         log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
         return withdrawn
 

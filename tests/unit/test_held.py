@@ -1,0 +1,81 @@
+"""Held runs without I/O: due order, prepared messages, and which edits withdraw them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from scheduler.domain import ExecutionStatus, Trigger
+from scheduler.held import HeldRuns, changed_at
+from scheduler.planner import PlannedRun
+from scheduler.publisher import OutgoingMessage
+
+T = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+ROW: dict[str, Any] = {
+    "id": 7,
+    "task": "demo.noop",
+    "cron": None,
+    "interval_seconds": Decimal(1),
+    "run_at": None,
+    "timezone": "UTC",
+    "start_at": None,
+    "end_at": None,
+}
+
+
+def run(slot: datetime, schedule_id: int = 7) -> PlannedRun:
+    return PlannedRun(
+        id=uuid.uuid4(),
+        schedule_id=schedule_id,
+        task="demo.noop",
+        args=[],
+        kwargs={},
+        options={},
+        trigger=Trigger.SCHEDULE,
+        scheduled_for=slot,
+        status=ExecutionStatus.PENDING,
+    )
+
+
+def message(r: PlannedRun) -> OutgoingMessage:
+    return OutgoingMessage(str(r.id), r.task, [], {}, {})
+
+
+def test_runs_come_out_in_slot_order_with_their_prepared_messages() -> None:
+    held = HeldRuns()
+    later, sooner = run(T + 2 * S), run(T + S)
+    for r in (later, sooner):
+        held.hold(r, message(r), ROW)
+    assert held.next_at == T + S
+    assert held.take_due(T) == []
+    assert held.take_due(T + 2 * S) == [sooner, later]
+    assert held.message(sooner) == message(sooner)
+    assert held.message(sooner) is None  # once
+    assert len(held) == 0
+    assert held.identities() == {}  # nothing held: nothing to compare edits with
+
+
+def test_edits_withdraw_only_slots_after_them() -> None:
+    held = HeldRuns()
+    early, late = run(T + S), run(T + 3 * S)
+    for r in (early, late):
+        held.hold(r, message(r), ROW)
+    same = {**ROW, "enabled": True, "next_run_at": T + 4 * S, "updated_at": T - S}
+    assert held.stale({7: same}) == []
+    described = {**same, "updated_at": T + 2 * S}  # an edit that is neither timing nor task
+    assert held.stale({7: described}) == []
+    disabled = {**same, "enabled": False, "updated_at": T + 2 * S}
+    assert held.stale({7: disabled}) == [late]
+    retimed = {**same, "interval_seconds": Decimal(60), "updated_at": T + 2 * S}
+    assert held.stale({7: retimed}) == [late]
+    assert held.stale({}) == [early, late]  # removed: all of them
+    held.drop([late.id])
+    assert len(held) == 1
+
+
+def test_an_end_of_life_is_not_a_hand_disable() -> None:
+    ended = {**ROW, "enabled": False, "next_run_at": None, "updated_at": T}
+    assert changed_at(ROW, ended) is None
