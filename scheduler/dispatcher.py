@@ -402,7 +402,7 @@ class Dispatcher:
         if not self._held:
             return 0
         async with self.sessions() as session, session.begin():
-            current = await repo.schedule_identities(session, list(self._held.identities()))
+            current = await repo.schedule_identities(session, self._held.schedule_ids())
             runs = self._held.stale(current)
             if not runs:
                 return 0

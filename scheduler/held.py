@@ -1,9 +1,10 @@
 """Runs written ahead and held in the beat's memory until their slot.
 
 Pure bookkeeping, no I/O: a heap by due time, the message of each run (built when it was
-written, so publishing it is a push of ready bytes), and, per schedule with runs held, the
-identity columns they were planned from (task and timing), which decide whether a later edit
-of the schedule withdraws them.
+written, so publishing it is a push of ready bytes), and the identity columns (task and
+timing) of the schedule row each run was planned from, which decide whether a later edit of
+the schedule withdraws it. Identities are kept per run: a schedule edited between two passes
+has runs planned from both versions.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class HeldRuns:
         self._heap: list[tuple[datetime, int, PlannedRun]] = []
         self._seq = 0
         self._messages: dict[uuid.UUID, OutgoingMessage] = {}
-        self._identities: dict[int, dict[str, Any]] = {}
+        self._planned_from: dict[uuid.UUID, dict[str, Any]] = {}
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -42,7 +43,7 @@ class HeldRuns:
         self._seq += 1
         heapq.heappush(self._heap, (run.scheduled_for, self._seq, run))
         self._messages[run.id] = message
-        self._identities[run.schedule_id] = {key: row[key] for key in IDENTITY_KEYS}
+        self._planned_from[run.id] = {key: row[key] for key in IDENTITY_KEYS}
 
     def message(self, run: PlannedRun) -> OutgoingMessage | None:
         """The prepared message of a run taken from here (once)."""
@@ -52,28 +53,28 @@ class HeldRuns:
         """The runs whose slot has come, removed (their messages wait for `message`)."""
         due: list[PlannedRun] = []
         while self._heap and self._heap[0][0] <= now:
-            due.append(heapq.heappop(self._heap)[2])
-        if due:
-            self._forget_idle_schedules()
+            run = heapq.heappop(self._heap)[2]
+            self._planned_from.pop(run.id, None)
+            due.append(run)
         return due
 
-    def identities(self) -> dict[int, dict[str, Any]]:
-        return dict(self._identities)
+    def schedule_ids(self) -> list[int]:
+        """The schedules with runs held."""
+        return sorted({run.schedule_id for _, _, run in self._heap})
 
     def stale(self, current: Mapping[int, Mapping[str, Any]]) -> list[PlannedRun]:
         """Held runs their schedule no longer stands behind, given each schedule's current
         identity (plus `enabled`, `next_run_at`, `updated_at`): see `changed_at`."""
-        changed = {
-            schedule_id: changed_at(planned, current.get(schedule_id))
-            for schedule_id, planned in self._identities.items()
-        }
-        return [
-            run
-            for _, _, run in self._heap
-            if (instant := changed.get(run.schedule_id)) is not None
-            and run.scheduled_for is not None
-            and run.scheduled_for > instant
-        ]
+        stale: list[PlannedRun] = []
+        for _, _, run in self._heap:
+            instant = changed_at(self._planned_from[run.id], current.get(run.schedule_id))
+            if (
+                instant is not None
+                and run.scheduled_for is not None
+                and run.scheduled_for > instant
+            ):
+                stale.append(run)
+        return stale
 
     def drop(self, execution_ids: Iterable[uuid.UUID]) -> None:
         gone = set(execution_ids)
@@ -81,12 +82,7 @@ class HeldRuns:
         heapq.heapify(self._heap)
         for execution_id in gone:
             self._messages.pop(execution_id, None)
-        self._forget_idle_schedules()
-
-    def _forget_idle_schedules(self) -> None:
-        waiting = {run.schedule_id for _, _, run in self._heap}
-        for schedule_id in set(self._identities) - waiting:
-            del self._identities[schedule_id]
+            self._planned_from.pop(execution_id, None)
 
 
 def changed_at(planned: Mapping[str, Any], current: Mapping[str, Any] | None) -> datetime | None:

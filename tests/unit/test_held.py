@@ -55,7 +55,7 @@ def test_runs_come_out_in_slot_order_with_their_prepared_messages() -> None:
     assert held.message(sooner) == message(sooner)
     assert held.message(sooner) is None  # once
     assert len(held) == 0
-    assert held.identities() == {}  # nothing held: nothing to compare edits with
+    assert held.schedule_ids() == []  # nothing held: nothing to compare edits with
 
 
 def test_edits_withdraw_only_slots_after_them() -> None:
@@ -74,6 +74,16 @@ def test_edits_withdraw_only_slots_after_them() -> None:
     assert held.stale({}) == [early, late]  # removed: all of them
     held.drop([late.id])
     assert len(held) == 1
+
+
+def test_runs_planned_from_an_older_version_of_the_schedule_are_judged_by_it() -> None:
+    held = HeldRuns()
+    before, after = run(T + S), run(T + 2 * S)
+    held.hold(before, message(before), ROW)
+    retimed_row = {**ROW, "interval_seconds": Decimal(60)}
+    held.hold(after, message(after), retimed_row)  # planned after the edit, in a later pass
+    current = {**retimed_row, "enabled": True, "next_run_at": T + 3 * S, "updated_at": T}
+    assert held.stale({7: current}) == [before]
 
 
 def test_an_end_of_life_is_not_a_hand_disable() -> None:
