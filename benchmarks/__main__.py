@@ -31,7 +31,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.processes import rss_mb, stop
-from benchmarks.redbeat_anchor import redbeat_scale
+from benchmarks.redbeat_anchor import configure_redbeat, redbeat_scale
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,17 +275,12 @@ def bench_burst_due(env: Env, n: int) -> float:
 
 def _redbeat_scheduler(env: Env, n: int, last_run_at: datetime | None) -> Any:
     """A RedBeat scheduler over n saved entries (due now when `last_run_at` is None)."""
-    import logging
-
     from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry
 
     from config.celery import app
 
-    logging.getLogger("celery.beat").setLevel(logging.WARNING)
-    logging.getLogger("redbeat").setLevel(logging.WARNING)
     env.flush_broker()
-    app.conf.redbeat_redis_url = env.broker
-    app.conf.redbeat_lock_key = None
+    configure_redbeat(app, env.broker)
     for i in range(n):
         entry = RedBeatSchedulerEntry(f"rb-{i}", "demo.noop", timedelta(hours=1), app=app)
         entry.last_run_at = last_run_at

@@ -37,7 +37,7 @@ TICKS = 30
 SETTLE_S = 6.0
 
 
-def _configure(app: Any, broker_url: str) -> None:
+def configure_redbeat(app: Any, broker_url: str) -> None:
     """Point RedBeat at `broker_url`, without a lock, and quieten its logging."""
     app.conf.redbeat_redis_url = broker_url
     app.conf.redbeat_lock_key = None
@@ -54,7 +54,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from config.celery import app
 
-    _configure(app, os.environ["BROKER_URL"])
+    configure_redbeat(app, os.environ["BROKER_URL"])
     app.conf.beat_max_loop_interval = 1.0
     globals()["app"] = app
     return app
@@ -165,7 +165,7 @@ def redbeat_scale(broker_url: str, n: int, workdir: Path) -> dict[str, float]:
     which is due."""
     from config.celery import app
 
-    _configure(app, broker_url)
+    configure_redbeat(app, broker_url)
     flush(broker_url)
     try:
         write_entries(app, n, datetime.now(UTC))

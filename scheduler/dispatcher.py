@@ -41,6 +41,7 @@ from scheduler.planner import (
     PlannerSettings,
     ScheduleUpdate,
     due_schedule_from_mapping,
+    make_run,
     plan,
 )
 from scheduler.publisher import OutgoingMessage, Publisher
@@ -435,22 +436,9 @@ class Dispatcher:
                     and row.waiting_runs > 0
                 )
             )
-            execution_id = uuid.uuid4()
             status = ExecutionStatus.SKIPPED if refuse else ExecutionStatus.PENDING
-            kwargs = dict(row.kwargs)
-            if not refuse:
-                kwargs["execution_id"] = str(execution_id)
-            run = PlannedRun(
-                id=execution_id,
-                schedule_id=row.id,
-                task=row.task,
-                args=list(row.args),
-                kwargs=kwargs,
-                options=dict(row.options),
-                trigger=Trigger.MANUAL,
-                scheduled_for=None,
-                status=status,
-            )
+            run = make_run(row, None, Trigger.MANUAL, status)
+            execution_id = run.id
             await repo.insert_executions(session, [_execution_values(run, now)])
         if refuse:
             return TriggerResult(

@@ -272,7 +272,7 @@ def _fire_due(
     fires.extend((s, Trigger.SCHEDULE) for s in on_time[-settings.max_catchup :])
 
     runs: list[PlannedRun] = [
-        _run(row, s, Trigger.CATCHUP, ExecutionStatus.MISSED) for s in recorded_missed
+        make_run(row, s, Trigger.CATCHUP, ExecutionStatus.MISSED) for s in recorded_missed
     ]
     active, waiting = row.active_runs, row.waiting_runs
     overlap = OverlapPolicy(row.overlap_policy)
@@ -284,12 +284,12 @@ def _fire_due(
             slot = None
             break
         if overlap is OverlapPolicy.SKIP and active > 0:
-            runs.append(_run(row, s, trigger, ExecutionStatus.SKIPPED))
+            runs.append(make_run(row, s, trigger, ExecutionStatus.SKIPPED))
             continue
         if overlap is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
-            runs.append(_run(row, s, trigger, ExecutionStatus.SKIPPED))
+            runs.append(make_run(row, s, trigger, ExecutionStatus.SKIPPED))
             continue
-        runs.append(_run(row, s, trigger, ExecutionStatus.PENDING))
+        runs.append(make_run(row, s, trigger, ExecutionStatus.PENDING))
         fired += 1
         active += 1
         waiting += 1
@@ -317,7 +317,11 @@ def _skip_ahead(timing: Timing, slot: datetime, target: datetime) -> datetime | 
     return next_fire(timing, target - timedelta(microseconds=1), anchor=slot)
 
 
-def _run(row: DueSchedule, slot: datetime, trigger: Trigger, status: ExecutionStatus) -> PlannedRun:
+def make_run(
+    row: DueSchedule, slot: datetime | None, trigger: Trigger, status: ExecutionStatus
+) -> PlannedRun:
+    """A run of `row` for `slot` (None: a manual run, no slot and no jitter); a run to publish
+    carries its execution id in kwargs."""
     execution_id = uuid.uuid4()
     kwargs = dict(row.kwargs)
     if status is ExecutionStatus.PENDING:
@@ -332,7 +336,7 @@ def _run(row: DueSchedule, slot: datetime, trigger: Trigger, status: ExecutionSt
         trigger=trigger,
         scheduled_for=slot,
         status=status,
-        countdown_s=jitter_s(row.id, slot, row.jitter_seconds),
+        countdown_s=0.0 if slot is None else jitter_s(row.id, slot, row.jitter_seconds),
     )
 
 

@@ -66,6 +66,15 @@ _IDENTITY_COLUMNS = (
 )
 """The columns a run written ahead depends on (besides the row existing and being enabled)."""
 IDENTITY_KEYS = tuple(column.key for column in _IDENTITY_COLUMNS)
+_MESSAGE_COLUMNS = (
+    Execution.id,
+    Execution.task,
+    Execution.args,
+    Execution.kwargs,
+    Execution.schedule_id,
+    Schedule.options,
+)
+"""What publishing a run again needs (select with an outer join on its schedule)."""
 
 
 @dataclass(frozen=True)
@@ -304,15 +313,7 @@ class SchedulerRepository:
             ),
         )
         result = await session.execute(
-            select(
-                Execution.id,
-                Execution.task,
-                Execution.args,
-                Execution.kwargs,
-                Execution.schedule_id,
-                Schedule.options,
-                and_(written_ahead, disabled).label("withdraw"),
-            )
+            select(*_MESSAGE_COLUMNS, and_(written_ahead, disabled).label("withdraw"))
             .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
             .where(
                 Execution.status_id == ExecutionStatus.PENDING.id,
@@ -333,14 +334,7 @@ class SchedulerRepository:
         """Runs marked `queued` at or after `since` that no worker has started: their messages
         may have been lost with a broker that went down."""
         result = await session.execute(
-            select(
-                Execution.id,
-                Execution.task,
-                Execution.args,
-                Execution.kwargs,
-                Execution.schedule_id,
-                Schedule.options,
-            )
+            select(*_MESSAGE_COLUMNS)
             .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
             .where(
                 Execution.status_id == ExecutionStatus.QUEUED.id,
