@@ -80,7 +80,7 @@ class WorkerWatch:
         try:
             replies = self.app.control.inspect(timeout=self.timeout_s).stats()
         except Exception as exc:
-            log.debug("inspecting workers failed: %s", exc)
+            log.warning("asking the workers which processes they run failed: %s", exc)
             return False
         snapshot: Snapshot = {}
         for node, stats in (replies or {}).items():
