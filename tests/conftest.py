@@ -167,10 +167,11 @@ def services() -> SessionServices:
     return session_services()
 
 
-@pytest.fixture
-def database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, migrated database for this test; also exported as DATABASE_URL."""
-    name = services.create_database()
+def _database(
+    services: SessionServices, monkeypatch: pytest.MonkeyPatch, *, migrated: bool
+) -> Iterator[str]:
+    """A database of its own for one test, exported as DATABASE_URL, dropped afterwards."""
+    name = services.create_database(from_template=migrated)
     url = services.url_for(name)
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
@@ -180,21 +181,18 @@ def database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> 
         scheduler_db.close_runtime()
         get_settings.cache_clear()
         services.drop_database(name)
+
+
+@pytest.fixture
+def database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, migrated database for this test; also exported as DATABASE_URL."""
+    yield from _database(services, monkeypatch, migrated=True)
 
 
 @pytest.fixture
 def empty_database_url(services: SessionServices, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = services.create_database(from_template=False)
-    url = services.url_for(name)
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
-    try:
-        yield url
-    finally:
-        scheduler_db.close_runtime()
-        get_settings.cache_clear()
-        services.drop_database(name)
+    yield from _database(services, monkeypatch, migrated=False)
 
 
 @pytest.fixture

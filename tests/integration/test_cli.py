@@ -219,44 +219,11 @@ def test_next_tasks_and_reap(cli: Any) -> None:
 
 
 def test_a_real_subprocess(database_url: str, broker_url: str) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scheduler.cli",
-            "schedules",
-            "add",
-            "sub",
-            "--task",
-            "demo.noop",
-            "--every",
-            "10s",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    add = [sys.executable, "-m", "scheduler.cli", "schedules", "add", "sub"]
+    add += ["--task", "demo.noop", "--every", "10s"]
+    run = subprocess.run([*add, "--json"], capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["name"] == "sub"
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "scheduler.cli",
-            "schedules",
-            "add",
-            "sub",
-            "--task",
-            "demo.noop",
-            "--every",
-            "10s",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = subprocess.run(add, capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: a schedule named 'sub' exists")

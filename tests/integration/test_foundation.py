@@ -37,22 +37,18 @@ def test_db_current_reports_head(runner: CliRunner, database_url: str) -> None:
     assert json.loads(result.output)["up_to_date"] is True
 
 
-def test_wrong_url_scheme_is_one_line(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/app")
-    get_settings.cache_clear()
-    try:
-        result = runner.invoke(main, ["db", "current"])
-    finally:
-        get_settings.cache_clear()
-        close_runtime()
-    assert result.exit_code == 2
-    assert "DATABASE_URL must be a PostgreSQL URL" in _one_line_error(result)
-
-
-def test_unreachable_database_is_one_line(
-    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("mysql://root@localhost/app", "DATABASE_URL must be a PostgreSQL URL"),
+        ("postgresql://postgres@127.0.0.1:9/nowhere", "cannot reach the database"),
+    ],
+    ids=["wrong-scheme", "unreachable"],
+)
+def test_a_bad_database_url_is_one_line(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, url: str, error: str
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/nowhere")
+    monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     try:
         result = runner.invoke(main, ["db", "current"])
@@ -60,7 +56,7 @@ def test_unreachable_database_is_one_line(
         get_settings.cache_clear()
         close_runtime()
     assert result.exit_code == 2
-    assert "cannot reach the database" in _one_line_error(result)
+    assert error in _one_line_error(result)
 
 
 def test_missing_migrations_are_one_line(runner: CliRunner, empty_database_url: str) -> None:
