@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
+
+from rich.console import Console
 
 from scheduler.cron import validate_timezone
 from scheduler.schedules import ScheduleDefinition
@@ -64,3 +67,9 @@ def describe_when(definition: ScheduleDefinition) -> str:
     if definition.run_at is not None:
         return f"once at {definition.run_at.astimezone(UTC).isoformat()}"
     return "-"
+
+
+def console() -> Console:
+    """Rich output at the terminal's width; into a pipe or file, lines are not folded at
+    80 columns (a table row stays one line for grep and awk)."""
+    return Console(width=None if sys.stdout.isatty() else 240)

@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.cli.format import local_time, status_text
+from scheduler.cli.format import console, local_time, status_text
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.schedules import parse_duration, parse_instant
@@ -80,7 +79,7 @@ def history(
             error,
             str(r["id"]),
         )
-    Console().print(table)
+    console().print(table)
 
 
 @click.command("show")
@@ -92,15 +91,15 @@ def show_execution(execution_id: str, as_json: bool) -> None:
     if as_json:
         print_json(row)
         return
-    console = Console()
+    out = console()
     for key, value in row.items():
         if key == "status":
-            console.print(f"{key:>15}: {status_text(value)}")
+            out.print(f"{key:>15}: {status_text(value)}")
         elif key != "traceback":
-            console.print(f"{key:>15}: {value if value is not None else '-'}", markup=False)
+            out.print(f"{key:>15}: {value if value is not None else '-'}", markup=False)
     if row.get("traceback"):
-        console.print("traceback:", markup=False)
-        console.print(row["traceback"], markup=False)
+        out.print("traceback:", markup=False)
+        out.print(row["traceback"], markup=False)
 
 
 @click.command()
@@ -136,7 +135,7 @@ def stats(since: str, schedule: str | None, as_json: bool) -> None:
             str(r["lost"]),
             local_time(r["last_failure_at"]),
         )
-    Console().print(table)
+    console().print(table)
 
 
 def _ms(value: Any) -> str:

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.cli.format import console
 from scheduler.cron import next_fire_times, validate_timezone
 from scheduler.schedules import parse_instant
 
@@ -72,7 +72,7 @@ def tasks(as_json: bool) -> None:
             f"{r['soft_time_limit'] or '-'}/{r['time_limit'] or '-'}",
             "yes" if r["acks_late"] else "no",
         )
-    Console().print(table)
+    console().print(table)
 
 
 @click.command("reap")

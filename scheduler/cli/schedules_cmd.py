@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from scheduler import api
 from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.cli.format import describe_when, local_time, relative, status_text
+from scheduler.cli.format import console, describe_when, local_time, relative, status_text
 from scheduler.cron import next_fire_times, validate_timezone
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
@@ -264,7 +263,7 @@ def list_(as_json: bool) -> None:
             status_text(r["last_status"]),
             (r["last_error"] or "")[:60],
         )
-    Console().print(table)
+    console().print(table)
 
 
 def _listing(row: dict[str, Any]) -> dict[str, Any]:
@@ -291,20 +290,20 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         print_json({**_listing(row), "upcoming": upcoming, "runs": runs})
         return
-    console = Console()
-    console.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
+    out = console()
+    out.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
     for key, value in to_mapping(definition).items():
         if key not in ("name",):
-            console.print(f"  {key}: {value}")
-    console.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
+            out.print(f"  {key}: {value}")
+    out.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
     if row["last_error"]:
-        console.print(f"  [red]last_error: {row['last_error']}[/red]")
-    console.print("[bold]next fire times[/bold]")
+        out.print(f"  [red]last_error: {row['last_error']}[/red]")
+    out.print("[bold]next fire times[/bold]")
     for when in upcoming:
-        console.print(f"  {local_time(when, definition.timezone)}  ({relative(when)})")
-    console.print("[bold]last runs[/bold]")
+        out.print(f"  {local_time(when, definition.timezone)}  ({relative(when)})")
+    out.print("[bold]last runs[/bold]")
     for run in runs:
-        console.print(
+        out.print(
             f"  {local_time(run['created_at'], definition.timezone)}  {status_text(run['status'])}"
             f"  {run['duration_ms'] if run['duration_ms'] is not None else '-'} ms  {run['id']}"
         )
