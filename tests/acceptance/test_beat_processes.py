@@ -1,4 +1,5 @@
-"""Beats as real processes: sub-second pickup of raw inserts, SIGTERM, three beats and kill -9."""
+"""Beats as real processes: sub-second pickup of raw inserts, SIGTERM, three beats and kill -9,
+the optional leader mode."""
 
 from __future__ import annotations
 
@@ -87,12 +88,7 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
         for beat in beats:
             beat.wait(timeout=20)
         logs = procs.logs(tail=None)
-    rows = query(
-        database_url,
-        "SELECT schedule_id, scheduled_for, count(*) AS n FROM executions "
-        "GROUP BY schedule_id, scheduled_for",
-    )
-    assert all(r["n"] == 1 for r in rows)
+    _assert_every_slot_ran_once(database_url, schedules=20, logs=logs)
     # broker side: what was published
     client = redis.Redis.from_url(broker_url)
     try:
@@ -105,6 +101,17 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
     # sweep republishes them with the same id: the only duplicates allowed on the broker
     republished = sum(int(n) for n in re.findall(r"sweep republished (\d+) pending", logs))
     assert len(ids) - len(set(ids)) <= republished
+    assert kills >= 5
+
+
+def _assert_every_slot_ran_once(database_url: str, *, schedules: int, logs: str) -> None:
+    """Every-second schedules: no slot twice, none lost, none left unpublished."""
+    rows = query(
+        database_url,
+        "SELECT schedule_id, scheduled_for, count(*) AS n FROM executions "
+        "GROUP BY schedule_id, scheduled_for",
+    )
+    assert all(r["n"] == 1 for r in rows)
     # no slot lost: per schedule, consecutive slots are one second apart from first to last
     gaps = query(
         database_url,
@@ -112,14 +119,53 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
         "extract(epoch FROM max(scheduled_for) - min(scheduled_for))::int AS span "
         "FROM executions GROUP BY schedule_id",
     )
-    assert len(gaps) == 20
+    assert len(gaps) == schedules
     for g in gaps:
-        assert g["n"] == g["span"] + 1, (g, procs.logs())
+        assert g["n"] == g["span"] + 1, (g, logs)
     # everything that was committed got published: by the beat that wrote it, at its time
     # (also on SIGTERM), or by the sweep when that beat was killed
     pending = query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 1")
-    assert pending[0]["n"] == 0, procs.logs()
-    assert kills >= 5
+    assert pending[0]["n"] == 0, logs
+
+
+def test_leader_mode_one_beat_dispatches_and_a_standby_takes_over_after_kill_9(
+    database_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    query(
+        database_url,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'led-' || i, 'demo.noop', 1, date_trunc('second', now()) + interval '3 s' "
+        "FROM generate_series(1, 5) i",
+    )
+    timeout_s = 2.0
+    leader_mode = {
+        "SCHEDULER_BEAT_LEADER_LOCK": "true",
+        "SCHEDULER_BEAT_LEADER_LOCK_TIMEOUT_S": str(timeout_s),
+        "SCHEDULER_BEAT_SWEEP_AFTER_S": "2",
+    }
+
+    def leads(i: int) -> bool:
+        return "this beat is now the leader" in (tmp_path / f"beat-{i}.log").read_text()
+
+    with processes(tmp_path) as procs:
+        beats = [procs.beat(leader_mode), procs.beat(leader_mode)]
+        wait_for(lambda: _queue_length(broker_url) >= 10, timeout_s=30)
+        assert [leads(0), leads(1)].count(True) == 1, procs.logs()
+        leader = 0 if leads(0) else 1
+        standby = 1 - leader
+        os.killpg(beats[leader].pid, signal.SIGKILL)
+        beats[leader].wait()
+        killed = time.monotonic()
+        wait_for(lambda: leads(standby), timeout_s=15)
+        took_over_s = time.monotonic() - killed
+        # slots under the new leader; the dead leader's runs written ahead are swept
+        time.sleep(6)
+        os.killpg(beats[standby].pid, signal.SIGTERM)
+        assert beats[standby].wait(timeout=20) == 0, procs.logs()
+        logs = procs.logs(tail=None)
+    # the lock expires within its timeout; the standby asks every timeout / 3
+    assert took_over_s < timeout_s + timeout_s / 3 + 1.0, (took_over_s, logs)
+    _assert_every_slot_ran_once(database_url, schedules=5, logs=logs)
 
 
 def test_runs_written_ahead_go_out_at_their_time_and_workers_run_them(
