@@ -182,6 +182,7 @@ def next_fire_times(expr: str, tz: str, after: datetime, count: int) -> list[dat
     return times
 
 
+@lru_cache(maxsize=4096)
 def interval_microseconds(interval_seconds: Decimal | float | int) -> int:
     micros = int(Decimal(str(interval_seconds)) * 1_000_000)
     if micros <= 0:

@@ -197,11 +197,7 @@ class Dispatcher:
             due: list[DueSchedule] = []
             for row in rows:
                 active, waiting = counts.get(row["id"], (0, 0))
-                due.append(
-                    due_schedule_from_mapping(
-                        {**row, "active_runs": active, "waiting_runs": waiting}
-                    )
-                )
+                due.append(DueSchedule(**row, active_runs=active, waiting_runs=waiting))
             result = plan(
                 due,
                 now=now,
