@@ -248,8 +248,12 @@ class Dispatcher:
         return len(runs)
 
     async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
+        """On the loop itself: building and pushing messages is CPU work, and in a thread of
+        its own it only fought the next batch's planning for the GIL (measured: a 10k
+        backlog took 10-25% longer and a quarter more CPU). The socket wait is bounded by
+        the broker client's timeouts."""
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.publisher.publish, messages)
+            self.publisher.publish(messages)
         except Exception:
             if self._broker_lost_since is None:
                 self._broker_lost_since = utcnow() - timedelta(seconds=LOST_IN_TRANSIT_S)
@@ -351,9 +355,9 @@ class Dispatcher:
         return wake
 
     async def _drain(self, now: datetime) -> None:
-        """Batch after batch until one is not full; batch k's publish (one at a time: the
-        producer is held, not shared) overlaps batch k+1's transaction. Runs of later slots
-        are held; held runs whose time comes meanwhile go out with the next publish."""
+        """Batch after batch until one is not full; marking batch k `queued` overlaps batch
+        k+1's transaction. Runs of later slots are held; held runs whose time comes meanwhile
+        go out with the next publish."""
         in_flight: asyncio.Task[int] | None = None
         try:
             for _ in range(1000):
