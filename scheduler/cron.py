@@ -244,6 +244,8 @@ def make_timing(
     interval = None
     if interval_seconds is not None:
         interval = Decimal(str(interval_seconds))
+        if not interval.is_finite():
+            raise InvalidScheduleError(f"interval_seconds must be a number, not {interval}")
         micros = interval_microseconds(interval)
         if micros < 1000:
             raise InvalidScheduleError("interval_seconds must be at least 0.001")

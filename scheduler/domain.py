@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -81,3 +82,9 @@ class OverlapPolicy(enum.StrEnum):
     ALLOW = "allow"
     SKIP = "skip"
     BUFFER_ONE = "buffer_one"
+
+
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
+"""A schedule's instants stay within what Python's datetime holds (years 1 to 9999, never
+infinite), with a day of margin for time zone conversion; the database enforces it too."""

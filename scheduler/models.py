@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -63,6 +65,13 @@ class Schedule(Base):
         CheckConstraint("misfire_grace_seconds >= 0", name="grace_non_negative"),
         CheckConstraint("jitter_seconds >= 0", name="jitter_non_negative"),
         CheckConstraint("max_runs > 0", name="max_runs_positive"),
+        *(
+            CheckConstraint(
+                f"{column} BETWEEN '{EARLIEST_INSTANT}' AND '{LATEST_INSTANT}'",
+                name=f"{column}_representable",
+            )
+            for column in ("run_at", "start_at", "end_at", "next_run_at", "last_run_at")
+        ),
         Index(
             "ix_schedules_due",
             "next_run_at",

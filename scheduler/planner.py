@@ -178,9 +178,20 @@ def plan(
 ) -> Plan:
     result = Plan()
     for row in rows:
-        runs, update = plan_row(
-            row, now=now, registered=registered, settings=settings, horizon=horizon
-        )
+        try:
+            runs, update = plan_row(
+                row, now=now, registered=registered, settings=settings, horizon=horizon
+            )
+        except Exception as exc:  # a value no check foresaw: this row stops, not the batch
+            runs, update = (
+                [],
+                ScheduleUpdate(
+                    id=row.id,
+                    next_run_at=None,
+                    last_run_at=row.last_run_at,
+                    last_error=f"cannot be planned: {type(exc).__name__}: {exc}",
+                ),
+            )
         result.runs.extend(runs)
         result.updates.append(update)
     return result

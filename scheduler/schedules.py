@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from scheduler.cron import make_timing, validate_timezone
-from scheduler.domain import MisfirePolicy, OverlapPolicy
+from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT, MisfirePolicy, OverlapPolicy
 from scheduler.exceptions import InvalidScheduleError
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
@@ -139,6 +139,16 @@ def validate(
             raise InvalidScheduleError(f"{label} must not be negative")
     if definition.max_runs is not None and definition.max_runs < 1:
         raise InvalidScheduleError("max runs must be at least 1")
+    for label, instant in (
+        ("the time (--at)", definition.run_at),
+        ("start", definition.start_at),
+        ("end", definition.end_at),
+    ):
+        if instant is not None and not EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
+            raise InvalidScheduleError(
+                f"{label} {instant.isoformat()} is out of range: use a time between "
+                f"{EARLIEST_INSTANT.date()} and {LATEST_INSTANT.date()}"
+            )
     if definition.start_at and definition.end_at and definition.end_at <= definition.start_at:
         raise InvalidScheduleError("end must be after start")
     return definition

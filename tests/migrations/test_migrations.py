@@ -135,3 +135,65 @@ async def test_constraints_reject_two_kinds(database_url: str) -> None:
             await conn.execute("INSERT INTO schedules (name, task) VALUES ('y', 'demo.noop')")
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("column", ["run_at", "start_at", "end_at", "next_run_at", "last_run_at"])
+@pytest.mark.parametrize("value", ["infinity", "-infinity", "10000-01-01 00:00+00"])
+async def test_instants_python_cannot_hold_are_refused(
+    database_url: str, column: str, value: str
+) -> None:
+    kind = "" if column == "run_at" else "interval_seconds, "
+    every = "" if column == "run_at" else "60, "
+    insert = f"INSERT INTO schedules (name, task, {kind}{column}) VALUES ($1, 'demo.noop', {every}"
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        with pytest.raises(asyncpg.CheckViolationError, match=f"{column}_representable"):
+            await conn.execute(insert + f"'{value}'::timestamptz)", "x")
+        # the bounds themselves (a day inside years 1 and 9999) are fine
+        await conn.execute(insert + "'9999-12-29 23:00+00')", "edge")
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_flags_and_clamps_instants_written_before_the_constraints(
+    empty_database_url: str,
+) -> None:
+    url = empty_database_url
+    await migrate.upgrade(url, "0001_initial")
+    conn = await asyncpg.connect(_dsn(url))
+    try:
+        await conn.execute(
+            "INSERT INTO schedules (name, task, run_at) VALUES ('forever', 'demo.noop', 'infinity')"
+        )
+        await conn.execute(
+            "INSERT INTO schedules (name, task, interval_seconds, start_at, next_run_at, "
+            "last_run_at) VALUES ('ancient', 'demo.noop', 60, '-infinity', '-infinity', "
+            "'20000-01-01'), ('fine', 'demo.noop', 60, '2026-01-01', '2026-06-01', NULL)"
+        )
+        await migrate.upgrade(url)
+        rows = {
+            r["name"]: dict(r)
+            for r in await conn.fetch(
+                "SELECT name, enabled, run_at::text, start_at::text, next_run_at::text, "
+                "last_run_at::text, last_error FROM schedules"
+            )
+        }
+    finally:
+        await conn.close()
+    assert rows["forever"]["run_at"] == "9999-12-30 00:00:00+00"
+    assert rows["forever"]["enabled"] is False
+    assert "run_at was infinity" in rows["forever"]["last_error"]
+    assert rows["ancient"]["start_at"] == "0001-01-02 00:00:00+00"
+    assert rows["ancient"]["enabled"] is False
+    assert "start_at was -infinity" in rows["ancient"]["last_error"]
+    assert rows["ancient"]["next_run_at"] is None
+    assert rows["ancient"]["last_run_at"] is None
+    assert rows["fine"] == {
+        "name": "fine",
+        "enabled": True,
+        "run_at": None,
+        "start_at": "2026-01-01 00:00:00+00",
+        "next_run_at": "2026-06-01 00:00:00+00",
+        "last_run_at": None,
+        "last_error": None,
+    }

@@ -21,6 +21,9 @@ from tests.reliability.conftest import LONG
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GOOD_TASKS = ["demo.noop", "demo.sleep"]
+ACCEPTED_INSTANTS = ["2026-01-01 00:00+00", "9999-12-29 23:00+00", "0001-01-03 00:00+00"]
+REFUSED_INSTANTS = ["infinity", "-infinity", "10000-01-01 00:00+00"]
+"""Instants Python cannot hold: the database refuses them (the edges above are accepted)."""
 names = st.text(
     alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
     min_size=1,
@@ -57,7 +60,10 @@ rows = st.fixed_dictionaries(
                 "*/10 * * * * *",
             ]
         ),
-        "interval": st.sampled_from(["0.0001", "0.001", "1", "3600", "315360000", "99999999999"]),
+        "interval": st.sampled_from(
+            ["0.0001", "0.001", "1", "3600", "315360000", "99999999999", "NaN", "Infinity"]
+        ),
+        "start_at": st.sampled_from([None, *ACCEPTED_INSTANTS, *REFUSED_INSTANTS]),
         "timezone": st.sampled_from(
             ["UTC", "Europe/London", "Mars/Olympus", "", "../../etc/passwd", "America/New_York"]
         ),
@@ -74,18 +80,24 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
         await conn.execute("TRUNCATE executions, schedules")
         for i, row in enumerate(generated):
             kwargs = {"blob": "x" * 1_200_000} if row["big"] else row["kwargs"]
-            await conn.execute(
-                "INSERT INTO schedules (name, task, cron, interval_seconds, run_at, timezone, args, kwargs) "
-                "VALUES ($1, $2, $3, $4::numeric, $5, $6, $7::jsonb, $8::jsonb)",
-                f"{i}-{row['name']}",
-                row["task"],
-                row["cron"] if row["kind"] == "cron" else None,
-                row["interval"] if row["kind"] == "interval" else None,
-                NOW - timedelta(seconds=5) if row["kind"] == "once" else None,
-                row["timezone"],
-                json.dumps(row["args"]),
-                json.dumps(kwargs),
-            )
+            try:
+                await conn.execute(
+                    "INSERT INTO schedules (name, task, cron, interval_seconds, run_at, timezone, "
+                    "args, kwargs, start_at) "
+                    "VALUES ($1, $2, $3, $4::numeric, $5, $6, $7::jsonb, $8::jsonb, $9::text::timestamptz)",
+                    f"{i}-{row['name']}",
+                    row["task"],
+                    row["cron"] if row["kind"] == "cron" else None,
+                    row["interval"] if row["kind"] == "interval" else None,
+                    NOW - timedelta(seconds=5) if row["kind"] == "once" else None,
+                    row["timezone"],
+                    json.dumps(row["args"]),
+                    json.dumps(kwargs),
+                    row["start_at"],
+                )
+            except asyncpg.CheckViolationError:
+                if row["start_at"] not in REFUSED_INSTANTS:
+                    raise
         engine = create_engine(url)
         publisher = Publisher(app)
         try:

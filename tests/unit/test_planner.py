@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from scheduler.domain import ExecutionStatus, Trigger
-from scheduler.planner import DueSchedule, PlannerSettings, jitter_s, plan_row
+from scheduler.planner import DueSchedule, PlannerSettings, jitter_s, plan, plan_row
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = PlannerSettings(default_grace_s=60, max_catchup=5)
@@ -161,6 +161,8 @@ def test_bad_rows_get_last_error_and_no_next_run() -> None:
         "time zone": row(timezone="Mars/Base"),
         "JSON array": row(args={"a": 1}),
         "JSON object": row(kwargs=[1]),
+        "a number, not NaN": row(interval_seconds=Decimal("NaN")),
+        "a number, not Infinity": row(interval_seconds=Decimal("Infinity")),
     }
     for expected, bad in cases.items():
         runs, update = plan_row(bad, now=NOW, registered=REGISTERED, settings=SETTINGS)
@@ -168,6 +170,23 @@ def test_bad_rows_get_last_error_and_no_next_run() -> None:
         assert update.last_error is not None
         assert expected in update.last_error, update.last_error
         assert update.next_run_at is None
+
+
+def test_a_row_whose_planning_fails_is_flagged_and_the_others_still_plan() -> None:
+    """A value no check foresaw (here: the slot after one near the end of year 9999 is past
+    what a datetime holds) flags that row only."""
+    edge = datetime(9999, 12, 29, tzinfo=UTC)
+    last_slot = row(id=2, start_at=edge, next_run_at=edge, interval_seconds=Decimal(86400 * 7))
+    result = plan(
+        [row(id=1, next_run_at=edge), last_slot, row(id=3, next_run_at=edge)],
+        now=edge,
+        registered=REGISTERED,
+        settings=SETTINGS,
+    )
+    flagged = {u.id: u.last_error for u in result.updates if u.last_error}
+    assert list(flagged) == [2]
+    assert (flagged[2] or "").startswith("cannot be planned: OverflowError")
+    assert sorted(r.schedule_id for r in result.runs) == [1, 3]
 
 
 def test_horizon_plans_allow_slots_ahead_on_time() -> None:
