@@ -70,6 +70,9 @@ def test_parse_json_names_the_field() -> None:
         ({"name": " "}, "name"),
         ({"start_at": datetime(2026, 2, 1, tzinfo=UTC), "end_at": datetime(2026, 1, 1, tzinfo=UTC)},
          "end must be after start"),
+        ({"end_at": datetime(9999, 12, 31, tzinfo=UTC)}, "end 9999-12-31.* out of range"),
+        ({"cron": None, "run_at": datetime(1, 1, 1, tzinfo=UTC)}, r"time \(--at\).* out of range"),
+        ({"cron": None, "interval_seconds": Decimal("NaN")}, "a number, not NaN"),
     ],
 )  # fmt: skip
 def test_validate_rejects(changes: dict[str, object], message: str) -> None:
