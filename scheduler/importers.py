@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from scheduler.exceptions import InvalidScheduleError
+from scheduler.options import OPTION_NAMES
 from scheduler.schedules import ScheduleDefinition
 
 
@@ -38,7 +39,7 @@ def _cron_from_crontab(schedule: Any) -> str:
 
 def _options(raw: Any) -> dict[str, Any]:
     options = dict(raw or {})
-    return {k: v for k, v in options.items() if k in ("queue", "priority", "expires", "headers")}
+    return {k: v for k, v in options.items() if k in OPTION_NAMES}
 
 
 def definition_from_celery(

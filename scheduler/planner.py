@@ -33,6 +33,7 @@ from typing import Any
 from scheduler.cron import Timing, first_interval_fire, make_timing, next_fire
 from scheduler.domain import ExecutionStatus, MisfirePolicy, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError
+from scheduler.options import check_options
 
 _MAX_JSON_BYTES = 1_000_000
 _MAX_SLOTS_PER_TICK = 10_000
@@ -131,6 +132,8 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
         raise InvalidScheduleError("kwargs must be a JSON object")
     if not isinstance(row.options, dict):
         raise InvalidScheduleError("options must be a JSON object")
+    if row.options:
+        check_options(row.options)
     if row.args or row.kwargs or row.options:
         try:
             size = len(json.dumps([row.args, row.kwargs, row.options]))

@@ -14,6 +14,7 @@ from typing import Any
 from scheduler.cron import make_timing, validate_timezone
 from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT, MisfirePolicy, OverlapPolicy
 from scheduler.exceptions import InvalidScheduleError
+from scheduler.options import check_options
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNIT_S = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
@@ -123,6 +124,8 @@ def validate(
     for label, value in (("kwargs", definition.kwargs), ("options", definition.options)):
         if value is not None and not isinstance(value, dict):
             raise InvalidScheduleError(f"{label} must be a JSON object, e.g. '{{\"key\": 1}}'")
+    if definition.options:
+        check_options(definition.options)
     if definition.misfire_policy not in {p.value for p in MisfirePolicy}:
         raise InvalidScheduleError(
             f"misfire policy {definition.misfire_policy!r}: use run_once, skip or run_all"

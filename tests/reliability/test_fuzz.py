@@ -22,6 +22,11 @@ from tests.reliability.conftest import LONG
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 GOOD_TASKS = ["demo.noop", "demo.sleep"]
 ACCEPTED_INSTANTS = ["2026-01-01 00:00+00", "9999-12-29 23:00+00", "0001-01-03 00:00+00"]
+OPTIONS: list[dict[str, Any]] = [
+    *({}, {"queue": "celery"}, {"priority": 9}, {"expires": 30}),
+    *({"priority": "high"}, {"expires": 1e300}, {"headers": {"id": "x"}}, {"qeue": "typo"}),
+]
+"""Options the publisher sends, then options the beat must flag (each once failed a publish)."""
 REFUSED_INSTANTS = ["infinity", "-infinity", "10000-01-01 00:00+00"]
 """Instants Python cannot hold: the database refuses them (the edges above are accepted)."""
 names = st.text(
@@ -67,6 +72,7 @@ rows = st.fixed_dictionaries(
         "timezone": st.sampled_from(
             ["UTC", "Europe/London", "Mars/Olympus", "", "../../etc/passwd", "America/New_York"]
         ),
+        "options": st.sampled_from(OPTIONS),
         "args": json_values,
         "kwargs": json_values,
         "big": st.booleans(),
@@ -83,8 +89,9 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
             try:
                 await conn.execute(
                     "INSERT INTO schedules (name, task, cron, interval_seconds, run_at, timezone, "
-                    "args, kwargs, start_at) "
-                    "VALUES ($1, $2, $3, $4::numeric, $5, $6, $7::jsonb, $8::jsonb, $9::text::timestamptz)",
+                    "args, kwargs, start_at, options) VALUES "
+                    "($1, $2, $3, $4::numeric, $5, $6, $7::jsonb, $8::jsonb, $9::text::timestamptz, "
+                    "$10::jsonb)",
                     f"{i}-{row['name']}",
                     row["task"],
                     row["cron"] if row["kind"] == "cron" else None,
@@ -94,6 +101,7 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
                     json.dumps(row["args"]),
                     json.dumps(kwargs),
                     row["start_at"],
+                    json.dumps(row["options"]),
                 )
             except asyncpg.CheckViolationError:
                 if row["start_at"] not in REFUSED_INSTANTS:
@@ -113,7 +121,8 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
             publisher.close()
             await engine.dispose()
         result = await conn.fetch(
-            "SELECT name, task, cron, interval_seconds, timezone, args, kwargs, last_error, next_run_at, enabled "
+            "SELECT name, task, cron, interval_seconds, timezone, args, kwargs, options, last_error, "
+            "next_run_at, enabled "
             "FROM schedules ORDER BY name"
         )
         return list(result), again.locked
@@ -124,10 +133,12 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
 def _valid(row: Any) -> bool:
     from scheduler.cron import make_timing
     from scheduler.exceptions import InvalidScheduleError
+    from scheduler.options import check_options
 
     if row["task"] not in GOOD_TASKS or not isinstance(json.loads(row["args"]), list):
         return False
     try:
+        check_options(json.loads(row["options"]))
         make_timing(
             cron=row["cron"],
             interval_seconds=row["interval_seconds"],

@@ -162,6 +162,7 @@ def test_bad_rows_get_last_error_and_no_next_run() -> None:
         "JSON array": row(args={"a": 1}),
         "JSON object": row(kwargs=[1]),
         "a number, not NaN": row(interval_seconds=Decimal("NaN")),
+        "option priority": row(options={"priority": "high"}),
         "a number, not Infinity": row(interval_seconds=Decimal("Infinity")),
     }
     for expected, bad in cases.items():

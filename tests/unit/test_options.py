@@ -1,0 +1,53 @@
+"""Schedule options: what the publisher can send is accepted, anything else is one line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scheduler.exceptions import InvalidScheduleError
+from scheduler.options import check_options
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"queue": "reports"},
+        {"priority": 0},
+        {"priority": 255},
+        {"expires": 0},
+        {"expires": 30.5},
+        {"expires": "2027-01-01T00:00:00Z"},
+        {"time_limit": 60, "soft_time_limit": 50},
+        {"headers": {"tenant": "acme"}},
+    ],
+)
+def test_accepted(options: dict[str, Any]) -> None:
+    check_options(options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"qeue": "x"}, "unknown option.*'qeue'"),
+        ({"queue": ""}, "queue must be a queue name"),
+        ({"queue": 5}, "queue must be a queue name"),
+        ({"priority": "high"}, "priority must be a whole number"),
+        ({"priority": 256}, "priority must be a whole number"),
+        ({"priority": True}, "priority must be a whole number"),
+        ({"expires": "soon"}, "expires must be seconds"),
+        ({"expires": -1}, "expires must be seconds"),
+        ({"expires": 10**400}, "expires must be seconds"),
+        ({"expires": float("inf")}, "expires must be seconds"),
+        ({"time_limit": 0}, "time_limit must be seconds above 0"),
+        ({"soft_time_limit": "x"}, "soft_time_limit must be seconds above 0"),
+        ({"headers": "x"}, "headers must be a JSON object"),
+        ({"headers": {"id": "other", "task": "t"}}, "Celery's own header.*id, task"),
+    ],
+)
+def test_refused_in_one_line(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidScheduleError, match=message) as info:
+        check_options(options)
+    assert "\n" not in str(info.value)
