@@ -32,9 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
-from scheduler.exceptions import NotFoundError
+from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
+from scheduler.options import check_options
 from scheduler.planner import (
     DueSchedule,
     PlannedRun,
@@ -43,6 +44,7 @@ from scheduler.planner import (
     due_schedule_from_mapping,
     make_run,
     plan,
+    validate_row,
 )
 from scheduler.publisher import OutgoingMessage, Publisher
 from scheduler.reaper import WorkerWatch, reap_lost
@@ -112,13 +114,21 @@ def _later(run: PlannedRun, now: datetime) -> bool:
 
 
 def _row_message(row: dict[str, Any]) -> OutgoingMessage:
-    """The message of a run read back from `executions` (joined with its schedule's options)."""
+    """The message of a run read back from `executions` (joined with its schedule's options;
+    options edited since into ones that cannot be sent are left out, so this run still goes
+    and does not hold back the others published with it)."""
+    options = row["options"] if isinstance(row["options"], dict) else {}
+    try:
+        check_options(options)
+    except InvalidScheduleError as exc:
+        log.warning("run %s goes out without its schedule's options: %s", row["id"], exc)
+        options = {}
     return OutgoingMessage(
         execution_id=str(row["id"]),
         task=row["task"],
         args=list(row["args"] or []),
         kwargs=dict(row["kwargs"] or {}),
-        options=dict(row["options"] or {}),
+        options=dict(options),
     )
 
 
@@ -427,6 +437,10 @@ class Dispatcher:
             if values is None:
                 raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
             row = due_schedule_from_mapping(values)
+            try:
+                validate_row(row, self.registered)
+            except InvalidScheduleError as exc:
+                raise InvalidScheduleError(f"schedule {name!r} cannot run: {exc}") from None
             overlap = OverlapPolicy(row.overlap_policy)
             refuse = not force and (
                 (overlap is OverlapPolicy.SKIP and row.active_runs > 0)

@@ -17,7 +17,7 @@ from config.settings import Settings
 from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
-from scheduler.exceptions import NotFoundError
+from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.publisher import Publisher
 from tests.integration.sqlhelp import sql
 
@@ -238,6 +238,42 @@ async def test_manual_trigger_and_overlap(
     assert len(queued_messages(broker_url)) == 2
     with pytest.raises(NotFoundError):
         await dispatcher.trigger("missing", force=False, now=NOW)
+
+
+async def test_a_schedule_that_cannot_run_is_not_triggered(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, cron, options) "
+        """VALUES ('loud', 'demo.noop', '@daily', '{"priority": "high"}')""",
+    )
+    with pytest.raises(InvalidScheduleError, match="'loud' cannot run: option priority"):
+        await dispatcher.trigger("loud", force=True, now=NOW)
+    assert await sql(engine, "SELECT id FROM executions") == []
+    assert queued_messages(broker_url) == []
+
+
+async def test_the_sweep_publishes_a_run_whose_schedule_options_went_bad(
+    engine: AsyncEngine, dispatcher: Dispatcher, broker_url: str
+) -> None:
+    """Options edited into ones that cannot be sent after a run was written: the run goes
+    out without them, and so does every other run published with it."""
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'edited-' || i, 'demo.noop', 3600, :t FROM generate_series(1, 2) i",
+        t=NOW,
+    )
+    await dispatcher.tick(NOW)
+    await sql(engine, "UPDATE executions SET status_id = 1, queued_at = NULL")
+    redis.Redis.from_url(broker_url).delete("celery")
+    await sql(
+        engine,
+        """UPDATE schedules SET options = '{"priority": "high"}' WHERE name = 'edited-1'""",
+    )
+    assert await dispatcher.sweep(NOW + timedelta(seconds=30)) == 2
+    assert len(queued_messages(broker_url)) == 2
 
 
 async def test_notify_reaches_a_listener(engine: AsyncEngine, database_url: str) -> None:
