@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     """A Celery beat scheduler whose schedule is the `schedules` table."""
 
+    lock_key: str | None = None
+    """Read by RedBeat's `beat_init` handler, which importing redbeat (the leader lock uses
+    its renewal script) connects for every beat: None tells it there is no RedBeat lock to
+    take at start-up. The optional leader lock is taken and renewed in `tick`."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.settings = get_settings()
         self._wakeup = Wakeup()

@@ -56,7 +56,9 @@ def test_raw_insert_is_on_the_broker_within_a_second_and_sigterm_exits_0(
         query(database_url, "UPDATE schedules SET enabled = false")
         beat.send_signal(signal.SIGTERM)
         assert beat.wait(timeout=20) == 0, procs.logs()
-        assert "database scheduler stopped" in procs.logs()
+        logs = procs.logs(tail=None)
+        assert "database scheduler stopped" in logs
+        assert " ERROR " not in logs, logs
 
 
 def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
