@@ -267,7 +267,9 @@ async def test_the_sweep_publishes_a_run_whose_schedule_options_went_bad(
     )
     await dispatcher.tick(NOW)
     await sql(engine, "UPDATE executions SET status_id = 1, queued_at = NULL")
-    redis.Redis.from_url(broker_url).delete("celery")
+    client = redis.Redis.from_url(broker_url)
+    client.delete("celery")  # as if a beat died between commit and publish
+    client.close()
     await sql(
         engine,
         """UPDATE schedules SET options = '{"priority": "high"}' WHERE name = 'edited-1'""",
