@@ -27,18 +27,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.processes import rss_mb, stop
 from benchmarks.redbeat_anchor import configure_redbeat, redbeat_scale
+from scheduler.cli.format import console as cli_console
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-console = Console(width=None if sys.stdout.isatty() else 200)
-"""Piped into a file, tables keep their full headers (rich would cut them at 80 columns)."""
+console = cli_console()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

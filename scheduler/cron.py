@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from scheduler.domain import LONGEST_SECONDS
 from scheduler.exceptions import InvalidScheduleError
 
 ALIASES = {
@@ -249,7 +250,7 @@ def make_timing(
         micros = interval_microseconds(interval)
         if micros < 1000:
             raise InvalidScheduleError("interval_seconds must be at least 0.001")
-        if interval > Decimal(10 * 365 * 86400):
+        if interval > LONGEST_SECONDS:
             raise InvalidScheduleError("interval_seconds must be at most ten years")
     return Timing(cron=spec, interval_seconds=interval, run_at=run_at, tz=tz)
 

@@ -84,6 +84,9 @@ class OverlapPolicy(enum.StrEnum):
     BUFFER_ONE = "buffer_one"
 
 
+LONGEST_SECONDS = 10 * 365 * 86400
+"""The longest interval, `expires` or time limit a schedule may give: ten years."""
+
 EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
 LATEST_INSTANT = datetime(9999, 12, 30, tzinfo=UTC)
 """A schedule's instants stay within what Python's datetime holds (years 1 to 9999, never

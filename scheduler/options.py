@@ -11,11 +11,10 @@ import math
 from datetime import datetime
 from typing import Any
 
+from scheduler.domain import LONGEST_SECONDS
 from scheduler.exceptions import InvalidScheduleError
 
 OPTION_NAMES = ("queue", "priority", "expires", "headers", "time_limit", "soft_time_limit")
-MAX_SECONDS = 10 * 365 * 86400
-"""Longest `expires` / time limit in seconds (ten years, as for intervals)."""
 PROTOCOL_HEADERS = frozenset(
     {
         "lang",
@@ -47,14 +46,14 @@ def _seconds(value: Any, *, allow_zero: bool) -> bool:
         return False
     if isinstance(value, float) and not math.isfinite(value):
         return False
-    return (value >= 0 if allow_zero else value > 0) and value <= MAX_SECONDS
+    return (value >= 0 if allow_zero else value > 0) and value <= LONGEST_SECONDS
 
 
 def _iso(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        datetime.fromisoformat(value)
     except ValueError:
         return False
     return True

@@ -186,15 +186,7 @@ def plan(
                 row, now=now, registered=registered, settings=settings, horizon=horizon
             )
         except Exception as exc:  # a value no check foresaw: this row stops, not the batch
-            runs, update = (
-                [],
-                ScheduleUpdate(
-                    id=row.id,
-                    next_run_at=None,
-                    last_run_at=row.last_run_at,
-                    last_error=f"cannot be planned: {type(exc).__name__}: {exc}",
-                ),
-            )
+            runs, update = _flagged(row, f"cannot be planned: {type(exc).__name__}: {exc}")
         result.runs.extend(runs)
         result.updates.append(update)
     return result
@@ -211,9 +203,7 @@ def plan_row(
     try:
         timing = validate_row(row, registered)
     except InvalidScheduleError as exc:
-        return [], ScheduleUpdate(
-            id=row.id, next_run_at=None, last_run_at=row.last_run_at, last_error=str(exc)
-        )
+        return _flagged(row, str(exc))
     slot = row.next_run_at
     if slot is None:
         slot = first_slot(row, timing, now, _grace(row, settings))
@@ -225,6 +215,13 @@ def plan_row(
     if slot > until:
         return [], ScheduleUpdate(id=row.id, next_run_at=slot, last_run_at=row.last_run_at)
     return _fire_due(row, timing, slot, now, until, settings)
+
+
+def _flagged(row: DueSchedule, error: str) -> tuple[list[PlannedRun], ScheduleUpdate]:
+    """No runs; the row keeps `error` and no `next_run_at` until someone edits it."""
+    return [], ScheduleUpdate(
+        id=row.id, next_run_at=None, last_run_at=row.last_run_at, last_error=error
+    )
 
 
 def plans_until(row: DueSchedule, now: datetime, horizon: datetime | None) -> datetime:

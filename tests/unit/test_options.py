@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from scheduler.exceptions import InvalidScheduleError
-from scheduler.options import check_options
+from scheduler.options import PROTOCOL_HEADERS, check_options
+from scheduler.publisher import OutgoingMessage, redis_payload
 
 
 @pytest.mark.parametrize(
@@ -51,3 +54,9 @@ def test_refused_in_one_line(options: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidScheduleError, match=message) as info:
         check_options(options)
     assert "\n" not in str(info.value)
+
+
+def test_the_reserved_headers_are_the_ones_the_publisher_writes() -> None:
+    message = OutgoingMessage("0b7f6a8e-6c3c-4a55-9a0e-1b2c3d4e5f60", "demo.noop", [], {}, {})
+    payload = json.loads(redis_payload(message, "celery", "1@host", datetime.now(UTC)))
+    assert set(payload["headers"]) == PROTOCOL_HEADERS
