@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: the public schema of DESIGN.md. The migrations create exactly these."""
+"""SQLAlchemy tables, the public schema. The migrations create exactly these."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Demo tasks named by DESIGN.md, used by the README, the tests and the benchmarks."""
+"""Demo tasks (public names), used by the README, the tests and the benchmarks."""
 
 from __future__ import annotations
 
