@@ -127,11 +127,13 @@ def _number(text: str, spec: _Field, expr: str) -> int:
     if spec.names and low in spec.names:
         return spec.names[low]
     if not text.isdigit():
-        raise InvalidScheduleError(f"cron {expr!r}: {text!r} is not a valid {spec.name} value")
+        raise InvalidScheduleError(
+            f"invalid cron expression {expr!r}: {text!r} is not a valid {spec.name} value"
+        )
     value = int(text)
     if not spec.low <= value <= spec.high:
         raise InvalidScheduleError(
-            f"cron {expr!r}: {spec.name} {value} is out of range {spec.low}-{spec.high}"
+            f"invalid cron expression {expr!r}: {spec.name} {value} is out of range {spec.low}-{spec.high}"
         )
     return value
 
@@ -139,7 +141,7 @@ def _number(text: str, spec: _Field, expr: str) -> int:
 def _step(text: str, expr: str, spec: _Field) -> int:
     if not text.isdigit() or int(text) == 0:
         raise InvalidScheduleError(
-            f"cron {expr!r}: step /{text} in the {spec.name} field must be 1 or more"
+            f"invalid cron expression {expr!r}: step /{text} in the {spec.name} field must be 1 or more"
         )
     return int(text)
 
@@ -150,10 +152,12 @@ _H_RANGE = re.compile(r"H(?:\((\w+)-(\w+)\))?(?:/(\w+))?", re.IGNORECASE)
 def _item(item: str, spec: _Field, expr: str, name: str | None) -> set[int]:
     """The values of one comma-separated item of a plain field."""
     if not item:
-        raise InvalidScheduleError(f"cron {expr!r}: empty item in the {spec.name} field")
+        raise InvalidScheduleError(
+            f"invalid cron expression {expr!r}: empty item in the {spec.name} field"
+        )
     if item.upper() == "R" or item.upper().startswith("R"):
         raise InvalidScheduleError(
-            f"cron {expr!r}: R (random) is not supported, each beat would pick its own value; "
+            f"invalid cron expression {expr!r}: R (random) is not supported, each beat would pick its own value; "
             "use H for a value fixed by the schedule name"
         )
     high = 28 if spec is _DOM else 6 if spec is _DOW else spec.high
@@ -161,17 +165,17 @@ def _item(item: str, spec: _Field, expr: str, name: str | None) -> set[int]:
         hashed = _H_RANGE.fullmatch(item)
         if not hashed:
             raise InvalidScheduleError(
-                f"cron {expr!r}: {item!r} is not a valid H form (H, H/n, H(a-b), H(a-b)/n)"
+                f"invalid cron expression {expr!r}: {item!r} is not a valid H form (H, H/n, H(a-b), H(a-b)/n)"
             )
         if name is None:
             raise InvalidScheduleError(
-                f"cron {expr!r}: H picks a value from the schedule name; give the name (--name)"
+                f"invalid cron expression {expr!r}: H picks a value from the schedule name; give the name (--name)"
             )
         lo = _number(hashed.group(1), spec, expr) if hashed.group(1) else spec.low
         hi = _number(hashed.group(2), spec, expr) if hashed.group(2) else high
         if lo > hi:
             raise InvalidScheduleError(
-                f"cron {expr!r}: reversed range H({lo}-{hi}) in the {spec.name} field"
+                f"invalid cron expression {expr!r}: reversed range H({lo}-{hi}) in the {spec.name} field"
             )
         if hashed.group(3):
             step = _step(hashed.group(3), expr, spec)
@@ -187,7 +191,7 @@ def _item(item: str, spec: _Field, expr: str, name: str | None) -> set[int]:
         lo, hi = _number(first, spec, expr), _number(last, spec, expr)
         if lo > hi and not (spec is _DOW and hi == 0 and lo > 0):
             raise InvalidScheduleError(
-                f"cron {expr!r}: reversed range {base} in the {spec.name} field; "
+                f"invalid cron expression {expr!r}: reversed range {base} in the {spec.name} field; "
                 f"write {last}-{first} or a list"
             )
         if spec is _DOW and hi == 0 and lo > 0:
@@ -207,7 +211,9 @@ def _plain(text: str, spec: _Field, expr: str, name: str | None) -> tuple[int, .
     values: set[int] = set()
     for item in text.split(","):
         if item == "?":
-            raise InvalidScheduleError(f"cron {expr!r}: ? is only allowed in the day fields")
+            raise InvalidScheduleError(
+                f"invalid cron expression {expr!r}: ? is only allowed in the day fields"
+            )
         values |= _item(item, spec, expr, name)
     return tuple(sorted(values))
 
@@ -239,12 +245,12 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
             count = int(m.group(2))
             if not 1 <= count <= 5:
                 raise InvalidScheduleError(
-                    f"cron {expr!r}: {item!r}: the n in d#n is 1 to 5 (there are at most five)"
+                    f"invalid cron expression {expr!r}: {item!r}: the n in d#n is 1 to 5 (there are at most five)"
                 )
             nth.add((_number(m.group(1), _DOW, expr) % 7, count))
         elif item.upper() == "L":
             raise InvalidScheduleError(
-                f"cron {expr!r}: L alone in the day-of-week field is ambiguous; "
+                f"invalid cron expression {expr!r}: L alone in the day-of-week field is ambiguous; "
                 "write 5L for the last Friday or L in the day-of-month field for the last day"
             )
         elif (m := _LAST_DOW.fullmatch(item)) is not None:
@@ -284,7 +290,7 @@ def parse_cron(expr: str, name: str | None = None, day_match: str = "any") -> Cr
     fields = text.split(" ")
     if len(fields) == 7 or (len(fields) == 6 and re.fullmatch(r"\d{4}(-\d{4})?", fields[5])):
         raise InvalidScheduleError(
-            f"cron {expr!r}: year fields are not supported; use 5 fields "
+            f"invalid cron expression {expr!r}: year fields are not supported; use 5 fields "
             "(minute hour day month weekday) or 6 (second first)"
         )
     if len(fields) not in (5, 6):
@@ -309,7 +315,9 @@ def parse_cron(expr: str, name: str | None = None, day_match: str = "any") -> Cr
         name=name if uses_h else None,
     )
     if _next_wall(spec, datetime(2000, 1, 1)) is None:
-        raise InvalidScheduleError(f"cron {expr!r} never fires: {_never_reason(spec)}")
+        raise InvalidScheduleError(
+            f"invalid cron expression {expr!r}: never fires: {_never_reason(spec)}"
+        )
     return spec
 
 
