@@ -81,6 +81,8 @@ class DaySpec:
     dom_last: bool
     dom_last_weekday: bool
     dom_nearest_weekday: frozenset[int]
+    dom_to_last: frozenset[tuple[int, int]]
+    """`29-L`, `1-L/8`: (first day, step) up to the month's last day."""
     dom_star: bool
     dow: frozenset[int]
     dow_last: frozenset[int]
@@ -90,7 +92,9 @@ class DaySpec:
 
     @property
     def dom_plain(self) -> bool:
-        return not (self.dom_last or self.dom_last_weekday or self.dom_nearest_weekday)
+        return not (
+            self.dom_last or self.dom_last_weekday or self.dom_nearest_weekday or self.dom_to_last
+        )
 
 
 @dataclass(frozen=True)
@@ -189,6 +193,8 @@ def _item(item: str, spec: _Field, expr: str, name: str | None) -> set[int]:
     elif "-" in base:
         first, _, last = base.partition("-")
         lo, hi = _number(first, spec, expr), _number(last, spec, expr)
+        if spec is _DOW and lo == 7 and hi < 7:
+            lo = 0  # 7-mon is Sunday to Monday
         if lo > hi and not (spec is _DOW and hi == 0 and lo > 0):
             raise InvalidScheduleError(
                 f"invalid cron expression {expr!r}: reversed range {base} in the {spec.name} field; "
@@ -220,6 +226,8 @@ def _plain(text: str, spec: _Field, expr: str, name: str | None) -> tuple[int, .
 
 _NTH = re.compile(r"(\w+)#(\d+)")
 _LAST_DOW = re.compile(r"(\w+)L", re.IGNORECASE)
+_LAST_DOW_PREFIX = re.compile(r"L(\w+)", re.IGNORECASE)
+_TO_LAST = re.compile(r"(\d+)-L(?:/(\d+))?", re.IGNORECASE)
 _NEAREST = re.compile(r"(\d+)W", re.IGNORECASE)
 
 
@@ -227,6 +235,7 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
     dom: set[int] = set()
     last = last_weekday = False
     nearest: set[int] = set()
+    to_last: set[tuple[int, int]] = set()
     for item in dom_text.split(","):
         upper = item.upper()
         if upper == "L":
@@ -235,6 +244,13 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
             last_weekday = True
         elif _NEAREST.fullmatch(item):
             nearest.add(_number(item[:-1], _DOM, expr))
+        elif (m := _TO_LAST.fullmatch(item)) is not None:
+            to_last.add(
+                (
+                    _number(m.group(1), _DOM, expr),
+                    _step(m.group(2), expr, _DOM) if m.group(2) else 1,
+                )
+            )
         else:
             dom |= _item(item, _DOM, expr, name)
     dow: set[int] = set()
@@ -253,7 +269,7 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
                 f"invalid cron expression {expr!r}: L alone in the day-of-week field is ambiguous; "
                 "write 5L for the last Friday or L in the day-of-month field for the last day"
             )
-        elif (m := _LAST_DOW.fullmatch(item)) is not None:
+        elif (m := _LAST_DOW.fullmatch(item) or _LAST_DOW_PREFIX.fullmatch(item)) is not None:
             dow_last.add(_number(m.group(1), _DOW, expr) % 7)
         else:
             dow |= _item(item, _DOW, expr, name)
@@ -262,6 +278,7 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
         dom_last=last,
         dom_last_weekday=last_weekday,
         dom_nearest_weekday=frozenset(nearest),
+        dom_to_last=frozenset(to_last),
         dom_star=dom_text.startswith(("*", "?")),
         dow=frozenset(dow),
         dow_last=frozenset(dow_last),
@@ -364,7 +381,12 @@ def _day_set(days: DaySpec, year: int, month: int) -> tuple[int, ...]:
             weekdays.add(n)
     result = []
     for day in range(1, length + 1):
-        dom = day in days.dom or day in weekdays or (days.dom_last and day == length)
+        dom = (
+            day in days.dom
+            or day in weekdays
+            or (days.dom_last and day == length)
+            or any(day >= first and (day - first) % step == 0 for first, step in days.dom_to_last)
+        )
         wd = (first_cron + day - 1) % 7
         dow = (
             wd in days.dow

@@ -358,3 +358,18 @@ def test_next_fire_is_fast_and_parsing_is_cached() -> None:
         after = next_cron_fire(spec, zone, after)
     per_call_us = (time.perf_counter() - started) / 2000 * 1e6
     assert per_call_us < 1000
+
+
+def test_ranges_to_the_last_day_and_l_before_a_weekday() -> None:
+    assert fires("0 0 29-L * *", utc(2026, 2, 1), 3) == [
+        "03-29 00:00+0000",
+        "03-30 00:00+0000",
+        "03-31 00:00+0000",
+    ]
+    assert fires("35 0 1-L/8 1 *", utc(2026, 1, 2), 3) == [
+        "01-09 00:35+0000",
+        "01-17 00:35+0000",
+        "01-25 00:35+0000",
+    ]
+    assert fires("0 0 * * L5", utc(2026, 1, 1), 1) == fires("0 0 * * 5L", utc(2026, 1, 1), 1)
+    assert fires("0 0 * * 7-mon", utc(2026, 1, 1), 2) == ["01-04 00:00+0000", "01-05 00:00+0000"]
