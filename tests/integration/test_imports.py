@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
