@@ -251,7 +251,8 @@ def trigger(name: str, force: bool, as_json: bool) -> None:
 @schedules.command("list")
 @json_option
 def list_(as_json: bool) -> None:
-    """All schedules: when they run, next run (local and relative), last status, last error."""
+    """All schedules: when they run and what that means in words, next run (local and
+    relative), last status, last error."""
     rows = api.list_schedules()
     if as_json:
         print_json([_listing(r) for r in rows])
@@ -309,7 +310,8 @@ def _described(definition: ScheduleDefinition) -> dict[str, Any]:
 @click.argument("name")
 @json_option
 def show(name: str, as_json: bool) -> None:
-    """Definition, next 5 fire times and last 10 runs of schedule NAME."""
+    """Definition, its meaning in words with DST notes, next 5 fire times and last 10 runs
+    of schedule NAME."""
     row = _load(name)
     definition = from_row(row)
     upcoming = _upcoming(row, definition, 5)

@@ -374,3 +374,19 @@ def test_ranges_to_the_last_day_and_l_before_a_weekday() -> None:
     ]
     assert fires("0 0 * * L5", utc(2026, 1, 1), 1) == fires("0 0 * * 5L", utc(2026, 1, 1), 1)
     assert fires("0 0 * * 7-mon", utc(2026, 1, 1), 2) == ["01-04 00:00+0000", "01-05 00:00+0000"]
+
+
+def test_day_match_round_trips_through_yaml_and_is_validated() -> None:
+    from scheduler.schedules import from_mapping, to_mapping, validate
+
+    definition = from_mapping(
+        {"name": "m", "task": "demo.noop", "cron": "0 9 1-7 * mon", "day_match": "all"}
+    )
+    assert to_mapping(validate(definition))["day_match"] == "all"
+    assert "day_match" not in to_mapping(from_mapping({"name": "p", "task": "t", "cron": "@daily"}))
+    with pytest.raises(InvalidScheduleError, match="day_match 'some': use any or all"):
+        validate(from_mapping({"name": "x", "task": "t", "cron": "@daily", "day_match": "some"}))
+    with pytest.raises(InvalidScheduleError, match="give the name"):
+        parse_cron("H * * * *")
+    # validation hashes H from the definition's own name
+    validate(from_mapping({"name": "hashed", "task": "t", "cron": "H H * * *"}))
