@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
+from scheduler.cron_describe import Description, describe_definition
+from scheduler.cron_describe import describe as describe_timing
 from scheduler.db import get_runtime
 from scheduler.dispatcher import Dispatcher, TriggerResult
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
@@ -222,3 +224,24 @@ def stats(*, since: datetime | None = None, schedule: str | None = None) -> list
 
 def trigger(name: str, *, force: bool = False) -> TriggerResult:
     return _sync(atrigger(name, force=force))
+
+
+def describe(
+    schedule: ScheduleDefinition | str,
+    *,
+    timezone: str = "UTC",
+    name: str | None = None,
+    day_match: str = "any",
+    now: datetime | None = None,
+) -> Description:
+    """What a schedule does in words, plus a note for each DST change in the year after
+    `now` that skips or repeats one of its slots. `schedule` is a definition or a cron
+    expression (then `timezone`, `name` for `H` and `day_match` apply). Pure: no database."""
+    if isinstance(schedule, ScheduleDefinition):
+        return describe_definition(schedule, now)
+    return describe_timing(
+        cron=schedule, timezone=timezone, name=name, day_match=day_match, now=now
+    )
+
+
+__all__ += ["Description", "describe"]

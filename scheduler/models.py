@@ -65,6 +65,7 @@ class Schedule(Base):
         CheckConstraint("misfire_grace_seconds >= 0", name="grace_non_negative"),
         CheckConstraint("jitter_seconds >= 0", name="jitter_non_negative"),
         CheckConstraint("max_runs > 0", name="max_runs_positive"),
+        CheckConstraint("day_match IN ('any', 'all')", name="day_match"),
         *(
             CheckConstraint(
                 f"{column} BETWEEN '{EARLIEST_INSTANT}' AND '{LATEST_INSTANT}'",
@@ -98,6 +99,7 @@ class Schedule(Base):
     overlap_policy: Mapped[str] = mapped_column(Text, server_default=text("'allow'"))
     jitter_seconds: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     description: Mapped[str | None] = mapped_column(Text)
+    day_match: Mapped[str] = mapped_column(Text, server_default=text("'any'"))
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     total_run_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))

@@ -73,6 +73,8 @@ class DueSchedule:
     """Runs of this schedule that are not terminal (pending, queued, running, retrying)."""
     waiting_runs: int = 0
     """Runs of this schedule not yet started (pending, queued)."""
+    day_match: str = "any"
+    """How a cron's day of month and day of week combine: `any` (POSIX) or `all` (Celery)."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
         interval_seconds=row.interval_seconds,
         run_at=row.run_at,
         timezone=row.timezone,
+        name=row.name,
+        day_match=row.day_match,
     )
 
 

@@ -53,6 +53,7 @@ _DUE_COLUMNS = (
     Schedule.next_run_at,
     Schedule.last_run_at,
     Schedule.total_run_count,
+    Schedule.day_match,
 )
 _IDENTITY_COLUMNS = (
     Schedule.id,
@@ -63,6 +64,7 @@ _IDENTITY_COLUMNS = (
     Schedule.timezone,
     Schedule.start_at,
     Schedule.end_at,
+    Schedule.day_match,
 )
 """The columns a run written ahead depends on (besides the row existing and being enabled)."""
 IDENTITY_KEYS = tuple(column.key for column in _IDENTITY_COLUMNS)

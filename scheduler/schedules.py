@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from scheduler.cron import make_timing, validate_timezone
+from scheduler.cron import DAY_MATCHES, make_timing, validate_timezone
 from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT, MisfirePolicy, OverlapPolicy
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.options import check_options
@@ -43,6 +43,8 @@ class ScheduleDefinition:
     overlap_policy: str = OverlapPolicy.ALLOW.value
     jitter_seconds: int = 0
     description: str | None = None
+    day_match: str = "any"
+    """`any`: a cron's day of month OR day of week (POSIX); `all`: both (Celery's crontab)."""
 
     def column_values(self) -> dict[str, Any]:
         values = asdict(self)
@@ -113,11 +115,15 @@ def validate(
         raise InvalidScheduleError(
             f"task {definition.task!r} is not registered: see `scheduler tasks` for the names"
         )
+    if definition.day_match not in DAY_MATCHES:
+        raise InvalidScheduleError(f"day_match {definition.day_match!r}: use any or all")
     make_timing(
         cron=definition.cron,
         interval_seconds=definition.interval_seconds,
         run_at=definition.run_at,
         timezone=definition.timezone,
+        name=definition.name,
+        day_match=definition.day_match,
     )
     if definition.args is not None and not isinstance(definition.args, list):
         raise InvalidScheduleError("args must be a JSON array, e.g. '[1, \"a\"]'")

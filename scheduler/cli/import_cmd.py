@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from scheduler import api
-from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.cli.common import fail, json_option, print_json, run_db
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.importers import (
     ImportPlan,
@@ -16,7 +16,11 @@ from scheduler.importers import (
 from scheduler.schedules import registered_tasks, validate
 
 
-def _apply(plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool) -> None:
+def _apply(
+    plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool, allow_partial: bool
+) -> None:
+    """Validate, then write in one transaction. Entries refused (unmapped or invalid) stop
+    the whole import, nothing written, unless `allow_partial`."""
     registered = registered_tasks()
     unmapped = list(plan.unmapped)
     valid = []
@@ -25,33 +29,58 @@ def _apply(plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool) -> N
             valid.append(validate(definition, registered))
         except InvalidScheduleError as exc:
             unmapped.append((definition.name, str(exc)))
-    changes = run_db(lambda: api.areconcile(valid, update_existing=update, dry_run=dry_run))
+    refused = bool(unmapped) and not allow_partial
+    writes = not (dry_run or refused)
+    changes = run_db(lambda: api.areconcile(valid, update_existing=update, dry_run=not writes))
     created, updated = changes["create"], changes["update"]
-    existing = sorted(changes["existing"] + changes["unchanged"])
+    unchanged, differing = sorted(changes["unchanged"]), sorted(changes["existing"])
     if as_json:
         print_json(
             {
                 "created": created,
                 "updated": updated,
-                "existing": existing,
+                "unchanged": unchanged,
+                "differing": differing,
+                "existing": sorted(unchanged + differing),
                 "unmapped": [{"name": n, "reason": r} for n, r in unmapped],
+                "notes": [{"name": n, "note": r} for n, r in plan.notes],
+                "skipped": [{"name": n, "reason": r} for n, r in plan.skipped],
                 "dry_run": dry_run,
+                "written": writes,
             }
         )
-        return
-    verb = "would create" if dry_run else "created"
-    for name in created:
-        click.echo(f"+ {name}")
-    for name in updated:
-        click.echo(f"~ {name}")
-    for name in existing:
-        click.echo(f"= {name} (exists; --update to overwrite)")
-    for name, reason in unmapped:
-        click.echo(f"! {name}: {reason}")
-    click.echo(
-        f"{verb} {len(created)}, updated {len(updated)}, existing {len(existing)}, "
-        f"not mapped {len(unmapped)}"
-    )
+    else:
+        verb = "created" if writes else "would create"
+        for name in created:
+            click.echo(f"+ {name}")
+        for name in updated:
+            click.echo(f"~ {name}")
+        for name in unchanged:
+            click.echo(f"= {name} (exists, unchanged)")
+        for name in differing:
+            click.echo(f"* {name} (exists, differs; --update to overwrite)")
+        for name, note in plan.notes:
+            click.echo(f"  note {name}: {note}")
+        for name, reason in plan.skipped:
+            click.echo(f"- {name}: {reason}")
+        for name, reason in unmapped:
+            click.echo(f"! {name}: {reason}")
+        click.echo(
+            f"{verb} {len(created)}, {'updated' if writes else 'would update'} {len(updated)}, "
+            f"unchanged {len(unchanged)}, differing {len(differing)}, refused {len(unmapped)}"
+        )
+    if refused:
+        fail(
+            f"{len(unmapped)} of {len(unmapped) + len(valid)} entries cannot be imported, "
+            "so nothing was written: fix them, or pass --allow-partial to import the rest"
+        )
+
+
+_allow_partial = click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Import the entries that map even when others are refused (exit 0).",
+)
 
 
 @click.group("import")
@@ -63,10 +92,17 @@ def import_() -> None:
 @click.argument("target")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
 @click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
+@_allow_partial
 @json_option
-def import_celery(target: str, dry_run: bool, update: bool, as_json: bool) -> None:
-    """The `beat_schedule` of the Celery app at TARGET (MODULE:APP)."""
-    _apply(from_celery_app(target), dry_run=dry_run, update=update, as_json=as_json)
+def import_celery(
+    target: str, dry_run: bool, update: bool, allow_partial: bool, as_json: bool
+) -> None:
+    """The `beat_schedule` of the Celery app at TARGET (MODULE:APP).
+
+    Crontab entries keep Celery's meaning: day of month AND day of week (day_match all).
+    Exits 2, writing nothing, when some entries cannot be imported, unless --allow-partial."""
+    plan = from_celery_app(target)
+    _apply(plan, dry_run=dry_run, update=update, as_json=as_json, allow_partial=allow_partial)
 
 
 @import_.command("redbeat")
@@ -74,23 +110,41 @@ def import_celery(target: str, dry_run: bool, update: bool, as_json: bool) -> No
 @click.option("--key-prefix", default="redbeat:", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
 @click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
+@_allow_partial
 @json_option
 def import_redbeat(
-    redis_url: str | None, key_prefix: str, dry_run: bool, update: bool, as_json: bool
+    redis_url: str | None,
+    key_prefix: str,
+    dry_run: bool,
+    update: bool,
+    allow_partial: bool,
+    as_json: bool,
 ) -> None:
-    """RedBeat's entries, read with RedBeat's own classes."""
+    """RedBeat's entries, read with RedBeat's own classes.
+
+    Crontab entries keep Celery's meaning: day of month AND day of week (day_match all).
+    Exits 2, writing nothing, when some entries cannot be imported, unless --allow-partial."""
     from scheduler.services import resolve_broker_url
 
     plan = from_redbeat(redis_url or resolve_broker_url(), key_prefix)
-    _apply(plan, dry_run=dry_run, update=update, as_json=as_json)
+    _apply(plan, dry_run=dry_run, update=update, as_json=as_json, allow_partial=allow_partial)
 
 
 @import_.command("django-celery-beat")
 @click.option("--database-url", required=True, help="The Django project's PostgreSQL URL.")
 @click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
 @click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
+@_allow_partial
 @json_option
-def import_django(database_url: str, dry_run: bool, update: bool, as_json: bool) -> None:
-    """django-celery-beat's periodic tasks (its tables read with SQL; no Django needed)."""
+def import_django(
+    database_url: str, dry_run: bool, update: bool, allow_partial: bool, as_json: bool
+) -> None:
+    """django-celery-beat's periodic tasks (its tables read with SQL; no Django needed).
+
+    Crontab entries keep Celery's meaning: day of month AND day of week (day_match all);
+    headers and expire_seconds are carried, exchange/routing_key reported per entry.
+    Exits 2, writing nothing, when some entries cannot be imported, unless --allow-partial."""
+    if not database_url.strip():
+        fail("--database-url is empty: give the Django project's PostgreSQL URL")
     plan = run_db(lambda: from_django_celery_beat(database_url))
-    _apply(plan, dry_run=dry_run, update=update, as_json=as_json)
+    _apply(plan, dry_run=dry_run, update=update, as_json=as_json, allow_partial=allow_partial)

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.cli.format import console
-from scheduler.cron import next_fire_times, validate_timezone
+from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
+from scheduler.cron_describe import describe
 from scheduler.schedules import parse_instant
 
 
@@ -19,20 +20,44 @@ from scheduler.schedules import parse_instant
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone.")
 @click.option("--after", help="Start after this ISO time (default: now).")
 @click.option("--count", "-n", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--name", help="Schedule name that H values are hashed from.")
+@click.option(
+    "--day-match",
+    type=click.Choice(DAY_MATCHES),
+    default="any",
+    show_default=True,
+    help="any: day of month OR day of week (POSIX); all: both (Celery's crontab).",
+)
 @json_option
-def next_(expr: str, tz: str, after: str | None, count: int, as_json: bool) -> None:
-    """Print the next fire times of a cron expression, in UTC and local time (DST rules applied).
+def next_(
+    expr: str,
+    tz: str,
+    after: str | None,
+    count: int,
+    name: str | None,
+    day_match: str,
+    as_json: bool,
+) -> None:
+    """Print what a cron expression means and its next fire times, in UTC and local time
+    (DST rules applied), with a note for each DST change of the coming year that skips or
+    repeats one of its slots.
 
     \b
     scheduler next --cron "30 1 * * *" --tz America/New_York --after 2026-10-31 --count 3
+    scheduler next --cron "H 3 * * *" --name nightly-backup
+    scheduler next --cron "0 0 1-7 * mon" --day-match all
     """
     zone = validate_timezone(tz)
     start = parse_instant(after, tz) if after else datetime.now(UTC)
-    times = next_fire_times(expr, tz, start, count)
+    times = next_fire_times(expr, tz, start, count, name=name, day_match=day_match)
     items = [{"utc": t.isoformat(), "local": t.astimezone(zone).isoformat()} for t in times]
     if as_json:
         print_json(items)
         return
+    described = describe(cron=expr, timezone=tz, name=name, day_match=day_match, now=start)
+    click.echo(described.text)
+    for note in described.dst_notes:
+        click.echo(f"  DST {note}")
     for item in items:
         click.echo(f"{item['utc']}    {item['local']}")
 

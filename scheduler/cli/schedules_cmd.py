@@ -13,7 +13,9 @@ from rich.table import Table
 from scheduler import api
 from scheduler.cli.common import fail, json_option, print_json, run_db
 from scheduler.cli.format import console, describe_when, local_time, relative, status_text
-from scheduler.cron import next_fire_times, validate_timezone
+from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
+from scheduler.cron_describe import Description, describe_definition
+from scheduler.exceptions import SchedulerError
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
@@ -48,6 +50,12 @@ def definition_options(for_update: bool) -> Callable[[Callable[..., Any]], Calla
         click.option("--end", help="Do not run after this time (ISO 8601)."),
         click.option("--max-runs", type=int, help="Disable after this many runs."),
         click.option("--description", help="Free text."),
+        click.option(
+            "--day-match",
+            type=click.Choice(DAY_MATCHES),
+            help="Cron days: any = day of month OR day of week (POSIX, default); "
+            "all = both (Celery's crontab).",
+        ),
     ]
     if not for_update:
         options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
@@ -93,6 +101,7 @@ def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefi
         "jitter": "jitter_seconds",
         "max_runs": "max_runs",
         "description": "description",
+        "day_match": "day_match",
     }
     for flag, field in simple.items():
         if flags.get(flag) is not None:
@@ -242,13 +251,14 @@ def trigger(name: str, force: bool, as_json: bool) -> None:
 @schedules.command("list")
 @json_option
 def list_(as_json: bool) -> None:
-    """All schedules: when they run, next run (local and relative), last status, last error."""
+    """All schedules: when they run and what that means in words, next run (local and
+    relative), last status, last error."""
     rows = api.list_schedules()
     if as_json:
         print_json([_listing(r) for r in rows])
         return
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "TASK", "WHEN", "TZ", "ENABLED", "NEXT RUN", "LAST", "ERROR"):
+    for column in ("NAME", "TASK", "WHEN", "MEANING", "TZ", "ENABLED", "NEXT RUN", "LAST", "ERROR"):
         table.add_column(column, overflow="fold")
     for r in rows:
         definition = from_row(r)
@@ -257,6 +267,7 @@ def list_(as_json: bool) -> None:
             r["name"],
             r["task"],
             describe_when(definition),
+            _summary(definition).text,
             r["timezone"],
             "yes" if r["enabled"] else "no",
             f"{local_time(nxt, r['timezone'])} ({relative(nxt)})" if nxt else "-",
@@ -275,6 +286,23 @@ def _listing(row: dict[str, Any]) -> dict[str, Any]:
         "total_run_count": row["total_run_count"],
         "last_status": row["last_status"],
         "last_error": row["last_error"],
+        **_described(from_row(row)),
+    }
+
+
+def _summary(definition: ScheduleDefinition) -> Description:
+    try:
+        return describe_definition(definition)
+    except SchedulerError as exc:  # a raw row the beat flags: say why instead of what
+        return Description(f"cannot be described: {exc}")
+
+
+def _described(definition: ScheduleDefinition) -> dict[str, Any]:
+    summary = _summary(definition)
+    return {
+        "day_match": definition.day_match,
+        "summary": summary.text,
+        "dst_notes": list(summary.dst_notes),
     }
 
 
@@ -282,7 +310,8 @@ def _listing(row: dict[str, Any]) -> dict[str, Any]:
 @click.argument("name")
 @json_option
 def show(name: str, as_json: bool) -> None:
-    """Definition, next 5 fire times and last 10 runs of schedule NAME."""
+    """Definition, its meaning in words with DST notes, next 5 fire times and last 10 runs
+    of schedule NAME."""
     row = _load(name)
     definition = from_row(row)
     upcoming = _upcoming(row, definition, 5)
@@ -292,6 +321,12 @@ def show(name: str, as_json: bool) -> None:
         return
     out = console()
     out.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
+    summary = _summary(definition)
+    out.print(f"  means: {summary.text}", markup=False)
+    if definition.cron and definition.day_match == "any":
+        out.print("  day_match: any")
+    for note in summary.dst_notes:
+        out.print(f"  DST {note}", markup=False)
     for key, value in to_mapping(definition).items():
         if key not in ("name",):
             out.print(f"  {key}: {value}")
@@ -315,7 +350,14 @@ def _upcoming(row: dict[str, Any], definition: ScheduleDefinition, count: int) -
     now = datetime.now(UTC)
     if definition.cron:
         start = max(now, definition.start_at) if definition.start_at else now
-        times = next_fire_times(definition.cron, definition.timezone, start, count)
+        times = next_fire_times(
+            definition.cron,
+            definition.timezone,
+            start,
+            count,
+            name=definition.name,
+            day_match=definition.day_match,
+        )
     elif definition.interval_seconds:
         from datetime import timedelta
 

@@ -23,7 +23,16 @@ legacy.conf.beat_schedule = {
         "task": "demo.sleep",
         "schedule": timedelta(seconds=30),
         "args": (0.1,),
-        "options": {"queue": "slow", "expires": 60},
+        "options": {
+            "queue": "slow",
+            "expires": 60,
+            "headers": {"tenant": "acme", "task": "not-yours"},
+            "routing_key": "slow.work",
+        },
+    },
+    "first-monday": {
+        "task": "demo.noop",
+        "schedule": crontab(minute="0", hour="9", day_of_month="1-7", day_of_week="mon"),
     },
     "plain-number": {"task": "demo.noop", "schedule": 45.0},
     "at-full-moon": {"task": "demo.noop", "schedule": FullMoon()},

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from celery import Celery
@@ -12,6 +15,7 @@ from celery.schedules import crontab
 from click.testing import CliRunner
 
 from scheduler.cli import main
+from scheduler.cron import next_fire_times
 from tests.acceptance.procs import query
 from tests.conftest import SessionServices
 
@@ -24,11 +28,28 @@ def invoke(*args: str) -> Any:
 
 def test_import_celery_beat_schedule(database_url: str, broker_url: str) -> None:
     dry = invoke(
-        "import", "celery", "tests.integration.beat_schedule_app:legacy", "--dry-run", "--json"
+        "import",
+        "celery",
+        "tests.integration.beat_schedule_app:legacy",
+        "--dry-run",
+        "--allow-partial",
+        "--json",
     )
-    assert sorted(dry["created"]) == ["every-30s", "office-hours", "plain-number"]
+    assert sorted(dry["created"]) == ["every-30s", "first-monday", "office-hours", "plain-number"]
     assert query(database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
-    out = invoke("import", "celery", "tests.integration.beat_schedule_app:legacy", "--json")
+    refused = CliRunner().invoke(
+        main, ["import", "celery", "tests.integration.beat_schedule_app:legacy"]
+    )
+    assert refused.exit_code == 2
+    assert "error: 2 of 6 entries cannot be imported" in refused.output
+    assert query(database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
+    out = invoke(
+        "import",
+        "celery",
+        "tests.integration.beat_schedule_app:legacy",
+        "--allow-partial",
+        "--json",
+    )
     reasons = {u["name"]: u["reason"] for u in out["unmapped"]}
     assert "unsupported schedule type FullMoon" in reasons["at-full-moon"]
     assert "not registered" in reasons["not-registered"]
@@ -37,15 +58,50 @@ def test_import_celery_beat_schedule(database_url: str, broker_url: str) -> None
     assert rows["office-hours"]["timezone"] == "Europe/Berlin"
     assert rows["every-30s"]["interval_seconds"] == 30
     assert json.loads(rows["every-30s"]["args"]) == [0.1]
-    assert json.loads(rows["every-30s"]["options"]) == {"queue": "slow", "expires": 60}
-    again = invoke("import", "celery", "tests.integration.beat_schedule_app:legacy", "--json")
-    assert sorted(again["existing"]) == ["every-30s", "office-hours", "plain-number"]
+    assert json.loads(rows["every-30s"]["options"]) == {
+        "queue": "slow",
+        "expires": 60,
+        "headers": {"tenant": "acme"},
+    }
+    assert (rows["first-monday"]["cron"], rows["first-monday"]["day_match"]) == (
+        "0 9 1-7 * mon",
+        "all",
+    )
+    assert rows["office-hours"]["day_match"] == "all"
+    notes = {n["name"]: n["note"] for n in out["notes"]}
+    assert notes == {
+        "every-30s": "not carried: headers task (reserved by Celery's protocol); "
+        "option routing_key (no equivalent here: runs go to the schedule's queue)"
+    }
+    again = invoke(
+        "import",
+        "celery",
+        "tests.integration.beat_schedule_app:legacy",
+        "--allow-partial",
+        "--json",
+    )
+    assert sorted(again["unchanged"]) == sorted(dry["created"])
+    assert again["differing"] == []
     query(database_url, "UPDATE schedules SET cron = '0 0 * * *' WHERE name = 'office-hours'")
+    differs = invoke(
+        "import",
+        "celery",
+        "tests.integration.beat_schedule_app:legacy",
+        "--allow-partial",
+        "--json",
+    )
+    assert differs["differing"] == ["office-hours"]
+    assert sorted(differs["unchanged"]) == ["every-30s", "first-monday", "plain-number"]
     updated = invoke(
-        "import", "celery", "tests.integration.beat_schedule_app:legacy", "--update", "--json"
+        "import",
+        "celery",
+        "tests.integration.beat_schedule_app:legacy",
+        "--update",
+        "--allow-partial",
+        "--json",
     )
     assert updated["updated"] == ["office-hours"]
-    assert sorted(updated["existing"]) == ["every-30s", "plain-number"]
+    assert sorted(updated["unchanged"]) == ["every-30s", "first-monday", "plain-number"]
     [row] = query(database_url, "SELECT cron FROM schedules WHERE name = 'office-hours'")
     assert row["cron"] == "*/15 9-17 * * mon-fri"
 
@@ -60,55 +116,49 @@ def test_import_redbeat_entries(database_url: str, broker_url: str) -> None:
         "rb-every", "demo.sleep", timedelta(minutes=5), args=[1], kwargs={}, app=app
     ).save()
     RedBeatSchedulerEntry("rb-gone", "legacy.gone", timedelta(minutes=5), app=app).save()
-    out = invoke("import", "redbeat", "--redis", broker_url, "--json")
-    assert sorted(out["created"]) == ["rb-cron", "rb-every"]
+    RedBeatSchedulerEntry(
+        "rb-first-monday",
+        "demo.noop",
+        crontab(minute="0", hour="9", day_of_month="1-7", day_of_week="mon"),
+        options={"headers": {"tenant": "acme", "eta": "x"}, "exchange": "e"},
+        app=app,
+    ).save()
+    out = invoke("import", "redbeat", "--redis", broker_url, "--allow-partial", "--json")
+    assert sorted(out["created"]) == ["rb-cron", "rb-every", "rb-first-monday"]
+    notes = {n["name"]: n["note"] for n in out["notes"]}
+    assert notes == {
+        "rb-first-monday": "not carried: headers eta (reserved by Celery's protocol); "
+        "option exchange (no equivalent here: runs go to the schedule's queue)"
+    }
     assert [u["name"] for u in out["unmapped"]] == ["rb-gone"]
     rows = {
         r["name"]: r
-        for r in query(database_url, "SELECT name, cron, interval_seconds FROM schedules")
+        for r in query(
+            database_url, "SELECT name, cron, interval_seconds, day_match, options FROM schedules"
+        )
     }
     assert rows["rb-cron"]["cron"] == "5 */2 * * *"
+    assert (rows["rb-first-monday"]["cron"], rows["rb-first-monday"]["day_match"]) == (
+        "0 9 1-7 * mon",
+        "all",
+    )
+    assert json.loads(rows["rb-first-monday"]["options"]) == {"headers": {"tenant": "acme"}}
     assert rows["rb-every"]["interval_seconds"] == 300
-
-
-DJANGO_TABLES = """
-CREATE TABLE django_celery_beat_crontabschedule (id serial PRIMARY KEY, minute varchar(240),
-  hour varchar(96), day_of_week varchar(64), day_of_month varchar(124), month_of_year varchar(64),
-  timezone varchar(63));
-CREATE TABLE django_celery_beat_intervalschedule (id serial PRIMARY KEY, every integer,
-  period varchar(24));
-CREATE TABLE django_celery_beat_clockedschedule (id serial PRIMARY KEY, clocked_time timestamptz);
-CREATE TABLE django_celery_beat_solarschedule (id serial PRIMARY KEY, event varchar(24),
-  latitude numeric, longitude numeric);
-CREATE TABLE django_celery_beat_periodictask (id serial PRIMARY KEY, name varchar(200) UNIQUE,
-  task varchar(200), args text, kwargs text, queue varchar(200), exchange varchar(200),
-  routing_key varchar(200), expires timestamptz, enabled boolean, last_run_at timestamptz,
-  total_run_count integer, date_changed timestamptz, description text,
-  crontab_id integer, interval_id integer, solar_id integer, one_off boolean,
-  start_time timestamptz, priority integer, headers text, clocked_id integer,
-  expire_seconds integer);
-INSERT INTO django_celery_beat_crontabschedule VALUES (1, '0', '4', '*', '*', '*', 'America/New_York');
-INSERT INTO django_celery_beat_intervalschedule VALUES (1, 10, 'minutes');
-INSERT INTO django_celery_beat_clockedschedule VALUES (1, '2030-01-01T00:00:00Z');
-INSERT INTO django_celery_beat_solarschedule VALUES (1, 'sunset', 52.5, 13.4);
-INSERT INTO django_celery_beat_periodictask (name, task, args, kwargs, queue, enabled, crontab_id,
-  interval_id, solar_id, clocked_id, one_off, description, priority) VALUES
-  ('nightly', 'demo.noop', '[]', '{}', NULL, true, 1, NULL, NULL, NULL, false, 'from django', NULL),
-  ('ten-minutes', 'demo.sleep', '[0.5]', '{}', 'slow', false, NULL, 1, NULL, NULL, false, '', 5),
-  ('new-year', 'demo.noop', '[]', '{}', NULL, true, NULL, NULL, NULL, 1, true, '', NULL),
-  ('sunset', 'demo.noop', '[]', '{}', NULL, true, NULL, NULL, 1, NULL, false, '', NULL),
-  ('broken-json', 'demo.noop', '[oops', '{}', NULL, true, NULL, 1, NULL, NULL, false, '', NULL),
-  ('celery.backend_cleanup', 'celery.backend_cleanup', '[]', '{}', NULL, true, 1, NULL, NULL, NULL, false, '', NULL);
-"""
 
 
 @pytest.fixture
 def django_database(services: SessionServices) -> Any:
+    """A database made by Django's own migrations, entries made by django-celery-beat's ORM."""
     name = services.create_database(from_template=False)
     url = services.url_for(name)
-    for statement in DJANGO_TABLES.split(";"):
-        if statement.strip():
-            query(url, statement)
+    made = subprocess.run(
+        [sys.executable, "-m", "tests.integration.django_beat_project", url],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
     yield url
     services.drop_database(name)
 
@@ -116,18 +166,57 @@ def django_database(services: SessionServices) -> Any:
 def test_import_django_celery_beat(
     database_url: str, broker_url: str, django_database: str
 ) -> None:
-    out = invoke("import", "django-celery-beat", "--database-url", django_database, "--json")
-    assert sorted(out["created"]) == ["new-year", "nightly", "ten-minutes"]
+    args = ("import", "django-celery-beat", "--database-url", django_database, "--json")
+    refused = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert refused.exit_code == 2
+    assert refused.output.splitlines()[-1] == (
+        "error: 2 of 6 entries cannot be imported, so nothing was written: "
+        "fix them, or pass --allow-partial to import the rest"
+    )
+    assert query(database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
+    out = invoke(*args, "--allow-partial")
+    assert sorted(out["created"]) == ["first-monday", "new-year", "nightly", "ten-minutes"]
     reasons = {u["name"]: u["reason"] for u in out["unmapped"]}
-    assert set(reasons) == {"sunset", "broken-json", "celery.backend_cleanup"}
+    assert set(reasons) == {"sunset", "broken-json"}
+    assert [s["name"] for s in out["skipped"]] == ["celery.backend_cleanup"]
+    notes = {n["name"]: n["note"] for n in out["notes"]}
+    assert set(notes) == {"first-monday"}
+    assert "headers id, retries (reserved by Celery's protocol)" in notes["first-monday"]
+    assert "option exchange, routing_key" in notes["first-monday"]
     rows = {r["name"]: r for r in query(database_url, "SELECT * FROM schedules")}
+    monday = rows["first-monday"]
+    assert (monday["cron"], monday["day_match"]) == ("0 9 1-7 * mon", "all")
+    assert monday["timezone"] == "Europe/Berlin"
+    assert monday["description"] == "from django"
+    assert json.loads(monday["options"]) == {
+        "queue": "slow",
+        "expires": 300,
+        "headers": {"tenant": "acme"},
+    }
     assert rows["nightly"]["cron"] == "0 4 * * *"
     assert rows["nightly"]["timezone"] == "America/New_York"
-    assert rows["nightly"]["description"] == "from django"
     assert rows["ten-minutes"]["interval_seconds"] == 600
     assert rows["ten-minutes"]["enabled"] is False
-    assert json.loads(rows["ten-minutes"]["options"]) == {"queue": "slow", "priority": 5}
+    assert json.loads(rows["ten-minutes"]["options"]) == {"priority": 5}
     assert rows["new-year"]["run_at"] is not None
+    # the first Monday of each month, 12 times a year, as Celery meant it
+    times = next_fire_times(
+        "0 9 1-7 * mon", "Europe/Berlin", datetime(2027, 1, 1, tzinfo=UTC), 12, day_match="all"
+    )
+    assert all(t.astimezone(ZoneInfo("Europe/Berlin")).day <= 7 for t in times)
+    assert len({t.month for t in times}) == 12
+    shown = CliRunner().invoke(main, ["schedules", "show", "first-monday"])
+    assert "day_match: all" in shown.output
+    assert "both the day of month and the day of week must match" in shown.output
+    again = invoke(*args, "--allow-partial")
+    assert again["created"] == []
+    assert sorted(again["unchanged"]) == ["first-monday", "new-year", "nightly", "ten-minutes"]
+    assert again["differing"] == []
+    query(database_url, "UPDATE schedules SET cron = '0 5 * * *' WHERE name = 'nightly'")
+    third = CliRunner().invoke(main, [*args[:-1], "--allow-partial"], catch_exceptions=False)
+    assert "= first-monday (exists, unchanged)" in third.output
+    assert "* nightly (exists, differs; --update to overwrite)" in third.output
+    assert "unchanged 3, differing 1, refused 2" in third.output
 
 
 def test_import_errors_are_one_line(database_url: str, broker_url: str) -> None:
@@ -137,4 +226,16 @@ def test_import_errors_are_one_line(database_url: str, broker_url: str) -> None:
     assert "cannot import" in bad.output
     empty = runner.invoke(main, ["import", "django-celery-beat", "--database-url", database_url])
     assert empty.exit_code == 2
-    assert "no django_celery_beat tables" in empty.output
+    assert "no django_celery_beat tables in the database of --database-url" in empty.output
+    blank = runner.invoke(main, ["import", "django-celery-beat", "--database-url", ""])
+    assert blank.exit_code == 2
+    assert blank.output.strip() == (
+        "error: --database-url is empty: give the Django project's PostgreSQL URL"
+    )
+    down = runner.invoke(
+        main, ["import", "django-celery-beat", "--database-url", "postgresql://u@127.0.0.1:1/x"]
+    )
+    assert down.exit_code == 2
+    assert len(down.output.strip().splitlines()) == 1
+    assert "cannot reach the database of --database-url" in down.output
+    assert "DATABASE_URL" not in down.output.replace("--database-url", "")

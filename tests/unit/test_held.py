@@ -23,6 +23,7 @@ ROW: dict[str, Any] = {
     "timezone": "UTC",
     "start_at": None,
     "end_at": None,
+    "day_match": "any",
 }
 
 
