@@ -524,8 +524,14 @@ class Dispatcher:
                 timing = validate_row(row, self.registered)
             except InvalidScheduleError as exc:
                 raise InvalidScheduleError(f"schedule {name!r} cannot run: {exc}") from None
-            slots = backfill_slots(
-                row, timing, start, min(end, now), limit=self.settings.backfill_max
+            if end < start:
+                raise InvalidScheduleError("--to is before --from")
+            slots = (
+                []
+                if start > now
+                else backfill_slots(
+                    row, timing, start, min(end, now), limit=self.settings.backfill_max
+                )
             )
             existing = await repo.existing_slots(session, row.id, slots)
             missing = [slot for slot in slots if slot not in existing]
