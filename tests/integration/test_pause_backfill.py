@@ -359,7 +359,7 @@ def test_lost_runs_pause_through_the_reaper(database_url: str, broker_url: str) 
 def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: str) -> None:
     api.upsert_schedule(
         api.ScheduleDefinition(name="slow", task="demo.sleep", cron="0 3 * * *",
-                               overlap_policy="buffer_one")  # fmt: skip
+                               overlap_policy="buffer_one", kwargs={"seconds": 2})  # fmt: skip
     )
     [running] = _insert_runs(database_url, "slow", ["running"])
     buffered = api.trigger("slow")
@@ -407,7 +407,11 @@ def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: 
 
     client = redis.Redis.from_url(broker_url)
     try:
-        ids = [json.loads(m)["headers"]["id"] for m in client.lrange("celery", 0, -1)]
+        messages = [json.loads(m) for m in client.lrange("celery", 0, -1)]
     finally:
         client.close()
-    assert ids.count(str(buffered.execution_id)) == 1
+    [released] = [m for m in messages if m["headers"]["id"] == str(buffered.execution_id)]
+    import base64
+
+    args, kwargs, _ = json.loads(base64.b64decode(released["body"]))
+    assert (args, kwargs) == ([], {"seconds": 2, "execution_id": str(buffered.execution_id)})
