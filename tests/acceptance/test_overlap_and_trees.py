@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +98,13 @@ def test_buffer_one_and_skip_never_overlap_on_real_workers(
         runs = _runs(url, name)
         ran = [r for r in runs if r["started_at"] is not None]
         assert len(ran) >= 2, (name, runs)
-        for before, after in zip(ran, ran[1:], strict=False):
+        for before, after in pairwise(ran):
             assert after["started_at"] >= before["completed_at"], (name, before, after)
         assert any(r["status"] == "skipped" for r in runs), name
     buffered = [r for r in _runs(url, "buffered") if r["started_at"] is not None]
     # a buffered run waited: it was written before the run ahead of it ended
     assert any(
-        after["created_at"] < before["completed_at"]
-        for before, after in zip(buffered, buffered[1:], strict=False)
+        after["created_at"] < before["completed_at"] for before, after in pairwise(buffered)
     ), buffered
     assert " ERROR " not in worker.logs(tail=None)
 
@@ -155,8 +155,11 @@ def test_chain_started_by_a_scheduled_run_is_one_tree(worker4: tuple[str, Procs]
     from scheduler.publisher import Publisher
 
     url, _ = worker4
-    query(url, "INSERT INTO schedules (name, task, interval_seconds) "
-          "VALUES ('fan-out', 'tests.start_chain', 3600)")  # fmt: skip
+    query(
+        url,
+        "INSERT INTO schedules (name, task, interval_seconds) "
+        "VALUES ('fan-out', 'tests.start_chain', 3600)",
+    )
     publisher = Publisher(app)
     try:
         dispatcher = Dispatcher(
@@ -187,13 +190,14 @@ def test_chain_started_by_a_scheduled_run_is_one_tree(worker4: tuple[str, Procs]
     assert by_task["demo.sleep"]["parent_id"] == by_task["demo.noop"]["id"]
     assert {n["root_id"] for n in nodes} == {root["id"]}
     tree = api.run_tree(by_task["demo.sleep"]["id"])
-    assert [n["id"] for n in tree][0] == root["id"] and len(tree) == 3
+    assert tree[0]["id"] == root["id"]
+    assert len(tree) == 3
     assert {r["id"] for r in api.history(root=root["id"])} == {n["id"] for n in nodes}
     detail = api.get_execution(root["id"])
     assert [c["id"] for c in detail["children"]] == [by_task["demo.noop"]["id"]]
     shown = CliRunner().invoke(main, ["show", str(root["id"])], catch_exceptions=False).output
     assert "run tree" in shown
-    assert f"    demo.sleep  success" in shown.replace("*", " ")
+    assert "    demo.sleep  success" in shown.replace("*", " ")
     listed = CliRunner().invoke(
         main, ["history", "--root", str(root["id"]), "--json"], catch_exceptions=False
     )

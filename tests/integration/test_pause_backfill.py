@@ -40,7 +40,8 @@ def cli(database_url: str, broker_url: str) -> Any:
 def _one_error_line(result: Result) -> str:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
     return lines[0]
 
 
@@ -101,8 +102,17 @@ def test_cli_pause_resume_disable_enable(cli: Any, database_url: str) -> None:
 def test_pause_after_failures_round_trips_cli_yaml_and_api(
     cli: Any, database_url: str, tmp_path: Any
 ) -> None:
-    cli("schedules", "add", "etl", "--task", "demo.noop", "--every", "5m",
-        "--pause-after-failures", "3")  # fmt: skip
+    cli(
+        "schedules",
+        "add",
+        "etl",
+        "--task",
+        "demo.noop",
+        "--every",
+        "5m",
+        "--pause-after-failures",
+        "3",
+    )
     assert _schedule(database_url, "etl")["pause_after_failures"] == 3
     cli("schedules", "update", "etl", "--pause-after-failures", "5")
     assert _schedule(database_url, "etl")["pause_after_failures"] == 5
@@ -174,10 +184,17 @@ def test_trigger_with_other_arguments_is_recorded_on_the_run(
     result = api.trigger("report", kwargs={"seconds": 0.01}, args=[])
     assert result.status is ExecutionStatus.QUEUED
     run = api.get_execution(result.execution_id)
-    detail = query(database_url, "SELECT args, kwargs, trigger FROM executions WHERE id = $1",
-                   result.execution_id)[0]  # fmt: skip
+    detail = query(
+        database_url,
+        "SELECT args, kwargs, trigger FROM executions WHERE id = $1",
+        result.execution_id,
+    )[0]
     assert json.loads(detail["kwargs"])["seconds"] == 0.01
-    assert (json.loads(detail["args"]), detail["trigger"], run["status"]) == ([], "manual", "queued")
+    assert (json.loads(detail["args"]), detail["trigger"], run["status"]) == (
+        [],
+        "manual",
+        "queued",
+    )
     shown = cli("schedules", "trigger", "report", "--kwargs", '{"seconds": 2}', "--json")
     execution_id = uuid.UUID(json.loads(shown.output)["execution_id"])
     sent = query(database_url, "SELECT kwargs FROM executions WHERE id = $1", execution_id)[0]
@@ -195,7 +212,8 @@ def test_backfill_twice_is_one_set_of_runs(cli: Any, database_url: str, broker_u
     api.upsert_schedule(api.ScheduleDefinition(name="hourly", task="demo.noop", cron="0 * * * *"))
     start, end = HOUR, HOUR + timedelta(hours=5)
     dry = api.backfill("hourly", start, end, dry_run=True)
-    assert len(dry.created) == 6 and dry.execution_ids == []
+    assert len(dry.created) == 6
+    assert dry.execution_ids == []
     assert query(database_url, "SELECT count(*) AS n FROM executions")[0]["n"] == 0
     first = api.backfill("hourly", start, end)
     assert first.created == [HOUR + timedelta(hours=h) for h in range(6)]
@@ -213,12 +231,27 @@ def test_backfill_twice_is_one_set_of_runs(cli: Any, database_url: str, broker_u
     assert again.existing == first.created
     assert query(database_url, "SELECT count(*) AS n FROM executions")[0]["n"] == 7
     out = json.loads(
-        cli("schedules", "backfill", "hourly", "--from", "2026-11-02T00:00Z",
-            "--to", "2026-11-02T05:00Z", "--json").output  # fmt: skip
+        cli(
+            "schedules",
+            "backfill",
+            "hourly",
+            "--from",
+            "2026-11-02T00:00Z",
+            "--to",
+            "2026-11-02T05:00Z",
+            "--json",
+        ).output
     )
     assert (out["created"], len(out["existing"])) == ([], 6)
-    text = cli("schedules", "backfill", "hourly", "--from", "2026-11-02T00:00Z",
-               "--to", "2026-11-02T01:00Z").output  # fmt: skip
+    text = cli(
+        "schedules",
+        "backfill",
+        "hourly",
+        "--from",
+        "2026-11-02T00:00Z",
+        "--to",
+        "2026-11-02T01:00Z",
+    ).output
     assert "created 0 runs, 2 slots already ran" in text
     assert "already ran: 2026-11-02 00:00:00 UTC" in text
 
@@ -227,28 +260,42 @@ def test_backfill_bounds_overlap_and_errors(
     cli: Any, database_url: str, broker_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api.upsert_schedule(
-        api.ScheduleDefinition(name="guarded", task="demo.noop", cron="0 * * * *",
-                               overlap_policy="skip")  # fmt: skip
+        api.ScheduleDefinition(
+            name="guarded", task="demo.noop", cron="0 * * * *", overlap_policy="skip"
+        )
     )
     report = api.backfill("guarded", HOUR, HOUR + timedelta(hours=3))
     assert report.created == [HOUR]
     assert report.skipped == [HOUR + timedelta(hours=h) for h in (1, 2, 3)]
     forced = api.backfill("guarded", HOUR, HOUR + timedelta(hours=3), force=True)
-    assert forced.created == report.skipped and forced.existing == [HOUR]
-    api.upsert_schedule(
-        api.ScheduleDefinition(name="minutely", task="demo.noop", cron="* * * * *")
-    )
+    assert forced.created == report.skipped
+    assert forced.existing == [HOUR]
+    api.upsert_schedule(api.ScheduleDefinition(name="minutely", task="demo.noop", cron="* * * * *"))
     monkeypatch.setenv("SCHEDULER_BACKFILL_MAX", "100")
     get_settings.cache_clear()
     error = _one_error_line(
-        cli("schedules", "backfill", "minutely", "--from", "2026-11-02T00:00Z",
-            "--to", "2026-11-02T02:00Z")  # fmt: skip
+        cli(
+            "schedules",
+            "backfill",
+            "minutely",
+            "--from",
+            "2026-11-02T00:00Z",
+            "--to",
+            "2026-11-02T02:00Z",
+        )
     )
     assert "more than 100 slots (SCHEDULER_BACKFILL_MAX)" in error
     assert query(database_url, "SELECT count(*) AS n FROM executions")[0]["n"] == 4
     assert "--to is before --from" in _one_error_line(
-        cli("schedules", "backfill", "minutely", "--from", "2026-11-02T02:00Z",
-            "--to", "2026-11-02T00:00Z")  # fmt: skip
+        cli(
+            "schedules",
+            "backfill",
+            "minutely",
+            "--from",
+            "2026-11-02T02:00Z",
+            "--to",
+            "2026-11-02T00:00Z",
+        )
     )
     assert "invalid time" in _one_error_line(
         cli("schedules", "backfill", "minutely", "--from", "yesterday", "--to", "2026-11-02")
@@ -290,8 +337,9 @@ def test_auto_pause_after_n_failures_once_with_writers_racing(
     database_url: str, broker_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     api.upsert_schedule(
-        api.ScheduleDefinition(name="etl", task="demo.fail", cron="* * * * *",
-                               pause_after_failures=3)  # fmt: skip
+        api.ScheduleDefinition(
+            name="etl", task="demo.fail", cron="* * * * *", pause_after_failures=3
+        )
     )
     _insert_runs(database_url, "etl", ["failed", "success", "failed"])
     running = _insert_runs(database_url, "etl", ["running"] * 6)
@@ -306,7 +354,9 @@ def test_auto_pause_after_n_failures_once_with_writers_racing(
     row = _schedule(database_url, "etl")
     assert row["enabled"] is False
     assert row["paused_by"] == followup.AUTO_PAUSE_ACTOR
-    assert row["paused_reason"].startswith("paused after 3 consecutive failures (last: disk full on")
+    assert row["paused_reason"].startswith(
+        "paused after 3 consecutive failures (last: disk full on"
+    )
     assert "second line" not in row["paused_reason"]
     assert [r.message for r in caplog.records].count(f"schedule etl {row['paused_reason']}") == 1
     assert sum("consecutive failures" in r.message for r in caplog.records) == 1
@@ -316,8 +366,9 @@ def test_auto_pause_counts_afresh_after_resume_and_ignores_skips(
     database_url: str, broker_url: str
 ) -> None:
     api.upsert_schedule(
-        api.ScheduleDefinition(name="etl", task="demo.fail", cron="* * * * *",
-                               pause_after_failures=2)  # fmt: skip
+        api.ScheduleDefinition(
+            name="etl", task="demo.fail", cron="* * * * *", pause_after_failures=2
+        )
     )
     running = _insert_runs(database_url, "etl", ["failed", "skipped", "running"])[2:]
     publisher = Publisher(app)
@@ -337,18 +388,19 @@ def test_lost_runs_pause_through_the_reaper(database_url: str, broker_url: str) 
     from scheduler.reaper import reap_lost
 
     api.upsert_schedule(
-        api.ScheduleDefinition(name="etl", task="demo.fail", cron="* * * * *",
-                               pause_after_failures=2)  # fmt: skip
+        api.ScheduleDefinition(
+            name="etl", task="demo.fail", cron="* * * * *", pause_after_failures=2
+        )
     )
     _insert_runs(database_url, "etl", ["running", "running"])
-    query(database_url, "UPDATE executions SET worker = 'gone@nowhere:1', "
-          "started_at = now() - interval '1 hour'")  # fmt: skip
+    query(
+        database_url,
+        "UPDATE executions SET worker = 'gone@nowhere:1', started_at = now() - interval '1 hour'",
+    )
 
     async def reap() -> int:
         async with get_runtime().sessions() as session, session.begin():
-            return await reap_lost(
-                session, now=datetime.now(UTC), time_limits_s={"demo.fail": 1.0}
-            )
+            return await reap_lost(session, now=datetime.now(UTC), time_limits_s={"demo.fail": 1.0})
 
     assert get_runtime().run(reap()) == 2
     row = _schedule(database_url, "etl")
@@ -358,8 +410,13 @@ def test_lost_runs_pause_through_the_reaper(database_url: str, broker_url: str) 
 
 def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: str) -> None:
     api.upsert_schedule(
-        api.ScheduleDefinition(name="slow", task="demo.sleep", cron="0 3 * * *",
-                               overlap_policy="buffer_one", kwargs={"seconds": 2})  # fmt: skip
+        api.ScheduleDefinition(
+            name="slow",
+            task="demo.sleep",
+            cron="0 3 * * *",
+            overlap_policy="buffer_one",
+            kwargs={"seconds": 2},
+        )
     )
     [running] = _insert_runs(database_url, "slow", ["running"])
     buffered = api.trigger("slow")
@@ -373,9 +430,7 @@ def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: 
 
     async def stale() -> list[Any]:
         async with get_runtime().sessions() as session, session.begin():
-            return await repo.lock_stale_pending(
-                session, older_than=datetime.now(UTC), limit=100
-            )
+            return await repo.lock_stale_pending(session, older_than=datetime.now(UTC), limit=100)
 
     assert get_runtime().run(stale()) == []
     publisher = Publisher(app)
@@ -400,9 +455,13 @@ def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: 
         asyncio.run(finish_twice())
     finally:
         publisher.close()
-    row = query(database_url, "SELECT status_id, queued_at FROM executions WHERE id = $1",
-                buffered.execution_id)[0]  # fmt: skip
-    assert row["status_id"] == ExecutionStatus.QUEUED.id and row["queued_at"] is not None
+    row = query(
+        database_url,
+        "SELECT status_id, queued_at FROM executions WHERE id = $1",
+        buffered.execution_id,
+    )[0]
+    assert row["status_id"] == ExecutionStatus.QUEUED.id
+    assert row["queued_at"] is not None
     import redis
 
     client = redis.Redis.from_url(broker_url)
