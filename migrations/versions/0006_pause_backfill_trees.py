@@ -1,7 +1,8 @@
 """Pause with a reason, auto-pause after failures, backfill and retry runs, run trees.
 
 - `schedules.paused_reason`, `paused_by`, `paused_at` annotate `enabled = false`; an enabled
-  row never carries them (a trigger clears them whenever a row is enabled, however it is).
+  row never carries them (a trigger clears them whenever a row is enabled, however it is;
+  its WHEN clause keeps the beat's own updates of enabled rows free of it).
 - `schedules.pause_after_failures` (> 0): that many consecutive terminal failures pause it.
 - `executions.parent_id`, `root_id`: Celery's parent and root task ids (indexed by root).
 - trigger codes `backfill` and `retry`.
@@ -57,7 +58,8 @@ def upgrade() -> None:
     op.execute(CLEAR_PAUSE)
     op.execute(
         "CREATE TRIGGER schedules_clear_pause BEFORE INSERT OR UPDATE ON schedules "
-        "FOR EACH ROW EXECUTE FUNCTION scheduler_schedules_clear_pause()"
+        "FOR EACH ROW WHEN (NEW.enabled AND num_nonnulls(NEW.paused_reason, NEW.paused_by, "
+        "NEW.paused_at) > 0) EXECUTE FUNCTION scheduler_schedules_clear_pause()"
     )
 
 
