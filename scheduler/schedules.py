@@ -45,6 +45,8 @@ class ScheduleDefinition:
     description: str | None = None
     day_match: str = "any"
     """`any`: a cron's day of month OR day of week (POSIX); `all`: both (Celery's crontab)."""
+    pause_after_failures: int | None = None
+    """Pause the schedule after this many consecutive terminal failures (None: never)."""
 
     def column_values(self) -> dict[str, Any]:
         values = asdict(self)
@@ -148,6 +150,11 @@ def validate(
             raise InvalidScheduleError(f"{label} must not be negative")
     if definition.max_runs is not None and definition.max_runs < 1:
         raise InvalidScheduleError("max runs must be at least 1")
+    failures = definition.pause_after_failures
+    if failures is not None and (
+        isinstance(failures, bool) or not isinstance(failures, int) or failures < 1
+    ):
+        raise InvalidScheduleError("pause after failures must be a whole number of at least 1")
     for label, instant in (
         ("the time (--at)", definition.run_at),
         ("start", definition.start_at),
