@@ -179,7 +179,9 @@ def _beat_metrics() -> _BeatMetrics:
                     "scheduler_runs_dispatched", "Runs published to the broker.", ["trigger"]
                 ),
                 missed=Counter("scheduler_runs_missed", "Slots recorded missed (misfire policy)."),
-                skipped=Counter("scheduler_runs_skipped", "Runs recorded skipped (overlap policy)."),
+                skipped=Counter(
+                    "scheduler_runs_skipped", "Runs recorded skipped (overlap policy)."
+                ),
                 withdrawn=Counter(
                     "scheduler_runs_withdrawn", "Runs written ahead and withdrawn unpublished."
                 ),

@@ -149,7 +149,7 @@ def test_prometheus_scrapes_beat_prefork_worker_and_metrics_process(
                 task="demo.noop",
                 status="success",
             )
-            return active[0]["n"] == 0 and counted == rows[0]["n"]
+            return bool(active[0]["n"] == 0 and counted == rows[0]["n"])
 
         wait_for(settled, timeout_s=20, interval_s=0.3)
         for port in (beat_port, worker_port, metrics_port):
@@ -182,7 +182,7 @@ def test_livez_fails_while_a_pass_is_wedged_on_a_lock_and_recovers(
                     await asyncio.sleep(0.2)
                 # wedged, yet the process answers
                 assert get(f"http://127.0.0.1:{port}/metrics")[0] == 200
-                status, body = get(livez)
+                _status, body = get(livez)
                 assert json.loads(body)["status"] == "stuck"
                 await tx.rollback()
             finally:
@@ -212,9 +212,10 @@ def test_readyz_fails_while_postgres_is_unreachable_and_recovers(
             wait_for(lambda: get(readyz)[0] == 200, timeout_s=30, interval_s=0.2)
             relay.cut()
             wait_for(lambda: get(readyz)[0] == 503, timeout_s=10, interval_s=0.2)
-            status, body = get(readyz)
+            _status, body = get(readyz)
             report = json.loads(body)
-            assert report["broker"] == "ok" and report["database"] != "ok", report
+            assert report["broker"] == "ok", report
+            assert report["database"] != "ok", report
             time.sleep(2)
             assert get(f"http://127.0.0.1:{port}/livez")[0] == 200  # down is not wedged
             relay.restore()
