@@ -37,8 +37,8 @@ CREATE FUNCTION scheduler_alert_run_events() RETURNS trigger LANGUAGE plpgsql AS
 DECLARE
     schedule_name text;
     status_code text;
-    events text[] := '{}';
-    final boolean := true;
+    found text[] := '{}';
+    is_final boolean := true;
     previous smallint;
     newly_queued boolean;
 BEGIN
@@ -51,11 +51,11 @@ BEGIN
     END IF;
     IF TG_OP = 'INSERT' OR OLD.status_id IS DISTINCT FROM NEW.status_id THEN
         CASE NEW.status_id
-            WHEN 4 THEN events := events || 'failed'::text; final := false;
-            WHEN 6 THEN events := events || 'failed'::text;
-            WHEN 7 THEN events := events || 'timeout'::text;
-            WHEN 10 THEN events := events || 'missed'::text;
-            WHEN 11 THEN events := events || 'lost'::text;
+            WHEN 4 THEN found := found || 'failed'::text; is_final := false;
+            WHEN 6 THEN found := found || 'failed'::text;
+            WHEN 7 THEN found := found || 'timeout'::text;
+            WHEN 10 THEN found := found || 'missed'::text;
+            WHEN 11 THEN found := found || 'lost'::text;
             WHEN 5 THEN
                 IF EXISTS (SELECT 1 FROM notification_rules r WHERE r.enabled
                            AND 'recovered' = ANY (r.events) AND schedule_name ~ r.schedules_regex)
@@ -65,7 +65,7 @@ BEGIN
                       AND e.status_id IN (5, 6, 7, 11)
                     ORDER BY e.created_at DESC LIMIT 1;
                     IF previous IN (6, 7, 11) THEN
-                        events := events || 'recovered'::text;
+                        found := found || 'recovered'::text;
                     END IF;
                 END IF;
             ELSE NULL;
@@ -77,25 +77,25 @@ BEGIN
         newly_queued := OLD.queued_at IS NULL AND NEW.queued_at IS NOT NULL;
     END IF;
     IF newly_queued AND NEW.scheduled_for IS NOT NULL THEN
-        events := events || 'late'::text;
+        found := found || 'late'::text;
     END IF;
-    IF cardinality(events) = 0 THEN
+    IF cardinality(found) = 0 THEN
         RETURN NULL;
     END IF;
     SELECT code INTO status_code FROM execution_statuses WHERE id = NEW.status_id;
     INSERT INTO notification_deliveries
         (rule_id, event, event_key, execution_id, schedule_id, payload)
     SELECT r.id, ev,
-           CASE WHEN NOT final AND ev = 'failed' THEN NEW.id::text || ':' || NEW.attempt
+           CASE WHEN NOT is_final AND ev = 'failed' THEN NEW.id::text || ':' || NEW.attempt
                 ELSE NEW.id::text END,
            NEW.id, NEW.schedule_id,
            jsonb_build_object(
                'event', ev, 'rule', r.name, 'schedule', schedule_name,
                'execution_id', NEW.id::text, 'status', status_code,
                'scheduled_for', NEW.scheduled_for, 'error_message', NEW.error_message)
-    FROM notification_rules r CROSS JOIN unnest(events) AS ev
+    FROM notification_rules r CROSS JOIN unnest(found) AS ev
     WHERE r.enabled AND ev = ANY (r.events) AND schedule_name ~ r.schedules_regex
-      AND (final OR NOT r.only_final_attempt)
+      AND (is_final OR NOT r.only_final_attempt)
       AND (ev <> 'late' OR (r.late_after_s IS NOT NULL
            AND NEW.queued_at - NEW.scheduled_for > make_interval(secs => r.late_after_s)))
     ON CONFLICT (rule_id, event, event_key) DO NOTHING;
