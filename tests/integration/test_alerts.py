@@ -4,9 +4,11 @@ the delivery loop signs, retries with back-off and never sends a row twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings
 from scheduler import db as scheduler_db
@@ -111,7 +113,10 @@ def test_run_events_are_written_once_by_the_database(database_url: str) -> None:
     _set(url, run, ExecutionStatus.RUNNING, attempt=2)
     _set(url, run, ExecutionStatus.FAILED, attempt=2)
     _set(url, run, ExecutionStatus.FAILED, attempt=2)  # no change of status: nothing new
-    assert sorted(_deliveries(url)[1:]) == [("every", "failed", str(run)), ("final", "failed", str(run))]
+    assert sorted(_deliveries(url)[1:]) == [
+        ("every", "failed", str(run)),
+        ("final", "failed", str(run)),
+    ]
 
     ok = _run(url, sid, ExecutionStatus.RUNNING)
     _set(url, ok, ExecutionStatus.SUCCESS)
@@ -125,7 +130,11 @@ def test_run_events_are_written_once_by_the_database(database_url: str) -> None:
     _set(url, lost, ExecutionStatus.LOST)
     late = _run(url, sid, ExecutionStatus.PENDING, slot_ago_s=5)
     on_time = _run(url, sid, ExecutionStatus.PENDING, slot_ago_s=0)
-    query(url, "UPDATE executions SET queued_at = now(), status_id = 2 WHERE id = ANY($1)", [late, on_time])
+    query(
+        url,
+        "UPDATE executions SET queued_at = now(), status_id = 2 WHERE id = ANY($1)",
+        [late, on_time],
+    )
     assert _deliveries(url)[4:] == [
         ("every", "missed", str(missed)),
         ("every", "lost", str(lost)),
@@ -175,7 +184,10 @@ def test_stale_is_found_once_and_deliveries_are_signed_retried_never_doubled(
 
     # receiver down: the attempt is counted and put off
     assert runtime.run(both()) == 1
-    row = query(url, "SELECT status, attempts, last_error, next_attempt_at > now() AS later FROM notification_deliveries")[0]
+    row = query(
+        url,
+        "SELECT status, attempts, last_error, next_attempt_at > now() AS later FROM notification_deliveries",
+    )[0]
     assert (row["status"], row["attempts"], row["later"]) == ("pending", 1, True)
     assert row["last_error"]
 
@@ -191,8 +203,14 @@ def test_stale_is_found_once_and_deliveries_are_signed_retried_never_doubled(
         assert got.json["event"] == "stale"
         assert got.json["schedule"] == "al-stale"
         assert set(got.json) == {
-            "event", "rule", "schedule", "execution_id", "status", "scheduled_for",
-            "error_message", "url",
+            "event",
+            "rule",
+            "schedule",
+            "execution_id",
+            "status",
+            "scheduled_for",
+            "error_message",
+            "url",
         }
         delivery = query(url, "SELECT id, status, attempts FROM notification_deliveries")[0]
         assert got.headers[DELIVERY_HEADER] == str(delivery["id"])
@@ -205,3 +223,66 @@ def test_stale_is_found_once_and_deliveries_are_signed_retried_never_doubled(
         assert runtime.run(send_test(sessions, _settings(), "no-such-rule")) is None
     finally:
         receiver.down()
+
+
+def test_alerts_cli_add_list_test_remove(database_url: str, broker_url: str) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import main
+
+    runner = CliRunner()
+
+    def cli(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    receiver = Receiver()
+    receiver.up()
+    try:
+        added = cli(
+            "alerts",
+            "add",
+            "ops",
+            "--schedules",
+            "nightly-*",
+            "--events",
+            "failed,stale",
+            "--stale-after-s",
+            "3600",
+            "--webhook",
+            receiver.url,
+            "--secret",
+            SECRET,
+            "--only-final-attempt",
+        )
+        assert added.exit_code == 0, added.output
+        for args, expected in (
+            (["--events", "late", "--webhook", receiver.url], "--late-after-s"),
+            (["--events", "failed,nope", "--webhook", receiver.url], "unknown event nope"),
+            (["--events", "failed"], "exactly one of --webhook URL or --task NAME"),
+            (["--events", "failed", "--webhook", "ftp://x"], "http(s) URL"),
+        ):
+            bad = cli("alerts", "add", "x", *args)
+            assert bad.exit_code == 2
+            assert expected in bad.output
+            assert bad.output.count("\n") == 1
+        assert "exists" in cli("alerts", "add", "ops", "--events", "failed", "--task", "t").output
+        sent = cli("alerts", "test", "ops")
+        assert sent.exit_code == 0, sent.output
+        got = receiver.events()[-1]
+        assert verify(got.body, SECRET, got.headers[SIGNATURE_HEADER])
+        listed = json.loads(cli("alerts", "list", "--json").output)
+        assert [(r["name"], r["events"], r["sent"], r["signed"]) for r in listed] == [
+            ("ops", ["failed", "stale"], 1, True)
+        ]
+        assert SECRET not in cli("alerts", "list", "--json").output
+        assert "test" in cli("alerts", "list", "--deliveries").output
+    finally:
+        receiver.down()
+    down = cli("alerts", "test", "ops")
+    assert down.exit_code == 2
+    assert "the beats will retry it" in down.output
+    assert cli("alerts", "remove", "ops").exit_code == 0
+    missing = cli("alerts", "remove", "ops")
+    assert missing.exit_code == 2
+    assert "no alert rule named 'ops'" in missing.output
+    assert cli("alerts", "list").output.strip() == "no alert rules"
