@@ -1,0 +1,162 @@
+"""Observability costs: a scrape at 10k monitored schedules, and the overhead of metrics on
+tracked tasks (one worker with its metrics port, one without, alternated in the same run)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchmarks.__main__ import Env
+
+
+def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
+    """Reading the database series of `n` monitored schedules (each with a success and a
+    failure on record), and rendering the whole exposition text."""
+    from benchmarks.__main__ import run, sql
+    from config.settings import Settings
+    from scheduler import metrics
+    from scheduler.db import close_runtime, get_runtime
+
+    url = env.fresh_database()
+    run(
+        sql(
+            url,
+            "INSERT INTO schedules (name, task, interval_seconds, monitored, next_run_at)"
+            " SELECT 'mon-' || i, 'demo.noop', 60, true, now() + interval '1 minute'"
+            " FROM generate_series(1, $1) i",
+            n,
+        )
+    )
+    run(
+        sql(
+            url,
+            "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for,"
+            " status_id, created_at, completed_at)"
+            " SELECT gen_random_uuid(), s.id, s.task, '[]', '{}', 'schedule',"
+            " now() - k * interval '1 minute', CASE WHEN k = 1 THEN 6 ELSE 5 END,"
+            " now() - k * interval '1 minute', now() - k * interval '1 minute'"
+            " FROM schedules s CROSS JOIN generate_series(1, 2) k",
+        )
+    )
+    run(sql(url, "ANALYZE"))
+    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=n))
+    metrics._database = source
+    runtime = get_runtime(url)
+
+    async def refresh() -> None:
+        async with runtime.sessions() as session:
+            await source.refresh(session)
+
+    refresh_ms: list[float] = []
+    for _ in range(5):
+        start = time.perf_counter()
+        runtime.run(refresh())
+        refresh_ms.append((time.perf_counter() - start) * 1000)
+    render_ms: list[float] = []
+    size = 0
+    for _ in range(10):
+        start = time.perf_counter()
+        size = len(metrics.exposition(with_database=True))
+        render_ms.append((time.perf_counter() - start) * 1000)
+    close_runtime()
+    metrics._database = None
+    return {
+        "monitored_schedules": n,
+        "refresh_ms_median": round(statistics.median(refresh_ms), 1),
+        "scrape_render_ms_median": round(statistics.median(render_ms), 1),
+        "exposition_kb": round(size / 1024, 1),
+    }
+
+
+def bench_metrics_overhead(env: Env, n: int = 500, rounds: int = 3) -> dict[str, Any]:
+    """Tracked `demo.noop` throughput of a solo worker with and without its metrics port,
+    the two alternated round after round (same database, same broker, same run)."""
+    import redis
+
+    from benchmarks.__main__ import ROOT, run, sql
+    from benchmarks.processes import stop
+    from config.celery import app
+
+    url = env.fresh_database()
+    client = redis.Redis.from_url(env.broker)
+
+    def start_worker(with_metrics: bool) -> subprocess.Popen[bytes]:
+        extra = {"SCHEDULER_WORKER_HTTP_PORT": "0"} if with_metrics else {}
+        log = (env.tmp / f"metrics-worker-{with_metrics}.log").open("ab")
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config.celery",
+                "worker",
+                "-P",
+                "solo",
+                "-l",
+                "WARNING",
+                "-I",
+                "benchmarks.tasks",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def drain(count: int) -> float:
+        ids = [str(uuid.uuid4()) for _ in range(count)]
+        run(
+            sql(
+                url,
+                "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
+                "SELECT unnest($1::uuid[]), 'demo.noop', '[]', '{}', 'manual', 2",
+                ids,
+            )
+        )
+        key = f"bench-marker-{uuid.uuid4()}"
+        start = time.perf_counter()
+        with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+            for execution_id in ids:
+                app.send_task(
+                    "demo.noop", kwargs={"execution_id": execution_id}, task_id=execution_id,
+                    producer=producer,
+                )  # fmt: skip
+            app.send_task("bench.marker", args=(key,), producer=producer)
+        while not client.get(key):
+            if time.perf_counter() - start > 300:
+                raise RuntimeError("the worker did not finish")
+            time.sleep(0.002)
+        return time.perf_counter() - start
+
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for _ in range(rounds):
+            for with_metrics in (False, True):
+                env.flush_broker()
+                worker = start_worker(with_metrics)
+                try:
+                    drain(50)  # warm up (and wait for the worker)
+                    rates[with_metrics].append(n / drain(n))
+                finally:
+                    stop(worker)
+    finally:
+        client.close()
+    without = statistics.median(rates[False])
+    with_ = statistics.median(rates[True])
+    return {
+        "tasks": n,
+        "without_metrics_per_s": round(without, 1),
+        "with_metrics_per_s": round(with_, 1),
+        "with_vs_without": round(with_ / without, 3),
+    }
