@@ -286,7 +286,9 @@ class Observer:
         last_stale = last_refresh = 0.0
         while not self._stopping:
             clock = time.monotonic()
-            if metrics.enabled() and clock - last_refresh >= self.settings.metrics_refresh_s:
+            source = metrics.database_metrics()
+            every_s = max(self.settings.metrics_refresh_s, 10 * source.refresh_s)
+            if metrics.enabled() and clock - last_refresh >= every_s:
                 last_refresh = clock
                 await self._guard("reading the metrics", self._refresh_metrics())
             if self.deliverer is not None:

@@ -18,7 +18,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,6 @@ from config.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.core import Metric
     from sqlalchemy.ext.asyncio import AsyncSession
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -323,58 +323,72 @@ class ScheduleSample:
     last_status: str | None
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_SCHEDULE_FAMILIES = (
+    (
+        "scheduler_schedule_next_run_timestamp_seconds",
+        "Next slot of a monitored schedule (Unix time).",
+    ),
+    (
+        "scheduler_schedule_last_success_timestamp_seconds",
+        "When a monitored schedule's last successful run finished (Unix time).",
+    ),
+    (
+        "scheduler_schedule_last_status",
+        "1 for the status of a monitored schedule's latest finished run.",
+    ),
+)
+
+
+def render_database(pending: int | None, schedules: Sequence[ScheduleSample]) -> bytes:
+    """The database series in the text format, written directly: at 10k schedules this is
+    ~100x cheaper than going through collector objects, and it is done once per refresh."""
+    lines: list[str] = []
+    if pending is not None:
+        lines += [
+            "# HELP scheduler_outbox_pending Runs written but not yet confirmed on the broker.",
+            "# TYPE scheduler_outbox_pending gauge",
+            f"scheduler_outbox_pending {float(pending)!r}",
+        ]
+    series: list[list[str]] = [[], [], []]
+    for sample in schedules:
+        name = _label(sample.name)
+        if sample.next_run_at is not None:
+            series[0].append(f'{{schedule="{name}"}} {sample.next_run_at.timestamp()!r}')
+        if sample.last_success_at is not None:
+            series[1].append(f'{{schedule="{name}"}} {sample.last_success_at.timestamp()!r}')
+        if sample.last_status is not None:
+            series[2].append(f'{{schedule="{name}",status="{_label(sample.last_status)}"}} 1.0')
+    for (family, help_text), samples in zip(_SCHEDULE_FAMILIES, series, strict=True):
+        lines += [f"# HELP {family} {help_text}", f"# TYPE {family} gauge"]
+        lines += [family + sample for sample in samples]
+    return ("\n".join(lines) + "\n").encode()
+
+
 class DatabaseMetrics:
     """The outbox gauge and the per-schedule series of `monitored` schedules (at most
-    `metrics_schedule_limit` of them, by name), read by `refresh` and shown by `collect`."""
+    `metrics_schedule_limit` of them, by name), read and rendered by `refresh`, served as
+    they are by every scrape until the next refresh."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        self._schedules: list[ScheduleSample] = []
-        self._pending: int | None = None
+        self.text = b""
+        self.refresh_s = 0.0
+        """How long the last refresh took (the refresh loop waits at least 10x that)."""
 
     async def refresh(self, session: AsyncSession) -> None:
         from scheduler.repository import ObservabilityRepository
 
-        self._pending = await ObservabilityRepository.count_pending(session)
+        started = time.perf_counter()
+        pending = await ObservabilityRepository.count_pending(session)
         rows = await ObservabilityRepository.monitored_schedules(
             session, limit=self.settings.metrics_schedule_limit
         )
-        self._schedules = [ScheduleSample(**row) for row in rows]
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        if self._pending is not None:
-            yield GaugeMetricFamily(
-                "scheduler_outbox_pending",
-                "Runs written but not yet confirmed on the broker.",
-                value=self._pending,
-            )
-        next_run = GaugeMetricFamily(
-            "scheduler_schedule_next_run_timestamp_seconds",
-            "Next slot of a monitored schedule (Unix time).",
-            labels=["schedule"],
-        )
-        last_success = GaugeMetricFamily(
-            "scheduler_schedule_last_success_timestamp_seconds",
-            "When a monitored schedule's last successful run finished (Unix time).",
-            labels=["schedule"],
-        )
-        last_status = GaugeMetricFamily(
-            "scheduler_schedule_last_status",
-            "1 for the status of a monitored schedule's latest finished run.",
-            labels=["schedule", "status"],
-        )
-        for sample in self._schedules:
-            if sample.next_run_at is not None:
-                next_run.add_metric([sample.name], sample.next_run_at.timestamp())
-            if sample.last_success_at is not None:
-                last_success.add_metric([sample.name], sample.last_success_at.timestamp())
-            if sample.last_status is not None:
-                last_status.add_metric([sample.name, sample.last_status], 1.0)
-        yield next_run
-        yield last_success
-        yield last_status
+        self.text = render_database(pending, [ScheduleSample(**row) for row in rows])
+        self.refresh_s = time.perf_counter() - started
 
 
 def database_metrics() -> DatabaseMetrics:
@@ -399,18 +413,10 @@ def _registry() -> CollectorRegistry:
     return REGISTRY
 
 
-class _DatabaseCollector:
-    def __init__(self, source: DatabaseMetrics) -> None:
-        self.source = source
-
-    def collect(self) -> Iterator[Metric]:
-        return self.source.collect()
-
-
 def exposition(*, with_database: bool | None = None) -> bytes:
     """The Prometheus text of this process: its own metrics (a worker's children included)
     and, when `with_database` (default: once `refresh` ran here), the database series."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import generate_latest
 
     enable()
     text = generate_latest(_registry())
@@ -418,7 +424,5 @@ def exposition(*, with_database: bool | None = None) -> bytes:
     if with_database is None:
         with_database = source is not None
     if with_database and source is not None:
-        extra = CollectorRegistry(auto_describe=False)
-        extra.register(_DatabaseCollector(source))
-        text += generate_latest(extra)
+        text += source.text
     return text

@@ -43,6 +43,8 @@ class ScheduleDefinition:
     overlap_policy: str = OverlapPolicy.ALLOW.value
     jitter_seconds: int = 0
     description: str | None = None
+    monitored: bool = False
+    """Per-schedule Prometheus series (docs/OBSERVABILITY.md)."""
 
     def column_values(self) -> dict[str, Any]:
         values = asdict(self)

@@ -89,3 +89,26 @@ def test_json_line_has_the_fields_and_the_context() -> None:
     assert entry["schedule"] == "nightly"
     assert entry["time"].endswith("+00:00")
     assert "\n" not in line
+
+
+def test_database_series_render_as_valid_text_with_escaped_labels() -> None:
+    from datetime import UTC, datetime
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    text = metrics.render_database(
+        2,
+        [
+            metrics.ScheduleSample('odd "name"\\x', at, at, "failed"),
+            metrics.ScheduleSample("never-ran", at, None, None),
+        ],
+    )
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    assert families["scheduler_outbox_pending"].samples[0].value == 2.0
+    nxt = families["scheduler_schedule_next_run_timestamp_seconds"].samples
+    assert [s.labels["schedule"] for s in nxt] == ['odd "name"\\x', "never-ran"]
+    assert nxt[0].value == at.timestamp()
+    assert len(families["scheduler_schedule_last_success_timestamp_seconds"].samples) == 1
+    (status,) = families["scheduler_schedule_last_status"].samples
+    assert status.labels == {"schedule": 'odd "name"\\x', "status": "failed"}
