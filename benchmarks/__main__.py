@@ -737,11 +737,20 @@ def main() -> None:
             results["history"] = [bench_history(env, 1_000_000)]
             table("history and stats at 1M executions", results["history"])
         if "observability" in only:
-            from benchmarks.observability import bench_metrics_overhead, bench_scrape
+            from benchmarks.observability import (
+                bench_hook_cost,
+                bench_metrics_overhead,
+                bench_scrape,
+            )
 
             results["scrape"] = [bench_scrape(env, 10_000)]
             table("metrics: a scrape at 10k monitored schedules", results["scrape"])
-            results["metrics_overhead"] = [bench_metrics_overhead(env, 2000 if args.full else 500)]
+            results["metrics_hooks"] = [bench_hook_cost()]
+            table("metrics: the worker's hooks per run (us)", results["metrics_hooks"])
+            overhead = bench_metrics_overhead(
+                env, 2000 if args.full else 500, 5 if args.full else 3
+            )
+            results["metrics_overhead"] = [overhead]
             table("metrics: tracked tasks with vs without metrics", results["metrics_overhead"])
     finally:
         env.close()

@@ -3,6 +3,7 @@ tracked tasks (one worker with its metrics port, one without, alternated in the 
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -171,3 +172,43 @@ def bench_metrics_overhead(env: Env, n: int = 500, rounds: int = 3) -> dict[str,
         "with_metrics_per_s": round(with_, 1),
         "with_vs_without": round(with_ / without, 3),
     }
+
+
+def bench_hook_cost(calls: int = 20_000) -> dict[str, Any]:
+    """The worker's two metric hooks per run (started, finished), timed in a process of
+    their own in multiprocess mode (what a worker with a port does), against the same calls
+    with metrics off: the per-run cost, free of the machine's noise."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.observability", "hooks", str(calls)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _hooks_main(calls: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from scheduler import metrics
+
+    def timed() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            metrics.run_started("demo.noop", 1)
+            metrics.run_finished("demo.noop", "success", 0.0004)
+        return (time.perf_counter() - start) / calls * 1e6
+
+    off = min(timed() for _ in range(3))
+    metrics.use_multiprocess_dir(Path(tempfile.mkdtemp(prefix="scheduler-metrics-")))
+    on = min(timed() for _ in range(3))
+    metrics.remove_multiprocess_dir()
+    print(
+        json.dumps({"calls": calls, "off_us_per_run": round(off, 2), "on_us_per_run": round(on, 2)})
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["hooks"]:
+        _hooks_main(int(sys.argv[2]))

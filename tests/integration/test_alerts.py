@@ -286,3 +286,38 @@ def test_alerts_cli_add_list_test_remove(database_url: str, broker_url: str) -> 
     assert missing.exit_code == 2
     assert "no alert rule named 'ops'" in missing.output
     assert cli("alerts", "list").output.strip() == "no alert rules"
+
+
+def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: str) -> None:
+    from click.testing import CliRunner
+
+    from scheduler import metrics
+    from scheduler.cli import main
+
+    runner = CliRunner()
+    _schedule(database_url, "nightly-a")
+    _schedule(database_url, "nightly-b")
+    _schedule(database_url, "other")
+    marked = runner.invoke(main, ["metrics", "monitor", "nightly-*"], catch_exceptions=False)
+    assert marked.exit_code == 0
+    assert "2 schedules monitored" in marked.output
+    none = runner.invoke(main, ["metrics", "monitor", "zzz*"], catch_exceptions=False)
+    assert none.exit_code == 2
+    assert "no schedule matches" in none.output
+    assert runner.invoke(main, ["metrics"], catch_exceptions=False).exit_code == 2
+    query(database_url, "UPDATE schedules SET next_run_at = now() + interval '1 hour'")
+    rows = query(database_url, "SELECT name FROM schedules WHERE monitored ORDER BY name")
+    assert [r["name"] for r in rows] == ["nightly-a", "nightly-b"]
+
+    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=1))
+    runtime = scheduler_db.get_runtime(database_url)
+
+    async def refresh() -> None:
+        async with runtime.sessions() as session:
+            await source.refresh(session)
+
+    runtime.run(refresh())
+    text = source.text.decode()
+    assert 'schedule="nightly-a"' in text
+    assert "nightly-b" not in text  # capped by metrics_schedule_limit
+    assert "scheduler_outbox_pending 0.0" in text
