@@ -692,11 +692,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="Bigger sizes and more repeats.")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="burst pickup steady scale workers history"
+        "--only",
+        nargs="*",
+        default=None,
+        help="burst pickup steady scale workers history observability",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
-    only = set(args.only or ["burst", "pickup", "steady", "scale", "workers", "history"])
+    only = set(
+        args.only or ["burst", "pickup", "steady", "scale", "workers", "history", "observability"]
+    )
     env = Env()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "full": args.full}
     try:
@@ -731,6 +736,22 @@ def main() -> None:
         if "history" in only:
             results["history"] = [bench_history(env, 1_000_000)]
             table("history and stats at 1M executions", results["history"])
+        if "observability" in only:
+            from benchmarks.observability import (
+                bench_hook_cost,
+                bench_metrics_overhead,
+                bench_scrape,
+            )
+
+            results["scrape"] = [bench_scrape(env, 10_000)]
+            table("metrics: a scrape at 10k monitored schedules", results["scrape"])
+            results["metrics_hooks"] = [bench_hook_cost()]
+            table("metrics: the worker's hooks per run (us)", results["metrics_hooks"])
+            overhead = bench_metrics_overhead(
+                env, 2000 if args.full else 500, 5 if args.full else 3
+            )
+            results["metrics_overhead"] = [overhead]
+            table("metrics: tracked tasks with vs without metrics", results["metrics_overhead"])
     finally:
         env.close()
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from celery import Celery
 import tasks
 from config.logging import configure_logging
 from config.settings import get_settings
+from scheduler.health import install_worker_hooks
 from scheduler.services import redact, resolve_broker_url
 
 settings = get_settings()
@@ -42,6 +43,7 @@ app.conf.update(
     beat_scheduler="scheduler.beat:DatabaseScheduler",
     beat_max_loop_interval=settings.beat_max_sleep_s,
 )
+install_worker_hooks()
 
 
 def describe() -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,31 @@ class Settings(BaseSettings):
     """A run still `running` this long past its hard time limit (or its worker gone) is `lost`."""
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per line (time, level, logger, message, execution_id, ...)."""
+
+    http_host: str = "127.0.0.1"
+    """Interface of the observability port (`0.0.0.0` in a container, for probes)."""
+    beat_http_port: int | None = None
+    """Serve `/metrics`, `/livez`, `/readyz` from the beat on this port."""
+    worker_http_port: int | None = None
+    """Serve them from a worker's main process on this port (prefork children added up)."""
+    beat_liveness_s: float | None = None
+    """`/livez` fails when no beat pass finished this long; default 3 x max(max sleep, back-off cap)."""
+    metrics_buckets: list[float] | None = None
+    """Histogram buckets in seconds (a JSON list); default 1 ms .. 1 h."""
+    metrics_schedule_limit: int = Field(default=1000, ge=0)
+    """Most `monitored` schedules given per-schedule series (by name)."""
+    metrics_refresh_s: float = Field(default=5.0, gt=0)
+    """How often the database-derived series (outbox, monitored schedules) are read again."""
+
+    web_url: str | None = None
+    """The dashboard's base URL: alert bodies link to `{web_url}/runs/{execution_id}`."""
+    alerts_poll_s: float = Field(default=1.0, gt=0)
+    alerts_timeout_s: float = Field(default=5.0, gt=0)
+    alerts_retry_max_s: float = Field(default=300.0, gt=0)
+    """Cap of the back-off between two attempts of one delivery (it is never given up)."""
+    alerts_batch: int = Field(default=50, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from celery.beat import Scheduler
 
 from config.settings import get_settings
+from scheduler import health, metrics
+from scheduler.alerts import Observer, celery_send_task
 from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.leader import LeaderLock
@@ -46,6 +49,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._dispatcher: Dispatcher | None = None
         self._listener: ChangeListener | None = None
         self._leader: LeaderLock | None = None
+        self._heartbeat = health.Heartbeat(health.liveness_bound_s(self.settings))
+        self._http: health.ObservabilityServer | None = None
+        self._observer: Observer | None = None
         super().__init__(*args, **kwargs)
 
     # Celery's hooks ------------------------------------------------------------------
@@ -73,6 +79,14 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 str(self.app.conf.broker_url), self.settings.beat_leader_lock_timeout_s
             )
         self._listener = ChangeListener(self._runtime.url, self._on_change)
+        if self.settings.beat_http_port is not None:
+            self._http = health.serve(self.settings.beat_http_port, heartbeat=self._heartbeat)
+        self._observer = Observer(
+            self._runtime.loop,
+            self._runtime.sessions,
+            self.settings,
+            send_task=celery_send_task(self.app),
+        ).start()
         log.info("database scheduler ready: %d registered tasks", len(registered))
         try:
             cleared = self._call(self._dispatcher.recheck_errors())
@@ -95,16 +109,22 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             if self._dispatcher.held:  # written while leading: they go out at their time
                 self._call(self._dispatcher.flush_held())
             self._next_due = None
+            self._heartbeat.beat()
             self._wakeup.sleep(self._leader.retry_s)
             return 0.0
+        started = time.perf_counter()
         try:
             self._next_due = self._call(self._pass(self._dispatcher, self._listener))
             self._backoff_s = 0.0
+            metrics.beat_pass(time.perf_counter() - started, time.time())
+            metrics.runs_held(self._dispatcher.held)
         except Exception as exc:
             self._backoff_s = min(max(self._backoff_s * 2, 0.5), self.settings.beat_backoff_max_s)
             log.error("beat pass failed (%s); retrying in %.1f s", exc, self._backoff_s)
             self._next_due = None
+            self._heartbeat.beat()
             self._wakeup.sleep(self._backoff_s)
+        self._heartbeat.beat()
         return 0.0
 
     def sync(self) -> None:
@@ -128,6 +148,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 self._runtime.run(self._dispatcher.flush_held(), timeout=timeout)
             except Exception as exc:
                 log.warning("runs written ahead stay pending for the sweep: %s", exc)
+        if self._observer is not None:
+            self._observer.stop()
+        if self._http is not None:
+            self._http.stop()
         if self._runtime is not None and self._listener is not None:
             try:
                 self._runtime.run(self._listener.close(), timeout=5)

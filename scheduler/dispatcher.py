@@ -31,6 +31,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
+from scheduler import metrics
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
@@ -222,6 +223,7 @@ class Dispatcher:
             )
             runs_added = Counter(r.schedule_id for r in result.runs if r.fires and r.id in inserted)
             fired = [r for r in result.runs if r.publishes and r.id in inserted]
+            metrics.runs_planned(result.runs, inserted)
             await repo.update_schedules(
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
@@ -248,6 +250,7 @@ class Dispatcher:
         messages = [self._held.message(r) or _message(r) for r in runs]
         try:
             await self._publish(messages)
+            metrics.runs_published(runs, utcnow())
         except Exception as exc:
             log.warning(
                 "publishing %d runs failed (%s): they stay pending for the sweep",
@@ -300,6 +303,7 @@ class Dispatcher:
                 session, older_than=cutoff, limit=self.settings.beat_max_batch
             )
             withdrawn = await repo.withdraw_runs(session, [r["id"] for r in found if r["withdraw"]])
+            metrics.runs_withdrawn(withdrawn)
             if withdrawn:
                 log.info("sweep withdrew %d runs written ahead of a disabled schedule", withdrawn)
             rows = [r for r in found if not r["withdraw"]]
@@ -424,6 +428,7 @@ class Dispatcher:
             if not runs:
                 return 0
             withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
+        metrics.runs_withdrawn(withdrawn)
         self._held.drop(r.id for r in runs)
         log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
         return withdrawn

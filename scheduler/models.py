@@ -24,7 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT
@@ -109,6 +109,8 @@ class Schedule(Base):
     paused_by: Mapped[str | None] = mapped_column(Text)
     paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     pause_after_failures: Mapped[int | None] = mapped_column(Integer)
+    monitored: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """Per-schedule Prometheus series (`scheduler.metrics`)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -163,3 +165,70 @@ class Execution(Base):
     progress: Mapped[Any | None] = mapped_column(JSONB)
     parent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     root_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+ALERT_EVENTS = ("failed", "timeout", "lost", "missed", "late", "stale", "recovered", "paused")
+
+
+class NotificationRule(Base):
+    """Which schedules (a glob, and its anchored regex) page where on which events."""
+
+    __tablename__ = "notification_rules"
+    __table_args__ = (
+        CheckConstraint("num_nonnulls(webhook_url, task) = 1", name="one_target"),
+        CheckConstraint(
+            "events <@ ARRAY[{}]::text[]".format(", ".join(f"'{e}'" for e in ALERT_EVENTS)),
+            name="known_events",
+        ),
+        CheckConstraint("late_after_s >= 1", name="late_after_positive"),
+        CheckConstraint("stale_after_s >= 1", name="stale_after_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=False), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    schedules: Mapped[str] = mapped_column(Text, server_default=text("'*'"))
+    schedules_regex: Mapped[str] = mapped_column(Text, server_default=text("'^.*$'"))
+    events: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    task: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(Text)
+    late_after_s: Mapped[int | None] = mapped_column(Integer)
+    stale_after_s: Mapped[int | None] = mapped_column(Integer)
+    only_final_attempt: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class NotificationDelivery(Base):
+    """One delivery per rule, event and run (`event_key`): never queued twice."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "event", "event_key"),
+        CheckConstraint("status IN ('pending', 'sent')", name="status"),
+        Index(
+            "ix_notification_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    rule_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("notification_rules.id", ondelete="CASCADE")
+    )
+    event: Mapped[str] = mapped_column(Text)
+    event_key: Mapped[str] = mapped_column(Text)
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    schedule_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[Any] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(Text, server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -27,6 +27,8 @@ from scheduler.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
     ExecutionStatusRow,
+    NotificationDelivery,
+    NotificationRule,
     Schedule,
 )
 
@@ -96,6 +98,18 @@ class DueOutlook:
     """The earliest `next_run_at` of an `allow` row, among rows due by the horizon."""
     guarded_within: datetime | None
     """The same for rows with an overlap guard (planned only when due)."""
+
+
+class Attempt(int):
+    """An attempt number that also tells how long the run waited (started minus queued,
+    None for a run made outside the beat): read by the metrics."""
+
+    queue_s: float | None
+
+    def __new__(cls, value: int, *, queue_s: float | None = None) -> Attempt:
+        attempt = super().__new__(cls, value)
+        attempt.queue_s = queue_s
+        return attempt
 
 
 class SchedulerRepository:
@@ -479,7 +493,7 @@ class SchedulerRepository:
         " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
         " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
         " WHERE e.status_id = ANY($7::smallint[])"
-        " RETURNING e.attempt"
+        " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
     )
     _FINISH_SQL = (
         "UPDATE executions SET status_id = $2, duration_ms = $3, completed_at = $4,"
@@ -528,7 +542,7 @@ class SchedulerRepository:
         claimable = SchedulerRepository._CLAIMABLE
         if reclaim_running:
             claimable = [*claimable, ExecutionStatus.RUNNING.id]
-        attempt = await driver.fetchval(
+        row = await driver.fetchrow(
             SchedulerRepository._CLAIM_SQL,
             _as_uuid(execution_id),
             task,
@@ -540,7 +554,7 @@ class SchedulerRepository:
             _uuid_or_none(parent_id),
             _uuid_or_none(root_id),
         )
-        return None if attempt is None else int(attempt)
+        return None if row is None else Attempt(row[0], queue_s=row[1])
 
     @staticmethod
     async def finish_run(
@@ -1119,3 +1133,234 @@ def _uuid_or_none(value: uuid.UUID | str | None) -> uuid.UUID | None:
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+class ObservabilityRepository:
+    """What the metrics read: bounded queries, safe to run every few seconds."""
+
+    @staticmethod
+    async def count_pending(session: AsyncSession) -> int:
+        result = await session.execute(
+            select(func.count())
+            .select_from(Execution)
+            .where(Execution.status_id == ExecutionStatus.PENDING.id)
+        )
+        return int(result.scalar_one())
+
+    @staticmethod
+    async def monitored_schedules(session: AsyncSession, *, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` monitored schedules (by name): next slot, last success, last status."""
+        if limit <= 0:
+            return []
+        result = await session.execute(
+            text(
+                "SELECT s.name, s.next_run_at, ok.completed_at AS last_success_at,"
+                " st.code AS last_status"
+                " FROM (SELECT id, name, next_run_at FROM schedules WHERE monitored"
+                "       ORDER BY name LIMIT :limit) s"
+                " LEFT JOIN LATERAL (SELECT e.completed_at FROM executions e"
+                "   WHERE e.schedule_id = s.id AND e.status_id = :success"
+                "   ORDER BY e.created_at DESC LIMIT 1) ok ON true"
+                " LEFT JOIN LATERAL (SELECT e.status_id FROM executions e"
+                "   WHERE e.schedule_id = s.id AND e.status_id = ANY(:terminal)"
+                "   ORDER BY e.created_at DESC LIMIT 1) last ON true"
+                " LEFT JOIN execution_statuses st ON st.id = last.status_id"
+                " ORDER BY s.name"
+            ),
+            {
+                "limit": limit,
+                "success": ExecutionStatus.SUCCESS.id,
+                "terminal": [s.id for s in ExecutionStatus if s.is_terminal],
+            },
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def set_monitored(session: AsyncSession, pattern: str, monitored: bool) -> list[str]:
+        """Mark the schedules whose name matches the anchored regex `pattern`."""
+        result = await session.execute(
+            update(Schedule)
+            .where(Schedule.name.regexp_match(pattern))
+            .values(monitored=monitored)
+            .returning(Schedule.name)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(result.scalars().all())
+
+
+_RULE_COLUMNS = (
+    "name",
+    "schedules",
+    "events",
+    "webhook_url",
+    "task",
+    "late_after_s",
+    "stale_after_s",
+    "only_final_attempt",
+    "enabled",
+    "created_at",
+)
+
+
+class AlertsRepository:
+    """Notification rules and their deliveries (see migration 0008 for the triggers that
+    write deliveries of run events in the transaction recording the run)."""
+
+    @staticmethod
+    async def insert_rule(session: AsyncSession, values: Mapping[str, Any]) -> int:
+        result = await session.execute(
+            pg_insert(NotificationRule)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[NotificationRule.name])
+            .returning(NotificationRule.id)
+        )
+        new_id = result.scalar()
+        if new_id is None:
+            raise DuplicateError(f"an alert rule named {values['name']!r} exists: remove it first")
+        return int(new_id)
+
+    @staticmethod
+    async def list_rules(session: AsyncSession) -> list[dict[str, Any]]:
+        """Every rule (secrets left out) with its delivery counts."""
+        sent = func.count().filter(NotificationDelivery.status == "sent")
+        pending = func.count().filter(NotificationDelivery.status == "pending")
+        stmt = (
+            select(
+                *(getattr(NotificationRule, c) for c in _RULE_COLUMNS),
+                (NotificationRule.secret.is_not(None)).label("signed"),
+                sent.label("sent"),
+                pending.label("pending"),
+            )
+            .outerjoin(NotificationDelivery, NotificationDelivery.rule_id == NotificationRule.id)
+            .group_by(NotificationRule.id)
+            .order_by(NotificationRule.name)
+        )
+        return [dict(row) for row in (await session.execute(stmt)).mappings()]
+
+    @staticmethod
+    async def get_rule(session: AsyncSession, name: str) -> dict[str, Any] | None:
+        result = await session.execute(
+            select(NotificationRule.__table__).where(NotificationRule.name == name)
+        )
+        row = result.mappings().first()
+        return None if row is None else dict(row)
+
+    @staticmethod
+    async def delete_rule(session: AsyncSession, name: str) -> bool:
+        result = await session.execute(
+            delete(NotificationRule)
+            .where(NotificationRule.name == name)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def insert_delivery(session: AsyncSession, values: Mapping[str, Any]) -> uuid.UUID:
+        result = await session.execute(
+            pg_insert(NotificationDelivery).values(**values).returning(NotificationDelivery.id)
+        )
+        return uuid.UUID(str(result.scalar_one()))
+
+    @staticmethod
+    async def insert_stale(session: AsyncSession, *, limit: int) -> int:
+        """One `stale` delivery per rule and schedule whose last success (or, never having
+        succeeded, its creation) is older than the rule's `stale_after_s`: keyed by that
+        success, so a schedule stale for days pages once until it succeeds again."""
+        result = await session.execute(
+            text(
+                "INSERT INTO notification_deliveries"
+                " (rule_id, event, event_key, schedule_id, execution_id, payload)"
+                " SELECT r.id, 'stale', s.id::text || ':' || coalesce(ok.id::text, 'never'),"
+                "  s.id, ok.id, jsonb_build_object('event', 'stale', 'rule', r.name,"
+                "  'schedule', s.name, 'execution_id', ok.id::text, 'status', 'stale',"
+                "  'scheduled_for', ok.scheduled_for, 'error_message', NULL)"
+                " FROM notification_rules r"
+                " JOIN schedules s ON s.enabled AND s.name ~ r.schedules_regex"
+                " LEFT JOIN LATERAL (SELECT e.id, e.scheduled_for, e.completed_at"
+                "   FROM executions e WHERE e.schedule_id = s.id AND e.status_id = :success"
+                "   ORDER BY e.created_at DESC LIMIT 1) ok ON true"
+                " WHERE r.enabled AND 'stale' = ANY (r.events) AND r.stale_after_s IS NOT NULL"
+                "  AND coalesce(ok.completed_at, s.created_at)"
+                "      < now() - make_interval(secs => r.stale_after_s)"
+                " LIMIT :limit"
+                " ON CONFLICT (rule_id, event, event_key) DO NOTHING"
+            ),
+            {"success": ExecutionStatus.SUCCESS.id, "limit": limit},
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def lock_due_deliveries(session: AsyncSession, *, limit: int) -> list[dict[str, Any]]:
+        """Pending deliveries whose time has come, locked (SKIP LOCKED: each goes out from
+        one process only), with their rule's target and secret."""
+        result = await session.execute(
+            select(
+                NotificationDelivery.id,
+                NotificationDelivery.event,
+                NotificationDelivery.payload,
+                NotificationDelivery.attempts,
+                NotificationRule.webhook_url,
+                NotificationRule.task,
+                NotificationRule.secret,
+            )
+            .join(NotificationRule, NotificationRule.id == NotificationDelivery.rule_id)
+            .where(
+                NotificationDelivery.status == "pending",
+                NotificationDelivery.next_attempt_at <= func.now(),
+            )
+            .order_by(NotificationDelivery.next_attempt_at)
+            .limit(limit)
+            .with_for_update(of=NotificationDelivery, skip_locked=True)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def mark_delivery(
+        session: AsyncSession,
+        delivery_id: uuid.UUID,
+        *,
+        sent: bool,
+        error: str | None,
+        retry_in_s: float,
+    ) -> None:
+        values: dict[str, Any] = {
+            "attempts": NotificationDelivery.attempts + 1,
+            "last_error": error,
+        }
+        if sent:
+            values.update(status="sent", sent_at=func.now())
+        else:
+            values["next_attempt_at"] = func.now() + func.make_interval(
+                0, 0, 0, 0, 0, 0, retry_in_s
+            )
+        await session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == delivery_id)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+    @staticmethod
+    async def deliveries(
+        session: AsyncSession, *, rule: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        stmt = (
+            select(
+                NotificationDelivery.id,
+                NotificationRule.name.label("rule"),
+                NotificationDelivery.event,
+                NotificationDelivery.event_key,
+                NotificationDelivery.execution_id,
+                NotificationDelivery.status,
+                NotificationDelivery.attempts,
+                NotificationDelivery.last_error,
+                NotificationDelivery.created_at,
+                NotificationDelivery.sent_at,
+            )
+            .join(NotificationRule, NotificationRule.id == NotificationDelivery.rule_id)
+            .order_by(NotificationDelivery.created_at.desc())
+            .limit(limit)
+        )
+        if rule is not None:
+            stmt = stmt.where(NotificationRule.name == rule)
+        return [dict(row) for row in (await session.execute(stmt)).mappings()]

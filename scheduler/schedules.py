@@ -47,6 +47,8 @@ class ScheduleDefinition:
     """`any`: a cron's day of month OR day of week (POSIX); `all`: both (Celery's crontab)."""
     pause_after_failures: int | None = None
     """Pause the schedule after this many consecutive terminal failures (None: never)."""
+    monitored: bool = False
+    """Per-schedule Prometheus series (docs/OBSERVABILITY.md)."""
 
     def column_values(self) -> dict[str, Any]:
         values = asdict(self)

@@ -39,7 +39,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, W
 from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
-from scheduler import followup
+from scheduler import followup, metrics
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DatabaseUnreachable
@@ -193,6 +193,7 @@ class TrackedTask(Task):  # type: ignore[misc]
         if attempt is None:
             log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
             return None
+        metrics.run_started(self.name, attempt)
         state = _RunState(started=time.perf_counter())
         self._state_map()[execution_id] = state
         try:
@@ -287,6 +288,7 @@ class TrackedTask(Task):  # type: ignore[misc]
     ) -> None:
         self._state_map().pop(execution_id, None)
         duration_ms = int((time.perf_counter() - state.started) * 1000)
+        metrics.run_finished(self.name, status.value, time.perf_counter() - state.started)
         outcome: dict[str, Any] = {
             "status_id": status.id,
             "duration_ms": duration_ms,
@@ -483,6 +485,7 @@ def _record_lost_or_timeout(
     limit (the child was killed) or a child that died (SIGKILL, OOM)."""
     if not task_id or not isinstance(sender, TrackedTask):
         return
+    metrics.run_ended_outside(sender.name, exception)
     if isinstance(exception, TimeLimitExceeded):
         _write_outside_run(task_id, ExecutionStatus.TIMEOUT, exception)
     elif isinstance(exception, WorkerLostError):

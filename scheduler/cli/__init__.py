@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from scheduler.cli.alerts_cmd import alerts
 from scheduler.cli.apply_cmd import apply, export
 from scheduler.cli.common import FriendlyGroup
 from scheduler.cli.history_cmd import history, prune, show_execution, stats
 from scheduler.cli.import_cmd import import_
+from scheduler.cli.metrics_cmd import metrics_
 from scheduler.cli.misc_cmd import next_, reap, tasks
 from scheduler.cli.processes import beat, run, worker
 from scheduler.cli.schedules_cmd import schedules
@@ -32,6 +34,15 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    _configure_cli_logging()
+
+
+def _configure_cli_logging() -> None:
+    """Warnings and errors of the commands, as text or JSON (`SCHEDULER_LOG_FORMAT`); the
+    beat and the worker raise the level to their `--loglevel`."""
+    from config.logging import configure_logging
+
+    configure_logging("WARNING")
 
 
 main.add_command(services)
@@ -51,5 +62,7 @@ for command in (
     prune,
     tasks,
     reap,
+    alerts,
+    metrics_,
 ):
     main.add_command(command)

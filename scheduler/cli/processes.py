@@ -61,14 +61,30 @@ def prepare(*, upgrade: bool) -> ServiceUrls:
     return urls
 
 
+http_port_option = click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics, /livez, /readyz on this port (see docs/OBSERVABILITY.md).",
+)
+
+
+def _export_port(name: str, port: int | None) -> None:
+    if port is not None:
+        os.environ[name] = str(port)
+        get_settings.cache_clear()
+
+
 @click.command()
 @click.option("--loglevel", "-l", default="INFO", show_default=True, help="Log level.")
-def beat(loglevel: str) -> None:
+@http_port_option
+def beat(loglevel: str, http_port: int | None) -> None:
     """Run a beat: dispatches due schedules from the database.
 
     Any number of beats may run at once; the database makes each slot run exactly once.
     Same as `celery -A config.celery beat -S scheduler.beat:DatabaseScheduler`.
     """
+    _export_port("SCHEDULER_BEAT_HTTP_PORT", http_port)
     prepare(upgrade=False)
     from config.celery import app
 
@@ -86,18 +102,21 @@ def beat(loglevel: str) -> None:
     show_default=True,
 )
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues to consume.")
+@http_port_option
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(
     loglevel: str,
     concurrency: int | None,
     pool: str,
     queues: str | None,
+    http_port: int | None,
     celery_args: tuple[str, ...],
 ) -> None:
     """Run a worker: executes tasks and records every run.
 
     Extra arguments go to `celery worker` as they are. Same as `celery -A config.celery worker`.
     """
+    _export_port("SCHEDULER_WORKER_HTTP_PORT", http_port)
     prepare(upgrade=False)
     from config.celery import app
 

@@ -14,7 +14,13 @@ from scheduler import migrate
 from scheduler.domain import NON_TERMINAL, ExecutionStatus
 from scheduler.models import Base
 
-CONTRACT_TABLES = {"execution_statuses", "schedules", "executions"}
+CONTRACT_TABLES = {
+    "execution_statuses",
+    "schedules",
+    "executions",
+    "notification_rules",
+    "notification_deliveries",
+}
 
 
 def _dsn(url: str) -> str:
