@@ -65,6 +65,10 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    web_secret: str | None = Field(default=None, repr=False)
+    """Signs the dashboard's session cookie (`SCHEDULER_WEB_SECRET`); unset: a random key
+    per process, so sessions end when `scheduler web` restarts."""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -14,7 +14,14 @@ from scheduler import migrate
 from scheduler.domain import NON_TERMINAL, ExecutionStatus
 from scheduler.models import Base
 
-CONTRACT_TABLES = {"execution_statuses", "schedules", "executions"}
+CONTRACT_TABLES = {
+    "execution_statuses",
+    "schedules",
+    "executions",
+    "audit_log",
+    "web_users",
+    "web_tokens",
+}
 
 
 def _dsn(url: str) -> str:
