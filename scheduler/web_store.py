@@ -30,7 +30,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.domain import ExecutionStatus
@@ -435,7 +435,7 @@ class WebStore:
                 Execution.schedule_id.is_not(None),
                 Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS),
             )
-            .distinct(Execution.schedule_id)
+            .ext(distinct_on(Execution.schedule_id))
             .order_by(Execution.schedule_id, Execution.created_at.desc())
             .subquery()
         )

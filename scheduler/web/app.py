@@ -197,7 +197,9 @@ def problem_for(exc: BaseException) -> HTTPProblem:
             return HTTPProblem(
                 400, "the database refused a value: check the field types and ranges"
             )
-        log.warning("database error: %s", redact(str(exc.orig)).splitlines()[0] if exc.orig else name)
+        log.warning(
+            "database error: %s", redact(str(exc.orig)).splitlines()[0] if exc.orig else name
+        )
         return HTTPProblem(503, "the database refused the request: see the server log")
     log.exception("unexpected error", exc_info=exc)
     return HTTPProblem(500, "internal error: see the server log")

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from scheduler import api
 from scheduler.accounts import Role
-from scheduler.schedules import from_mapping, from_row, to_mapping
+from scheduler.schedules import ScheduleDefinition, from_mapping, from_row, to_mapping, validate
 from scheduler.web.app import (
     actor_of,
     api_route,
@@ -41,12 +41,45 @@ def _schedule_out(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _definition(data: dict[str, Any]) -> Any:
+_TEXT = ("name", "task", "cron", "timezone", "description", "misfire_policy", "overlap_policy")
+_INTEGER = ("max_runs", "misfire_grace_seconds", "jitter_seconds")
+_INSTANT = ("run_at", "at", "start_at", "end_at")
+INT32 = 2**31 - 1
+
+
+def _check_types(data: dict[str, Any]) -> None:
+    """JSON types per field, before any of it reaches the definition or the database."""
+    for key, value in data.items():
+        if value is None and key not in ("name", "task"):
+            continue
+        if key in _TEXT or key in _INSTANT or key == "every":
+            ok = isinstance(value, str)
+        elif key in _INTEGER:
+            ok = isinstance(value, int) and not isinstance(value, bool) and -INT32 <= value <= INT32
+        elif key == "interval_seconds":
+            ok = isinstance(value, int | float | str) and not isinstance(value, bool)
+        elif key == "enabled":
+            ok = isinstance(value, bool)
+        elif key == "args":
+            ok = isinstance(value, list)
+        elif key in ("kwargs", "options"):
+            ok = isinstance(value, dict)
+        else:
+            continue
+        if not ok:
+            raise HTTPProblem(400, f"invalid schedule definition: {key} has the wrong type")
+
+
+def definition_from(data: dict[str, Any]) -> ScheduleDefinition:
+    """A validated definition from a JSON mapping; every problem is a 400 with one line."""
+    _check_types(data)
     try:
-        definition = from_mapping(data)
-    except (TypeError, ValueError, ArithmeticError) as exc:
+        return validate(from_mapping(data))
+    except (TypeError, ValueError, ArithmeticError, OverflowError) as exc:
         raise HTTPProblem(400, f"invalid schedule definition: {str(exc).splitlines()[0]}") from None
-    return definition
+
+
+_definition = definition_from
 
 
 @api_route(Role.VIEWER)

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from scheduler import api
 from scheduler.accounts import Role
 from scheduler.domain import ExecutionStatus
-from scheduler.schedules import from_mapping, from_row, parse_json, to_mapping
+from scheduler.schedules import from_row, parse_json, to_mapping
 from scheduler.web import charts, pages
 from scheduler.web.app import (
     call,
@@ -31,6 +31,7 @@ from scheduler.web.app import (
     state_of,
 )
 from scheduler.web.auth import HTTPProblem, check_csrf, require
+from scheduler.web.jsonapi import definition_from
 
 Page = Callable[[Request], Awaitable[Response]]
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -255,10 +256,7 @@ async def save_schedule(request: Request) -> Response:
         existing = str(data.get("name", ""))
         if existing and await _exists(existing):
             raise HTTPProblem(409, f"a schedule named {existing!r} exists: edit it instead")
-    try:
-        definition = from_mapping(data)
-    except (TypeError, ValueError) as exc:
-        raise HTTPProblem(400, f"the definition has a wrong value: {exc}") from None
+    definition = definition_from(data)
     outcome = await call(api.aupsert_schedule(definition, actor=actor(request)))
     flash(request, f"schedule {definition.name} {outcome.value}")
     return redirect(request, name_path(definition.name))
