@@ -4,7 +4,6 @@ database with schedules and runs, no request makes the server answer 5xx."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from tests.acceptance.procs import query
 
 
 @pytest.fixture
-def fuzzed(database_url: str, broker_url: str) -> Iterator[tuple[Any, str]]:
+def fuzzed(database_url: str, broker_url: str) -> tuple[Any, str]:
     api.upsert_schedule(api.ScheduleDefinition(name="nightly", task="demo.noop", cron="0 3 * * *"))
     api.upsert_schedule(
         api.ScheduleDefinition(
