@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     """Optional single-leader mode (RedBeat's Redis lock); off: any number of beats run at once."""
     beat_leader_lock_timeout_s: float = 10.0
 
+    backfill_max: int = Field(default=1000, ge=1)
+    """Most slots one backfill may create (`SCHEDULER_BACKFILL_MAX`); a longer range is refused."""
+
     worker_progress_throttle_s: float = 0.5
     worker_result_summary_max: int = 2000
     worker_lost_margin_s: float = 60.0

@@ -14,7 +14,7 @@ import contextlib
 import enum
 import getpass
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.settings import get_settings
 from scheduler import accounts
 from scheduler.db import get_runtime
-from scheduler.dispatcher import Dispatcher, TriggerResult
+from scheduler.dispatcher import BackfillReport, Dispatcher, TriggerResult
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DuplicateError, InvalidScheduleError, NotFoundError
 from scheduler.repository import SchedulerRepository as repo
@@ -40,14 +40,19 @@ from scheduler.web_store import WebStore as store
 
 T = TypeVar("T")
 __all__ = [
+    "BackfillReport",
     "ScheduleDefinition",
     "TriggerResult",
     "UpsertOutcome",
     "areconcile",
+    "backfill",
     "get_execution",
     "history",
     "list_schedules",
+    "pause_schedule",
     "remove_schedule",
+    "resume_schedule",
+    "run_tree",
     "stats",
     "trigger",
     "upsert_schedule",
@@ -161,14 +166,31 @@ async def ahistory(
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 50,
+    root: uuid.UUID | str | None = None,
     session: AsyncSession | None = None,
 ) -> list[dict[str, Any]]:
+    """Runs newest first; `root` keeps one run tree (see `run_tree`)."""
     if limit < 1:
         raise InvalidScheduleError("limit must be at least 1")
+    key = None if root is None else _execution_key(root)
     async with _unit(session) as s:
         return await repo.history(
-            s, schedule=schedule, task=task, status=status, since=since, until=until, limit=limit
+            s,
+            schedule=schedule,
+            task=task,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            root=key,
         )
+
+
+def _execution_key(execution_id: uuid.UUID | str) -> uuid.UUID:
+    try:
+        return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(execution_id)
+    except ValueError:
+        raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
 
 
 async def aget_execution(
@@ -180,9 +202,53 @@ async def aget_execution(
         raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
     async with _unit(session) as s:
         found = await repo.execution_details(s, key)
+        tree = [] if found is None else await repo.run_tree(s, key)
     if found is None:
         raise NotFoundError(f"no execution {key}: see `scheduler history`")
+    found["children"] = [node for node in tree if node["parent_id"] == key]
+    found["tree"] = tree
     return found
+
+
+async def arun_tree(
+    execution_id: uuid.UUID | str, *, session: AsyncSession | None = None
+) -> list[dict[str, Any]]:
+    """Every run of the tree `execution_id` belongs to: its root (the run that started the
+    tree, e.g. a scheduled run) and every run whose Celery root_id is that root (chain,
+    group and chord steps, subtasks), oldest first; each has `parent_id` and `root_id`."""
+    key = _execution_key(execution_id)
+    async with _unit(session) as s:
+        tree = await repo.run_tree(s, key)
+    if not tree:
+        raise NotFoundError(f"no execution {key}: see `scheduler history`")
+    return tree
+
+
+async def apause_schedule(
+    name: str, reason: str, *, actor: str | None = None, session: AsyncSession | None = None
+) -> dict[str, Any]:
+    """Pause schedule `name` (disable it) noting `reason`, `actor` (who) and the time; its
+    runs written ahead are withdrawn. Returns the schedule as `list_schedules` gives it."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidScheduleError("a pause needs a reason (--reason TEXT)")
+    async with _unit(session) as s:
+        if not await repo.pause_schedule(s, name, reason=reason, actor=actor):
+            raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        await _audit(s, actor, "schedule.pause", "schedule", name, reason=reason)
+        return (await repo.list_schedules(s, names=[name]))[0]
+
+
+async def aresume_schedule(
+    name: str, *, actor: str | None = None, session: AsyncSession | None = None
+) -> dict[str, Any]:
+    """Enable schedule `name` again (from its next slot, no catch-up for the paused time);
+    the pause annotation is cleared. Audited as `schedule.resume` by `actor`."""
+    async with _unit(session) as s:
+        if not await repo.resume_schedule(s, name):
+            raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        await _audit(s, actor, "schedule.resume", "schedule", name)
+        return (await repo.list_schedules(s, names=[name]))[0]
 
 
 async def astats(
@@ -196,29 +262,86 @@ async def astats(
         return await repo.stats(s, since=since, schedule=schedule)
 
 
-async def atrigger(name: str, *, force: bool = False, actor: str | None = None) -> TriggerResult:
+async def atrigger(
+    name: str,
+    *,
+    force: bool = False,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> TriggerResult:
     """Run schedule `name` now (trigger `manual`); respects its overlap policy unless `force`.
+    `args`/`kwargs` replace the schedule's for this one run (recorded on the run).
     Audited as `schedule.trigger` by `actor` (default: the OS user)."""
+    if args is not None and not isinstance(args, list):
+        raise InvalidScheduleError("args must be a JSON array, e.g. '[1, \"a\"]'")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise InvalidScheduleError("kwargs must be a JSON object, e.g. '{\"key\": 1}'")
+    async with _dispatcher() as dispatcher:
+        result = await dispatcher.trigger(
+            name, force=force, now=datetime.now(UTC), args=args, kwargs=kwargs
+        )
+    detail: dict[str, Any] = {
+        "execution_id": str(result.execution_id), "status": result.status.value, "force": force,
+    }  # fmt: skip
+    if args is not None or kwargs is not None:
+        detail |= {"args": args, "kwargs": kwargs}
+    async with _unit(None) as s:
+        await _audit(s, actor, "schedule.trigger", "schedule", name, detail=detail)
+    return result
+
+
+async def abackfill(
+    name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    actor: str | None = None,
+) -> BackfillReport:
+    """Give each slot of schedule `name` from `start` to `end` (both included, not after
+    now) that has no run yet a run with trigger `backfill`; see `Dispatcher.backfill`.
+    Audited as `schedule.backfill` by `actor` unless `dry_run`."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidScheduleError("backfill bounds need a time zone (aware datetimes)")
+    async with _dispatcher() as dispatcher:
+        report = await dispatcher.backfill(
+            name,
+            start.astimezone(UTC),
+            end.astimezone(UTC),
+            force=force,
+            dry_run=dry_run,
+            now=datetime.now(UTC),
+            progress=progress,
+        )
+    if not dry_run:
+        async with _unit(None) as s:
+            await _audit(
+                s, actor, "schedule.backfill", "schedule", name,
+                detail={"from": start.isoformat(), "to": end.isoformat(), "force": force,
+                        "created": len(report.created), "existing": len(report.existing),
+                        "skipped": len(report.skipped)},
+            )  # fmt: skip
+    return report
+
+
+@contextlib.asynccontextmanager
+async def _dispatcher() -> AsyncIterator[Dispatcher]:
     from config.celery import app
     from scheduler.publisher import Publisher
 
     publisher = Publisher(app)
     try:
-        dispatcher = Dispatcher(
+        yield Dispatcher(
             sessions=get_runtime().sessions,
             publisher=publisher,
             registered=None,
             settings=get_settings(),
         )
-        result = await dispatcher.trigger(name, force=force, now=datetime.now(UTC))
     finally:
         publisher.close()
-    detail = {"execution_id": str(result.execution_id), "status": result.status.value}
-    async with _unit(None) as s:
-        await _audit(
-            s, actor, "schedule.trigger", "schedule", name, detail=detail | {"force": force}
-        )
-    return result
 
 
 def upsert_schedule(
@@ -247,8 +370,42 @@ def stats(*, since: datetime | None = None, schedule: str | None = None) -> list
     return _sync(astats(since=since, schedule=schedule))
 
 
-def trigger(name: str, *, force: bool = False, actor: str | None = None) -> TriggerResult:
-    return _sync(atrigger(name, force=force, actor=actor))
+def trigger(
+    name: str,
+    *,
+    force: bool = False,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    actor: str | None = None,
+) -> TriggerResult:
+    return _sync(atrigger(name, force=force, args=args, kwargs=kwargs, actor=actor))
+
+
+def backfill(
+    name: str,
+    start: datetime,
+    end: datetime,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    actor: str | None = None,
+) -> BackfillReport:
+    return _sync(
+        abackfill(name, start, end, force=force, dry_run=dry_run, progress=progress, actor=actor)
+    )
+
+
+def pause_schedule(name: str, reason: str, *, actor: str | None = None) -> dict[str, Any]:
+    return _sync(apause_schedule(name, reason, actor=actor))
+
+
+def resume_schedule(name: str, *, actor: str | None = None) -> dict[str, Any]:
+    return _sync(aresume_schedule(name, actor=actor))
+
+
+def run_tree(execution_id: uuid.UUID | str) -> list[dict[str, Any]]:
+    return _sync(arun_tree(execution_id))
 
 
 # --- Audit, accounts and the dashboard's reads ------------------------------------------

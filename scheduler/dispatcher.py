@@ -41,8 +41,10 @@ from scheduler.planner import (
     PlannedRun,
     PlannerSettings,
     ScheduleUpdate,
+    backfill_slots,
     due_schedule_from_mapping,
     make_run,
+    overlap_decisions,
     plan,
     validate_row,
 )
@@ -92,7 +94,7 @@ def _execution_values(run: PlannedRun, now: datetime) -> dict[str, Any]:
         "scheduled_for": run.scheduled_for,
         "status_id": run.status.id,
         "created_at": now,
-        "completed_at": None if run.publishes else now,
+        "completed_at": None if run.fires else now,
     }
 
 
@@ -218,8 +220,8 @@ class Dispatcher:
             inserted = await repo.insert_executions(
                 session, [_execution_values(r, now) for r in result.runs]
             )
+            runs_added = Counter(r.schedule_id for r in result.runs if r.fires and r.id in inserted)
             fired = [r for r in result.runs if r.publishes and r.id in inserted]
-            runs_added = Counter(r.schedule_id for r in fired)
             await repo.update_schedules(
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
@@ -341,7 +343,11 @@ class Dispatcher:
             self._last_reap = clock
             async with self.sessions() as session, session.begin():
                 lost = await reap_lost(
-                    session, now=now, time_limits_s=self.time_limits_s, watch=self.watch
+                    session,
+                    now=now,
+                    time_limits_s=self.time_limits_s,
+                    watch=self.watch,
+                    publisher=self.publisher,
                 )
             if self.watch is not None:
                 self.watch.refresh()  # in the background: seen by the next reap
@@ -426,17 +432,31 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             return await repo.clear_beat_errors(session)
 
-    async def trigger(self, name: str, *, force: bool, now: datetime) -> TriggerResult:
+    async def trigger(
+        self,
+        name: str,
+        *,
+        force: bool,
+        now: datetime,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+    ) -> TriggerResult:
         """Fire schedule `name` now (trigger `manual`, not a slot); publish and mark queued.
+        `args`/`kwargs` replace the schedule's for this run only (recorded on the run).
 
         Respects the overlap policy unless `force`: when it refuses, a `skipped` row records
-        why. Raises NotFoundError for an unknown name.
+        why; a `buffer_one` run behind one in progress is written and held (`pending`) until
+        that run's outcome releases it. Raises NotFoundError for an unknown name.
         """
         async with self.sessions() as session, session.begin():
             values = await repo.lock_schedule_for_trigger(session, name)
             if values is None:
                 raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
             row = due_schedule_from_mapping(values)
+            if args is not None:
+                row = dataclasses.replace(row, args=args)
+            if kwargs is not None:
+                row = dataclasses.replace(row, kwargs=kwargs)
             try:
                 validate_row(row, self.registered)
             except InvalidScheduleError as exc:
@@ -451,7 +471,8 @@ class Dispatcher:
                 )
             )
             status = ExecutionStatus.SKIPPED if refuse else ExecutionStatus.PENDING
-            run = make_run(row, None, Trigger.MANUAL, status)
+            held = not force and overlap is OverlapPolicy.BUFFER_ONE and row.active_runs > 0
+            run = make_run(row, None, Trigger.MANUAL, status, held=held)
             execution_id = run.id
             await repo.insert_executions(session, [_execution_values(run, now)])
         if refuse:
@@ -460,12 +481,112 @@ class Dispatcher:
                 ExecutionStatus.SKIPPED,
                 f"overlap policy {overlap.value}: a run is still in progress (use --force)",
             )
+        if held:
+            return TriggerResult(
+                execution_id,
+                ExecutionStatus.PENDING,
+                "overlap policy buffer_one: it starts when the run in progress has finished",
+            )
         published = await self._publish_and_mark([run])
         return TriggerResult(
             execution_id,
             ExecutionStatus.QUEUED if published else ExecutionStatus.PENDING,
             None if published else "broker unreachable: the beat's sweep will publish it",
         )
+
+    async def backfill(
+        self,
+        name: str,
+        start: datetime,
+        end: datetime,
+        *,
+        force: bool,
+        dry_run: bool,
+        now: datetime,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BackfillReport:
+        """One run (trigger `backfill`, `scheduled_for` = the slot) for each of the schedule's
+        slots at or after `start` and at or before `end` (and not after `now`) that has none
+        yet: the slot's unique key makes a second backfill of a range create nothing.
+
+        At most `backfill_max` slots (more is refused, nothing written). Unless `force`, the
+        overlap policy judges the new runs as if they came one after another: `skip` makes
+        one when nothing runs, `buffer_one` one plus one held back; the others are reported
+        as skipped and left unwritten (a later backfill can fill them). Runs are written
+        `pending` and committed, then published and marked `queued` (the outbox sweep
+        publishes what a failed publish left). `progress(done, total)` follows publishing."""
+        async with self.sessions() as session, session.begin():
+            values = await repo.lock_schedule_for_trigger(session, name)
+            if values is None:
+                raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+            row = due_schedule_from_mapping(values)
+            try:
+                timing = validate_row(row, self.registered)
+            except InvalidScheduleError as exc:
+                raise InvalidScheduleError(f"schedule {name!r} cannot run: {exc}") from None
+            if end < start:
+                raise InvalidScheduleError("--to is before --from")
+            slots = (
+                []
+                if start > now
+                else backfill_slots(
+                    row, timing, start, min(end, now), limit=self.settings.backfill_max
+                )
+            )
+            existing = await repo.existing_slots(session, row.id, slots)
+            missing = [slot for slot in slots if slot not in existing]
+            policy = OverlapPolicy.ALLOW if force else OverlapPolicy(row.overlap_policy)
+            decisions = overlap_decisions(policy, row.active_runs, row.waiting_runs, len(missing))
+            runs = [
+                make_run(row, slot, Trigger.BACKFILL, ExecutionStatus.PENDING, held=held)
+                for slot, (fires, held) in zip(missing, decisions, strict=True)
+                if fires
+            ]
+            skipped = [
+                slot for slot, (fires, _) in zip(missing, decisions, strict=True) if not fires
+            ]
+            inserted: set[uuid.UUID] = set()
+            if not dry_run and runs:
+                inserted = await repo.insert_executions(
+                    session, [_execution_values(r, now) for r in runs]
+                )
+        created = [r for r in runs if dry_run or r.id in inserted]
+        report = BackfillReport(
+            schedule=name,
+            created=[r.scheduled_for for r in created if r.scheduled_for is not None],
+            existing=sorted(existing),
+            skipped=skipped,
+            execution_ids=[] if dry_run else [r.id for r in created],
+            dry_run=dry_run,
+        )
+        ready = [r for r in created if r.publishes and not dry_run]
+        done = 0
+        for first in range(0, len(ready), BACKFILL_PUBLISH_BATCH):
+            batch = ready[first : first + BACKFILL_PUBLISH_BATCH]
+            await self._publish_and_mark(batch)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(ready))
+        return report
+
+
+@dataclass(frozen=True)
+class BackfillReport:
+    """What a backfill did (or, with `dry_run`, would do)."""
+
+    schedule: str
+    created: list[datetime]
+    """Slots given a run now (with `dry_run`: that would be)."""
+    existing: list[datetime]
+    """Slots that already had a run (of any trigger): left alone."""
+    skipped: list[datetime]
+    """Slots the overlap policy refused (not written; `force` overrides)."""
+    execution_ids: list[uuid.UUID]
+    """The runs created, in slot order (empty for a dry run)."""
+    dry_run: bool = False
+
+
+BACKFILL_PUBLISH_BATCH = 100
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -70,6 +70,8 @@ class Trigger(enum.StrEnum):
     CATCHUP = "catchup"
     MANUAL = "manual"
     DIRECT = "direct"
+    BACKFILL = "backfill"
+    RETRY = "retry"
 
 
 class MisfirePolicy(enum.StrEnum):

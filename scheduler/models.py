@@ -65,6 +65,7 @@ class Schedule(Base):
         CheckConstraint("misfire_grace_seconds >= 0", name="grace_non_negative"),
         CheckConstraint("jitter_seconds >= 0", name="jitter_non_negative"),
         CheckConstraint("max_runs > 0", name="max_runs_positive"),
+        CheckConstraint("pause_after_failures > 0", name="pause_after_failures_positive"),
         *(
             CheckConstraint(
                 f"{column} BETWEEN '{EARLIEST_INSTANT}' AND '{LATEST_INSTANT}'",
@@ -102,6 +103,10 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     total_run_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    paused_by: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pause_after_failures: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -110,7 +115,11 @@ class Execution(Base):
     __tablename__ = "executions"
     __table_args__ = (
         UniqueConstraint("schedule_id", "scheduled_for", name="uq_executions_slot"),
-        CheckConstraint("trigger IN ('schedule', 'catchup', 'manual', 'direct')", name="trigger"),
+        CheckConstraint(
+            "trigger IN ('schedule', 'catchup', 'manual', 'direct', 'backfill', 'retry')",
+            name="trigger",
+        ),
+        Index("ix_executions_root_id", "root_id"),
         Index("ix_executions_schedule_created", "schedule_id", text("created_at DESC")),
         Index("ix_executions_status_created", "status_id", text("created_at DESC")),
         Index("ix_executions_created", text("created_at DESC")),
@@ -150,6 +159,8 @@ class Execution(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[Any | None] = mapped_column(JSONB)
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    root_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
 
 
 _ROLES = "role IN ('viewer', 'operator', 'admin')"

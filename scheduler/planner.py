@@ -9,7 +9,8 @@ Rules:
   `schedule`; older slots are misfires: `run_once` fires one `catchup` run, `skip` records
   one `missed` row, `run_all` fires each missed slot (at most `max_catchup`);
 - overlap: `allow` fires; `skip` records `skipped` while a run of the schedule is not
-  terminal; `buffer_one` lets one run wait behind the running one, and skips the rest;
+  terminal; `buffer_one` lets one run wait behind the running one (written, held back
+  unpublished until that run's outcome is written), and skips the rest;
 - `end_at` and `max_runs` end a schedule's life (disabled, `next_run_at` NULL);
 - jitter delays the message by a per-slot deterministic offset (`countdown`), so every beat
   agrees and the slot's nominal time stays `scheduled_for`;
@@ -30,7 +31,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from scheduler.cron import Timing, first_interval_fire, make_timing, next_fire
+from scheduler.cron import (
+    Timing,
+    first_interval_fire,
+    interval_microseconds,
+    make_timing,
+    next_fire,
+)
 from scheduler.domain import ExecutionStatus, MisfirePolicy, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.options import check_options
@@ -87,10 +94,18 @@ class PlannedRun:
     scheduled_for: datetime | None
     status: ExecutionStatus
     countdown_s: float = 0.0
+    held: bool = False
+    """A `buffer_one` run waiting behind the run in progress: written `pending` but not
+    published; the outcome of the run before it releases it (see `scheduler.followup`)."""
+
+    @property
+    def fires(self) -> bool:
+        """A run that will run (now or, when held, after the run before it)."""
+        return self.status is ExecutionStatus.PENDING
 
     @property
     def publishes(self) -> bool:
-        return self.status is ExecutionStatus.PENDING
+        return self.status is ExecutionStatus.PENDING and not self.held
 
 
 @dataclass(frozen=True)
@@ -300,7 +315,8 @@ def _fire_due(
         if overlap is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
             runs.append(make_run(row, s, trigger, ExecutionStatus.SKIPPED))
             continue
-        runs.append(make_run(row, s, trigger, ExecutionStatus.PENDING))
+        held = overlap is OverlapPolicy.BUFFER_ONE and active > 0
+        runs.append(make_run(row, s, trigger, ExecutionStatus.PENDING, held=held))
         fired += 1
         active += 1
         waiting += 1
@@ -329,10 +345,15 @@ def _skip_ahead(timing: Timing, slot: datetime, target: datetime) -> datetime | 
 
 
 def make_run(
-    row: DueSchedule, slot: datetime | None, trigger: Trigger, status: ExecutionStatus
+    row: DueSchedule,
+    slot: datetime | None,
+    trigger: Trigger,
+    status: ExecutionStatus,
+    *,
+    held: bool = False,
 ) -> PlannedRun:
     """A run of `row` for `slot` (None: a manual run, no slot and no jitter); a run to publish
-    carries its execution id in kwargs."""
+    carries its execution id in kwargs. `held`: a buffered run, published later."""
     execution_id = uuid.uuid4()
     kwargs = dict(row.kwargs)
     if status is ExecutionStatus.PENDING:
@@ -348,6 +369,7 @@ def make_run(
         scheduled_for=slot,
         status=status,
         countdown_s=0.0 if slot is None else jitter_s(row.id, slot, row.jitter_seconds),
+        held=held,
     )
 
 
@@ -355,3 +377,59 @@ def due_schedule_from_mapping(values: Mapping[str, Any]) -> DueSchedule:
     """Build a snapshot from a row mapping (column name -> value)."""
     names = DueSchedule.__dataclass_fields__
     return DueSchedule(**{k: v for k, v in values.items() if k in names})
+
+
+def backfill_slots(
+    row: DueSchedule, timing: Timing, start: datetime, end: datetime, *, limit: int
+) -> list[datetime]:
+    """The schedule's slots at or after `start` and at or before `end` (within its own
+    `start_at`/`end_at`), oldest first. More than `limit` raises InvalidScheduleError.
+
+    An interval schedule's grid is anchored where the beat anchored it: `start_at`, else its
+    `next_run_at` or `last_run_at` (slots the beat computed), else `start` itself."""
+    if end < start:
+        raise InvalidScheduleError("--to is before --from")
+    if row.start_at is not None:
+        start = max(start, row.start_at)
+    if row.end_at is not None:
+        end = min(end, row.end_at)
+    slots: list[datetime] = []
+    if timing.run_at is not None:
+        return [timing.run_at] if start <= timing.run_at <= end else []
+    anchor: datetime | None = None
+    if timing.interval_seconds is not None:
+        anchor = row.start_at or row.next_run_at or row.last_run_at or start
+        step = timedelta(microseconds=interval_microseconds(timing.interval_seconds))
+        if anchor > start:
+            anchor -= step * -(-(anchor - start) // step)
+        slot: datetime | None = first_interval_fire(anchor, timing.interval_seconds, start)
+    else:
+        slot = next_fire(timing, start - timedelta(microseconds=1))
+    while slot is not None and slot <= end:
+        if len(slots) >= limit:
+            raise InvalidScheduleError(
+                f"the range holds more than {limit} slots (SCHEDULER_BACKFILL_MAX): "
+                "narrow --from/--to or backfill in parts"
+            )
+        slots.append(slot)
+        slot = next_fire(timing, slot, anchor=anchor or slot)
+    return slots
+
+
+def overlap_decisions(
+    policy: OverlapPolicy, active: int, waiting: int, count: int
+) -> list[tuple[bool, bool]]:
+    """For `count` runs made at once (a backfill): (fires, held) of each, in order, as the
+    overlap policy judges them given the schedule's runs in progress."""
+    decisions: list[tuple[bool, bool]] = []
+    for _ in range(count):
+        if policy is OverlapPolicy.SKIP and active > 0:
+            decisions.append((False, False))
+            continue
+        if policy is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
+            decisions.append((False, False))
+            continue
+        decisions.append((True, policy is OverlapPolicy.BUFFER_ONE and active > 0))
+        active += 1
+        waiting += 1
+    return decisions

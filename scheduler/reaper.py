@@ -26,6 +26,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
+from scheduler.followup import follow_up
+from scheduler.publisher import Publisher
 from scheduler.repository import SchedulerRepository as repo
 
 log = logging.getLogger(__name__)
@@ -120,8 +122,11 @@ async def reap_lost(
     time_limits_s: Mapping[str, float] | None = None,
     grace_s: float = 10.0,
     watch: WorkerWatch | None = None,
+    publisher: Publisher | None = None,
 ) -> int:
-    """Mark lost runs; returns how many. `time_limits_s`: hard limit per task name."""
+    """Mark lost runs; returns how many. `time_limits_s`: hard limit per task name. In the
+    same transaction, schedules whose runs were lost may pause themselves after failures,
+    and (with a `publisher`) a `buffer_one` schedule's buffered run is released."""
     settings = get_settings()
     host = socket.gethostname()
     limits = time_limits_s or {}
@@ -140,11 +145,16 @@ async def reap_lost(
         limit = limits.get(row["task"])
         if limit and now - started > timedelta(seconds=limit + settings.worker_lost_margin_s):
             overdue.append(row["id"])
-    lost = await repo.mark_lost(session, dead, now=now, reason="the worker process is gone")
-    lost += await repo.mark_lost(
+    schedules = await repo.mark_lost_returning(
+        session, dead, now=now, reason="the worker process is gone"
+    )
+    schedules += await repo.mark_lost_returning(
         session,
         overdue,
         now=now,
         reason="still running past its hard time limit",
     )
-    return lost
+    if any(sid is not None for sid in schedules):
+        driver = await repo.driver_connection(await session.connection())
+        await follow_up(driver, schedules, failed=True, publisher=publisher)
+    return len(schedules)

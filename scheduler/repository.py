@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import aliased
 
 from scheduler.domain import ExecutionStatus, OverlapPolicy
 from scheduler.exceptions import DuplicateError, NotFoundError
@@ -28,6 +29,13 @@ from scheduler.models import (
     ExecutionStatusRow,
     Schedule,
 )
+
+FAILURE_STATUS_IDS = (
+    ExecutionStatus.FAILED.id,
+    ExecutionStatus.TIMEOUT.id,
+    ExecutionStatus.LOST.id,
+)
+"""Terminal failures: what `pause_after_failures` counts."""
 
 Executor = AsyncSession | AsyncConnection
 """What the hot-path writes accept: a session, or a bare (autocommit) connection."""
@@ -300,7 +308,8 @@ class SchedulerRepository:
     async def lock_stale_pending(
         session: AsyncSession, *, older_than: datetime, limit: int
     ) -> list[dict[str, Any]]:
-        """Rows still `pending` (publish failed, or a beat died after commit), locked.
+        """Rows still `pending` (publish failed, or a beat died after commit), locked; not a
+        `buffer_one` run held back behind an earlier run of its schedule that is not over.
         `withdraw` marks a run written ahead whose schedule has since been removed, or disabled
         by hand before the run's slot: it is not to be published."""
         written_ahead = Execution.created_at < Execution.scheduled_for
@@ -312,10 +321,23 @@ class SchedulerRepository:
                 Execution.scheduled_for > Schedule.updated_at,
             ),
         )
+        other = aliased(Execution)
+        held = and_(
+            Schedule.overlap_policy == OverlapPolicy.BUFFER_ONE.value,
+            select(other.id)
+            .where(
+                other.schedule_id == Execution.schedule_id,
+                other.status_id.in_(NON_TERMINAL_STATUS_IDS),
+                other.created_at < Execution.created_at,
+            )
+            .exists(),
+        )
         result = await session.execute(
             select(*_MESSAGE_COLUMNS, and_(written_ahead, disabled).label("withdraw"))
             .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
             .where(
+                # a buffered run waits for the run before it (its outcome releases it)
+                or_(Schedule.id.is_(None), ~held),
                 Execution.status_id == ExecutionStatus.PENDING.id,
                 Execution.created_at < older_than,
                 # a run written ahead is its beat's to publish until a while after its time
@@ -447,11 +469,13 @@ class SchedulerRepository:
 
     _CLAIM_SQL = (
         "INSERT INTO executions AS e (id, task, args, kwargs, trigger, status_id, created_at,"
-        " started_at, worker, attempt)"
-        f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1)"
+        " started_at, worker, attempt, parent_id, root_id)"
+        f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1, $8, $9)"
         f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
         " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
-        " attempt = e.attempt + 1, completed_at = NULL"
+        " attempt = e.attempt + 1, completed_at = NULL,"
+        " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
+        " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
         " WHERE e.status_id = ANY($7::smallint[])"
         " RETURNING e.attempt"
     )
@@ -460,6 +484,11 @@ class SchedulerRepository:
         " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
         " progress = COALESCE($9::jsonb, progress)"
         f" WHERE id = $1 AND status_id = {ExecutionStatus.RUNNING.id}"
+    )
+    _FINISH_RETURNING_SQL = (
+        _FINISH_SQL + " RETURNING schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
+        " OR (s.pause_after_failures IS NOT NULL AND s.enabled AND $2 = ANY($10::smallint[]))"
+        " FROM schedules s WHERE s.id = executions.schedule_id) AS follow_up"
     )
     _PROGRESS_SQL = (
         "UPDATE executions SET progress = $2::jsonb"
@@ -482,12 +511,15 @@ class SchedulerRepository:
         worker: str,
         now: datetime,
         reclaim_running: bool = False,
+        parent_id: uuid.UUID | str | None = None,
+        root_id: uuid.UUID | str | None = None,
     ) -> int | None:
         """Start a run in one statement: claim its row (pending|queued|retrying -> running,
         started_at, worker, attempt + 1), or create it with trigger `direct` for a call made
         outside the beat. Returns the attempt number, or None when the execution is already
         running or finished (a duplicate delivery: run nothing). `reclaim_running` lets a
-        redelivered acks_late message take over a run whose worker died.
+        redelivered acks_late message take over a run whose worker died. `parent_id` and
+        `root_id` are Celery's (the task that sent this one, the first of its tree).
 
         `driver` is an asyncpg connection (see `driver_connection`); args/kwargs are JSON text.
         """
@@ -503,6 +535,8 @@ class SchedulerRepository:
             now,
             worker,
             claimable,
+            _uuid_or_none(parent_id),
+            _uuid_or_none(root_id),
         )
         return None if attempt is None else int(attempt)
 
@@ -536,6 +570,133 @@ class SchedulerRepository:
             progress_json,
         )
         return bool(status == "UPDATE 1")
+
+    @staticmethod
+    async def finish_run_returning(
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        *,
+        status_id: int,
+        duration_ms: int,
+        completed_at: datetime | None,
+        result_summary: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        traceback: str | None = None,
+        progress_json: str | None = None,
+    ) -> tuple[int | None, bool] | None:
+        """`finish_run`, returning (schedule_id, whether the outcome has a follow-up: a
+        `buffer_one` schedule may release its buffered run, a failure may pause the schedule);
+        None when the row did not change."""
+        row = await driver.fetchrow(
+            SchedulerRepository._FINISH_RETURNING_SQL,
+            _as_uuid(execution_id),
+            status_id,
+            duration_ms,
+            completed_at,
+            result_summary,
+            error_type,
+            error_message,
+            traceback,
+            progress_json,
+            list(FAILURE_STATUS_IDS),
+        )
+        if row is None:
+            return None
+        if row["schedule_id"] is None:
+            return None, False
+        return int(row["schedule_id"]), bool(row["follow_up"])
+
+    # --- After an outcome: auto-pause and the buffered run ------------------------------
+    # Plain SQL on the asyncpg connection (a session's, or the worker's held one), inside the
+    # caller's transaction. The schedule row is locked first, so two outcomes of one schedule
+    # written at once are judged one after the other, each seeing the other's outcome.
+
+    _LOCK_FOLLOW_UP_SQL = (
+        "SELECT id FROM schedules WHERE id = ANY($1::bigint[]) AND (overlap_policy = 'buffer_one'"
+        " OR (pause_after_failures IS NOT NULL AND enabled AND $2)) ORDER BY id FOR NO KEY UPDATE"
+    )
+    _AUTO_PAUSE_SQL = (
+        "UPDATE schedules s SET enabled = false, paused_by = $2, paused_at = now(),"
+        " paused_reason = 'paused after ' || s.pause_after_failures"
+        " || ' consecutive failures (last: ' || r.last_error || ')'"
+        " FROM (SELECT count(*) FILTER (WHERE t.status_id <> "
+        f"{ExecutionStatus.SUCCESS.id}) AS failures,"
+        " (array_agg(t.error ORDER BY t.created_at DESC))[1] AS last_error"
+        " FROM (SELECT e.status_id, e.created_at, left(split_part(coalesce(e.error_message,"
+        " e.error_type, 'no error recorded'), E'\\n', 1), 200) AS error"
+        " FROM executions e JOIN schedules p ON p.id = e.schedule_id"
+        " WHERE e.schedule_id = $1 AND e.status_id = ANY($3::smallint[])"
+        " AND e.completed_at >= p.updated_at ORDER BY e.created_at DESC"
+        " LIMIT (SELECT pause_after_failures FROM schedules WHERE id = $1)) t) r"
+        " WHERE s.id = $1 AND s.enabled AND s.pause_after_failures IS NOT NULL"
+        " AND r.failures >= s.pause_after_failures RETURNING s.name, s.paused_reason"
+    )
+    _RELEASE_SQL = (
+        "SELECT e.id, e.task, e.args, e.kwargs, e.schedule_id, s.options"
+        " FROM executions e JOIN schedules s ON s.id = e.schedule_id"
+        f" WHERE e.schedule_id = $1 AND e.status_id = {ExecutionStatus.PENDING.id}"
+        " AND s.overlap_policy = 'buffer_one' AND NOT EXISTS (SELECT 1 FROM executions o"
+        " WHERE o.schedule_id = $1 AND o.status_id = ANY($2::smallint[]))"
+        " ORDER BY e.created_at LIMIT 1 FOR UPDATE OF e SKIP LOCKED"
+    )
+    _MARK_QUEUED_SQL = (
+        f"UPDATE executions SET queued_at = now(), status_id = {ExecutionStatus.QUEUED.id}"
+        f" WHERE id = ANY($1::uuid[]) AND status_id = {ExecutionStatus.PENDING.id}"
+    )
+
+    @staticmethod
+    async def lock_for_follow_up(
+        driver: Any, schedule_ids: Sequence[int], *, failed: bool
+    ) -> list[int]:
+        """Lock (in id order) the schedules an outcome may act on; returns their ids."""
+        if not schedule_ids:
+            return []
+        rows = await driver.fetch(
+            SchedulerRepository._LOCK_FOLLOW_UP_SQL, sorted(set(schedule_ids)), failed
+        )
+        return [int(r["id"]) for r in rows]
+
+    @staticmethod
+    async def pause_after_failures(
+        driver: Any, schedule_id: int, *, actor: str
+    ) -> tuple[str, str] | None:
+        """Pause the (locked) schedule when its last `pause_after_failures` terminal runs
+        since it was last edited or resumed all failed (failed, timeout, lost; successes
+        break the streak; skipped, missed and revoked runs do not count). Returns (name,
+        reason) when this call paused it; an already paused schedule is left alone."""
+        row = await driver.fetchrow(
+            SchedulerRepository._AUTO_PAUSE_SQL,
+            schedule_id,
+            actor,
+            [ExecutionStatus.SUCCESS.id, *FAILURE_STATUS_IDS],
+        )
+        return None if row is None else (str(row["name"]), str(row["paused_reason"]))
+
+    @staticmethod
+    async def take_buffered_run(driver: Any, schedule_id: int) -> dict[str, Any] | None:
+        """The run a `buffer_one` schedule holds back (its oldest `pending` run), locked, when
+        no run of the schedule is queued, running or retrying any more; else None."""
+        row = await driver.fetchrow(
+            SchedulerRepository._RELEASE_SQL,
+            schedule_id,
+            [ExecutionStatus.QUEUED.id, ExecutionStatus.RUNNING.id, ExecutionStatus.RETRYING.id],
+        )
+        if row is None:
+            return None
+        values = dict(row)
+        for key in ("args", "kwargs", "options"):
+            if isinstance(values[key], str):
+                values[key] = json.loads(values[key])
+        return values
+
+    @staticmethod
+    async def mark_released(driver: Any, execution_ids: Sequence[uuid.UUID]) -> int:
+        """Released runs confirmed on the broker: `queued`."""
+        if not execution_ids:
+            return 0
+        status = await driver.execute(SchedulerRepository._MARK_QUEUED_SQL, list(execution_ids))
+        return int(str(status).rsplit(" ", 1)[-1])
 
     @staticmethod
     async def record_progress(
@@ -593,8 +754,19 @@ class SchedulerRepository:
     async def mark_lost(
         session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
     ) -> int:
+        return len(
+            await SchedulerRepository.mark_lost_returning(
+                session, execution_ids, now=now, reason=reason
+            )
+        )
+
+    @staticmethod
+    async def mark_lost_returning(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
+    ) -> list[int | None]:
+        """`mark_lost`, returning the schedule id (or None) of each run it marked."""
         if not execution_ids:
-            return 0
+            return []
         result = await session.execute(
             update(Execution)
             .where(
@@ -610,9 +782,10 @@ class SchedulerRepository:
                     Integer
                 ),
             )
+            .returning(Execution.schedule_id)
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return [None if sid is None else int(sid) for sid in result.scalars().all()]
 
     # --- Schedules (definitions) --------------------------------------------------------
 
@@ -620,17 +793,33 @@ class SchedulerRepository:
     async def list_schedules(
         session: AsyncSession, *, names: Sequence[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Every schedule (or the named ones) with the status code of its latest run."""
+        """Every schedule (or the named ones) with the status code of its last run (the newest
+        that has started or finished, or was recorded missed/skipped: a run written ahead or
+        waiting on the broker is not "last") and how many runs are upcoming (pending, queued)."""
         last = (
             select(ExecutionStatusRow.code)
             .join(Execution, Execution.status_id == ExecutionStatusRow.id)
-            .where(Execution.schedule_id == Schedule.id)
+            .where(
+                Execution.schedule_id == Schedule.id,
+                or_(Execution.started_at.is_not(None), Execution.completed_at.is_not(None)),
+            )
             .order_by(Execution.created_at.desc())
             .limit(1)
             .correlate(Schedule)
             .scalar_subquery()
         )
-        stmt = select(Schedule, last.label("last_status")).order_by(Schedule.name)
+        upcoming = (
+            select(func.count())
+            .where(
+                Execution.schedule_id == Schedule.id,
+                Execution.status_id.in_((ExecutionStatus.PENDING.id, ExecutionStatus.QUEUED.id)),
+            )
+            .correlate(Schedule)
+            .scalar_subquery()
+        )
+        stmt = select(
+            Schedule, last.label("last_status"), upcoming.label("upcoming_runs")
+        ).order_by(Schedule.name)
         if names is not None:
             stmt = stmt.where(Schedule.name.in_(names))
         result = await session.execute(stmt)
@@ -638,9 +827,72 @@ class SchedulerRepository:
             {
                 **{c.name: getattr(row, c.name) for c in Schedule.__table__.columns},
                 "last_status": status,
+                "upcoming_runs": int(upcoming_runs or 0),
             }
-            for row, status in result.all()
+            for row, status, upcoming_runs in result.all()
         ]
+
+    @staticmethod
+    async def pause_schedule(
+        session: AsyncSession, name: str, *, reason: str, actor: str | None
+    ) -> bool:
+        """Disable the named schedule, noting why, who and when; False if there is none."""
+        result = await session.execute(
+            update(Schedule)
+            .where(Schedule.name == name)
+            .values(enabled=False, paused_reason=reason, paused_by=actor, paused_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def resume_schedule(session: AsyncSession, name: str) -> bool:
+        """Enable the named schedule (a trigger clears the pause annotation of any enabled
+        row); False if there is none."""
+        result = await session.execute(
+            update(Schedule)
+            .where(Schedule.name == name)
+            .values(enabled=True)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def existing_slots(
+        session: AsyncSession, schedule_id: int, slots: Sequence[datetime]
+    ) -> set[datetime]:
+        """Which of `slots` already have a run of the schedule (any status)."""
+        if not slots:
+            return set()
+        result = await session.execute(
+            select(Execution.scheduled_for).where(
+                Execution.schedule_id == schedule_id, Execution.scheduled_for.in_(list(slots))
+            )
+        )
+        return {v for v in result.scalars().all() if v is not None}
+
+    @staticmethod
+    async def run_tree(
+        session: AsyncSession, execution_id: uuid.UUID | str
+    ) -> list[dict[str, Any]]:
+        """Every run of the tree `execution_id` belongs to (its root and every run whose
+        root_id is that root), oldest first; empty when the execution does not exist."""
+        key = _as_uuid(execution_id)
+        root = (
+            await session.execute(
+                select(func.coalesce(Execution.root_id, Execution.id)).where(Execution.id == key)
+            )
+        ).scalar()
+        if root is None:
+            return []
+        result = await session.execute(
+            select(*_HISTORY_COLUMNS)
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(or_(Execution.id == root, Execution.root_id == root))
+            .order_by(Execution.created_at, Execution.started_at)
+            .limit(10_000)
+        )
+        return [_with_status(dict(r)) for r in result.mappings()]
 
     @staticmethod
     async def insert_schedule(session: AsyncSession, values: Mapping[str, Any]) -> int:
@@ -688,9 +940,11 @@ class SchedulerRepository:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
+        root: uuid.UUID | str | None = None,
     ) -> list[dict[str, Any]]:
         """Runs newest first. Filtering by schedule resolves its id first so the
-        (schedule_id, created_at) index serves the query."""
+        (schedule_id, created_at) index serves the query; `root` keeps the runs of one tree
+        (the root itself and every run whose root_id it is)."""
         stmt = select(*_HISTORY_COLUMNS).outerjoin(Schedule, Schedule.id == Execution.schedule_id)
         if schedule is not None:
             schedule_id = (
@@ -701,6 +955,9 @@ class SchedulerRepository:
                     f"no schedule named {schedule!r}: see `scheduler schedules list`"
                 )
             stmt = stmt.where(Execution.schedule_id == schedule_id)
+        if root is not None:
+            key = _as_uuid(root)
+            stmt = stmt.where(or_(Execution.id == key, Execution.root_id == key))
         if task is not None:
             stmt = stmt.where(Execution.task == task)
         if status is not None:
@@ -839,12 +1096,23 @@ _HISTORY_COLUMNS = (
     Execution.worker,
     Execution.error_type,
     Execution.error_message,
+    Execution.parent_id,
+    Execution.root_id,
 )
 
 
 def _with_status(row: dict[str, Any]) -> dict[str, Any]:
     row["status"] = ExecutionStatus.from_id(row.pop("status_id")).value
     return row
+
+
+def _uuid_or_none(value: uuid.UUID | str | None) -> uuid.UUID | None:
+    if value is None or value == "":
+        return None
+    try:
+        return _as_uuid(value)
+    except ValueError:
+        return None  # a task id that is not a UUID (sent by hand): no link
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

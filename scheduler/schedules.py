@@ -43,6 +43,8 @@ class ScheduleDefinition:
     overlap_policy: str = OverlapPolicy.ALLOW.value
     jitter_seconds: int = 0
     description: str | None = None
+    pause_after_failures: int | None = None
+    """Pause the schedule after this many consecutive terminal failures (None: never)."""
 
     def column_values(self) -> dict[str, Any]:
         values = asdict(self)
@@ -142,6 +144,11 @@ def validate(
             raise InvalidScheduleError(f"{label} must not be negative")
     if definition.max_runs is not None and definition.max_runs < 1:
         raise InvalidScheduleError("max runs must be at least 1")
+    failures = definition.pause_after_failures
+    if failures is not None and (
+        isinstance(failures, bool) or not isinstance(failures, int) or failures < 1
+    ):
+        raise InvalidScheduleError("pause after failures must be a whole number of at least 1")
     for label, instant in (
         ("the time (--at)", definition.run_at),
         ("start", definition.start_at),

@@ -39,6 +39,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, W
 from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
+from scheduler import followup
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DatabaseUnreachable
@@ -165,6 +166,8 @@ class TrackedTask(Task):  # type: ignore[misc]
                     worker=worker_id(None if request.is_eager else request.hostname),
                     now=_now(),
                     reclaim_running=reclaim,
+                    parent_id=getattr(request, "parent_id", None),
+                    root_id=getattr(request, "root_id", None),
                 )
             )
         except DatabaseUnreachable as exc:
@@ -309,7 +312,7 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
         try:
             # a lane of its own: the next run's claim does not queue behind this write
             await _on_held_connection(
-                repo.finish_run, True, execution_id, lane=OUTCOME_LANE, **outcome
+                followup.finish_run, True, execution_id, lane=OUTCOME_LANE, **outcome
             )
             return
         except DatabaseUnreachable as exc:
@@ -335,9 +338,7 @@ def _write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException
     if exc is not None:
         values.update(_error_fields(exc))
     try:
-        get_runtime().run(
-            _in_transaction(repo.finish_execution, task_id, values, from_any_live_state=True)
-        )
+        get_runtime().run(followup.finish_outside_run(task_id, values))
     except Exception:
         log.exception("could not record %s for execution %s", status.value, task_id)
 

@@ -6,7 +6,7 @@ caller). `web_users` holds sign-in names with a role and a scrypt password hash;
 `web_tokens` holds API tokens, stored only as a SHA-256 hash (a token is shown once).
 
 Revision ID: 0007
-Revises: 0002_representable_times
+Revises: 0006
 Create Date: 2026-12-01
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0007"
-down_revision: str | None = "0002_representable_times"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -36,6 +36,7 @@ def parse_since(text: str | None) -> datetime | None:
 @click.option("--since", help="Runs created after: 1h, 30m, 7d or an ISO time.")
 @click.option("--until", help="Runs created before: a duration ago or an ISO time.")
 @click.option("--limit", "-n", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--root", help="Only the runs of this run's tree (an execution id).")
 @json_option
 def history(
     schedule: str | None,
@@ -44,6 +45,7 @@ def history(
     since: str | None,
     until: str | None,
     limit: int,
+    root: str | None,
     as_json: bool,
 ) -> None:
     """Runs, newest first: status, duration, attempt, first line of the error.
@@ -51,6 +53,7 @@ def history(
     \b
     scheduler history --schedule nightly --limit 20
     scheduler history --status failed --since 24h --json
+    scheduler history --root 6f1c...   (a run and the chain/group steps it started)
     """
     rows = api.history(
         schedule=schedule,
@@ -59,6 +62,7 @@ def history(
         since=parse_since(since),
         until=parse_since(until),
         limit=limit,
+        root=root,
     )
     if as_json:
         print_json(rows)
@@ -92,6 +96,8 @@ def show_execution(execution_id: str, as_json: bool) -> None:
         print_json(row)
         return
     out = console()
+    tree = row.pop("tree", [])
+    row.pop("children", None)
     for key, value in row.items():
         if key == "status":
             out.print(f"{key:>15}: {status_text(value)}")
@@ -100,6 +106,46 @@ def show_execution(execution_id: str, as_json: bool) -> None:
     if row.get("traceback"):
         out.print("traceback:", markup=False)
         out.print(row["traceback"], markup=False)
+    if len(tree) > 1:
+        out.print("[bold]run tree[/bold]")
+        for line in tree_lines(tree, row["id"]):
+            out.print(line)
+
+
+def tree_lines(nodes: list[dict[str, Any]], current: Any = None) -> list[str]:
+    """A run tree as indented lines: task, status, duration, id (`*` marks `current`); a
+    node whose parent is not in the tree hangs under the root."""
+    ids = {node["id"] for node in nodes}
+    children: dict[Any, list[dict[str, Any]]] = {}
+    roots: list[dict[str, Any]] = []
+    for node in nodes:
+        parent = node.get("parent_id")
+        if parent in ids and parent != node["id"]:
+            children.setdefault(parent, []).append(node)
+        else:
+            roots.append(node)
+    if len(roots) > 1:
+        first, rest = roots[0], roots[1:]
+        children.setdefault(first["id"], []).extend(rest)
+        roots = [first]
+    lines: list[str] = []
+
+    def walk(node: dict[str, Any], depth: int, seen: set[Any]) -> None:
+        if node["id"] in seen:
+            return
+        seen.add(node["id"])
+        ms = "-" if node.get("duration_ms") is None else f"{node['duration_ms']} ms"
+        mark = "*" if node["id"] == current else " "
+        lines.append(
+            f"{mark} {'  ' * depth}{node['task']}  {status_text(node['status'])}  {ms}  {node['id']}"
+        )
+        for child in children.get(node["id"], []):
+            walk(child, depth + 1, seen)
+
+    seen: set[Any] = set()
+    for node in roots:
+        walk(node, 0, seen)
+    return lines
 
 
 @click.command()

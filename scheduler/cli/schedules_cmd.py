@@ -1,13 +1,16 @@
-"""`scheduler schedules add|list|show|update|enable|disable|remove|trigger`."""
+"""`scheduler schedules add|list|show|update|enable|disable|pause|resume|remove|trigger|backfill`."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
@@ -48,6 +51,11 @@ def definition_options(for_update: bool) -> Callable[[Callable[..., Any]], Calla
         click.option("--end", help="Do not run after this time (ISO 8601)."),
         click.option("--max-runs", type=int, help="Disable after this many runs."),
         click.option("--description", help="Free text."),
+        click.option(
+            "--pause-after-failures",
+            type=click.IntRange(0),
+            help="Pause after this many consecutive failures (failed, timeout, lost); 0: never.",
+        ),
     ]
     if not for_update:
         options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
@@ -97,6 +105,8 @@ def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefi
     for flag, field in simple.items():
         if flags.get(flag) is not None:
             changes[field] = flags[flag]
+    if flags.get("pause_after_failures") is not None:
+        changes["pause_after_failures"] = flags["pause_after_failures"] or None
     for flag, field in (("start", "start_at"), ("end", "end_at")):
         if flags.get(flag):
             changes[field] = parse_instant(flags[flag], tz)
@@ -121,7 +131,8 @@ def _load(name: str) -> dict[str, Any]:
 
 @click.group()
 def schedules() -> None:
-    """Schedule definitions: add, list, show, update, enable, disable, remove, trigger.
+    """Schedule definitions: add, list, show, update, enable, disable, pause, resume, remove,
+    trigger, backfill.
 
     \b
     scheduler schedules add cleanup --task demo.noop --every 5m
@@ -220,10 +231,23 @@ def remove(name: str, yes: bool) -> None:
 @schedules.command("trigger")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Run even if its overlap policy says no.")
+@click.option("--args", "args_json", help="Positional arguments for this run (a JSON array).")
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments for this run (a JSON object).")
 @json_option
-def trigger(name: str, force: bool, as_json: bool) -> None:
-    """Run schedule NAME now (trigger `manual`; not counted as a slot)."""
-    result = api.trigger(name, force=force)
+def trigger(
+    name: str, force: bool, args_json: str | None, kwargs_json: str | None, as_json: bool
+) -> None:
+    """Run schedule NAME now (trigger `manual`; not counted as a slot).
+
+    --args / --kwargs replace the schedule's own for this one run; the run records what it
+    was sent.
+
+    \b
+      scheduler schedules trigger report --kwargs '{"day": "2026-11-30"}'
+    """
+    args = None if args_json is None else parse_json(args_json, "--args")
+    kwargs = None if kwargs_json is None else parse_json(kwargs_json, "--kwargs")
+    result = api.trigger(name, force=force, args=args, kwargs=kwargs)
     if as_json:
         print_json(
             {
@@ -237,6 +261,97 @@ def trigger(name: str, force: bool, as_json: bool) -> None:
         click.echo(f"{result.status.value}: {result.reason} (execution {result.execution_id})")
     else:
         click.echo(f"{result.status.value}: execution {result.execution_id}")
+
+
+@schedules.command("pause")
+@click.argument("name")
+@click.option("--reason", "-r", required=True, help="Why (shown by list and show).")
+@json_option
+def pause(name: str, reason: str, as_json: bool) -> None:
+    """Pause schedule NAME: disable it, noting why, who (your OS user) and when.
+
+    Runs already on the broker still run; runs written ahead are withdrawn. `resume` (or
+    `enable`) starts it again from its next slot.
+
+    \b
+      scheduler schedules pause nightly --reason "warehouse migration until Friday"
+    """
+    row = api.pause_schedule(name, reason, actor=os_user())
+    if as_json:
+        print_json(_listing(row))
+    else:
+        click.echo(f"schedule {name} paused by {row['paused_by']}: {row['paused_reason']}")
+
+
+@schedules.command("resume")
+@click.argument("name")
+@json_option
+def resume(name: str, as_json: bool) -> None:
+    """Resume schedule NAME: enable it from its next slot (no catch-up for the paused time)."""
+    row = api.resume_schedule(name, actor=os_user())
+    if as_json:
+        print_json(_listing(row))
+    else:
+        click.echo(f"schedule {name} resumed")
+
+
+def os_user() -> str:
+    """Who runs this command, as the operating system knows them."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+@schedules.command("backfill")
+@click.argument("name")
+@click.option("--from", "start", required=True, help="First slot time (ISO 8601), included.")
+@click.option("--to", "end", required=True, help="Last slot time (ISO 8601), included.")
+@click.option("--force", is_flag=True, help="Ignore the overlap policy.")
+@click.option("--dry-run", is_flag=True, help="Report the slots, write nothing.")
+@json_option
+def backfill(name: str, start: str, end: str, force: bool, dry_run: bool, as_json: bool) -> None:
+    """Run schedule NAME once for each of its slots from --from to --to (trigger `backfill`).
+
+    Each slot runs once: slots that already have a run (from the beat or an earlier
+    backfill) are reported and left alone, so running it twice creates nothing new. Slots
+    after now are left to the beat. At most SCHEDULER_BACKFILL_MAX slots (default 1000).
+    Unless --force, the overlap policy applies (`skip`: one run, `buffer_one`: one plus one
+    waiting; the other slots are reported as skipped and can be backfilled later). Times
+    without an offset are read in the schedule's time zone.
+
+    \b
+      scheduler schedules backfill nightly --from 2026-11-01 --to 2026-11-30T23:59 --dry-run
+    """
+    tz = _load(name)["timezone"]
+    start_at, end_at = parse_instant(start, tz), parse_instant(end, tz)
+    with Progress(console=Console(stderr=True), disable=as_json, transient=True) as bar:
+        task = bar.add_task("publishing", total=None, visible=False)
+
+        def advance(done: int, total: int) -> None:
+            if total >= PROGRESS_FROM:
+                bar.update(task, completed=done, total=total, visible=True)
+
+        report = api.backfill(
+            name, start_at, end_at, force=force, dry_run=dry_run, progress=advance
+        )
+    if as_json:
+        print_json(dataclasses.asdict(report))
+        return
+    verb = "would create" if dry_run else "created"
+    click.echo(
+        f"schedule {name}: {verb} {len(report.created)} runs, {len(report.existing)} slots "
+        f"already ran, {len(report.skipped)} skipped by the overlap policy"
+    )
+    for label, slots in (("already ran", report.existing), ("skipped", report.skipped)):
+        for slot in slots:
+            click.echo(f"  {label}: {local_time(slot, tz)}")
+
+
+PROGRESS_FROM = 100
+"""A backfill shows a progress bar (on stderr) from this many runs."""
 
 
 @schedules.command("list")
@@ -258,7 +373,7 @@ def list_(as_json: bool) -> None:
             r["task"],
             describe_when(definition),
             r["timezone"],
-            "yes" if r["enabled"] else "no",
+            _enabled_text(r),
             f"{local_time(nxt, r['timezone'])} ({relative(nxt)})" if nxt else "-",
             status_text(r["last_status"]),
             (r["last_error"] or "")[:60],
@@ -266,10 +381,22 @@ def list_(as_json: bool) -> None:
     console().print(table)
 
 
+def _enabled_text(row: dict[str, Any]) -> str:
+    if row["enabled"]:
+        return "yes"
+    if row.get("paused_reason"):
+        return f"paused: {row['paused_reason'][:40]}"
+    return "no"
+
+
 def _listing(row: dict[str, Any]) -> dict[str, Any]:
     return {
         **to_mapping(from_row(row)),
         "enabled": row["enabled"],
+        "paused_reason": row.get("paused_reason"),
+        "paused_by": row.get("paused_by"),
+        "paused_at": row.get("paused_at"),
+        "upcoming_runs": row.get("upcoming_runs", 0),
         "next_run_at": row["next_run_at"],
         "last_run_at": row["last_run_at"],
         "total_run_count": row["total_run_count"],
@@ -296,6 +423,14 @@ def show(name: str, as_json: bool) -> None:
         if key not in ("name",):
             out.print(f"  {key}: {value}")
     out.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
+    if row.get("paused_reason"):
+        out.print(
+            f"  paused by {row['paused_by'] or '-'} at {local_time(row['paused_at'])}: "
+            f"{row['paused_reason']}",
+            markup=False,
+        )
+    if row.get("upcoming_runs"):
+        out.print(f"  upcoming runs (pending or queued): {row['upcoming_runs']}")
     if row["last_error"]:
         out.print(f"  [red]last_error: {row['last_error']}[/red]")
     out.print("[bold]next fire times[/bold]")

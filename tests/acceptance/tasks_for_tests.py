@@ -91,3 +91,15 @@ def acks_late_sleep(self: Any, seconds: float) -> str:
 
     time.sleep(seconds)
     return "first delivery"
+
+
+@tracked_task(name="tests.start_chain", app=app)
+def start_chain() -> str:
+    """Starts a two-step chain: its steps belong to this run's tree."""
+    from celery import chain
+
+    flow = chain(
+        app.signature("demo.noop", immutable=True),
+        app.signature("demo.sleep", args=(0.01,), immutable=True),
+    )
+    return str(flow.apply_async().id)
