@@ -752,8 +752,9 @@ def has_accounts() -> bool:
 
 
 async def aretry_runs(execution_ids: list[uuid.UUID], *, actor: str | None = None) -> list[str]:
-    """Run again, as new runs, the failed, timed-out and lost runs among `execution_ids`
-    that belong to a schedule (forced past the overlap policy). Returns the new run ids."""
+    """Run again, as new runs with the same arguments, the failed, timed-out and lost runs
+    among `execution_ids` that belong to a schedule (a manual trigger forced past the overlap
+    policy; `audit_log` links each to the run it retries). Returns the new run ids."""
     retryable = {
         ExecutionStatus.FAILED.value,
         ExecutionStatus.TIMEOUT.value,
@@ -767,7 +768,9 @@ async def aretry_runs(execution_ids: list[uuid.UUID], *, actor: str | None = Non
         name = names.get(row["schedule_id"])
         if row["status"] not in retryable or name is None:
             continue
-        result = await atrigger(name, force=True, actor=actor)
+        result = await atrigger(
+            name, force=True, args=row["args"], kwargs=row["kwargs"], actor=actor
+        )
         made.append(str(result.execution_id))
         await arecord_audit(
             "run.retry", "run", str(row["id"]), actor=actor,

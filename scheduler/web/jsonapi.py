@@ -5,6 +5,7 @@ Credentials: `Authorization: Bearer TOKEN`, HTTP Basic, or the dashboard's sessi
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -147,11 +148,17 @@ async def trigger_schedule(request: Request) -> Response:
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise HTTPProblem(400, "force must be true or false")
-    if body.get("args") is not None or body.get("kwargs") is not None:
-        raise HTTPProblem(400, "args and kwargs overrides are not supported by this server")
+    args, kwargs = body.get("args"), body.get("kwargs")
+    if args is not None and not isinstance(args, list):
+        raise HTTPProblem(400, "args must be a JSON array")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise HTTPProblem(400, "kwargs must be a JSON object")
     result = await call(
-        api.atrigger(request.path_params["name"], force=force, actor=actor_of(request))
-    )
+        api.atrigger(
+            request.path_params["name"], force=force, args=args, kwargs=kwargs,
+            actor=actor_of(request),
+        )
+    )  # fmt: skip
     return ok(
         {
             "execution_id": result.execution_id,
@@ -160,6 +167,45 @@ async def trigger_schedule(request: Request) -> Response:
         },
         201 if result.status.value != "skipped" else 200,
     )
+
+
+@api_route(Role.OPERATOR, writes=True)
+async def pause_schedule(request: Request) -> Response:
+    body = await json_body(request)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise HTTPProblem(400, 'a pause needs a reason: send {"reason": "..."}')
+    row = await call(
+        api.apause_schedule(request.path_params["name"], reason[:2000], actor=actor_of(request))
+    )
+    return ok(_schedule_out(row))
+
+
+@api_route(Role.OPERATOR, writes=True)
+async def resume_schedule(request: Request) -> Response:
+    await json_body(request)
+    row = await call(api.aresume_schedule(request.path_params["name"], actor=actor_of(request)))
+    return ok(_schedule_out(row))
+
+
+@api_route(Role.OPERATOR, writes=True)
+async def backfill_schedule(request: Request) -> Response:
+    body = await json_body(request)
+    start, end, force = body.get("from"), body.get("to"), body.get("force", False)
+    if not isinstance(start, str) or not isinstance(end, str):
+        raise HTTPProblem(400, "a backfill needs from and to as ISO times")
+    if not isinstance(force, bool):
+        raise HTTPProblem(400, "force must be true or false")
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise HTTPProblem(400, "dry_run must be true or false")
+    report = await call(
+        api.abackfill(
+            request.path_params["name"], instant_param(start, "from"), instant_param(end, "to"),
+            force=force, dry_run=dry_run, actor=actor_of(request),
+        )
+    )  # fmt: skip
+    return ok(dataclasses.asdict(report), 200 if dry_run else 201)
 
 
 def _run_filters(request: Request) -> dict[str, Any]:
@@ -190,7 +236,8 @@ async def list_runs(request: Request) -> Response:
 
 @api_route(Role.VIEWER)
 async def get_run(request: Request) -> Response:
-    return ok(await call(api.arun(request.path_params["id"])))
+    run = await call(api.arun(request.path_params["id"]))
+    return ok({**run, "tree": await call(api.arun_tree(run["id"]))})
 
 
 def _run_id(request: Request) -> uuid.UUID:
@@ -255,6 +302,9 @@ def routes() -> list[BaseRoute]:
         Route("/schedules", list_schedules, methods=["GET"]),
         Route("/schedules", create_schedule, methods=["POST"]),
         Route("/schedules/{name:path}/trigger", trigger_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/pause", pause_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/resume", resume_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/backfill", backfill_schedule, methods=["POST"]),
         Route("/schedules/{name:path}", get_schedule, methods=["GET"]),
         Route("/schedules/{name:path}", patch_schedule, methods=["PATCH"]),
         Route("/schedules/{name:path}", delete_schedule, methods=["DELETE"]),

@@ -229,6 +229,40 @@ async def trigger_schedule(request: Request) -> Response:
     return redirect(request, f"/runs/{result.execution_id}")
 
 
+@action(Role.OPERATOR, _back_to_schedule)
+async def pause_schedule(request: Request) -> Response:
+    name = request.path_params["name"]
+    await call(api.apause_schedule(name, field(request, "reason")[:2000], actor=actor(request)))
+    flash(request, f"schedule {name} paused")
+    return redirect(request, name_path(name))
+
+
+@action(Role.OPERATOR, _back_to_schedule)
+async def resume_schedule(request: Request) -> Response:
+    name = request.path_params["name"]
+    await call(api.aresume_schedule(name, actor=actor(request)))
+    flash(request, f"schedule {name} resumed")
+    return redirect(request, name_path(name))
+
+
+@action(Role.OPERATOR, _back_to_schedule)
+async def backfill_schedule(request: Request) -> Response:
+    name = request.path_params["name"]
+    report = await call(
+        api.abackfill(
+            name, instant_param(field(request, "from"), "from"),
+            instant_param(field(request, "to"), "to"), force=field(request, "force") == "on",
+            actor=actor(request),
+        )
+    )  # fmt: skip
+    flash(
+        request,
+        f"backfill of {name}: {len(report.created)} runs created, {len(report.existing)} slots "
+        f"had a run already, {len(report.skipped)} refused by the overlap policy",
+    )
+    return redirect(request, link("/runs", schedule=name, trigger="backfill"))
+
+
 @page(Role.ADMIN)
 async def edit_form(request: Request) -> Response:
     name = request.path_params.get("name")
@@ -338,12 +372,24 @@ async def run_detail(request: Request) -> Response:
     run = await call(api.arun(request.path_params["id"]))
     progress = run.get("progress") or {}
     percent = progress.get("percent") if isinstance(progress, dict) else None
-    tree: list[dict[str, Any]] = []
+    tree = tree_depths(await call(api.arun_tree(run["id"])))
     return render(
         request, "run.html", live=not ExecutionStatus(run["status"]).is_terminal, run=run,
         timeline=charts.timeline(run, now=datetime.now(UTC)), percent=percent, tree=tree,
         name_path=name_path,
     )  # fmt: skip
+
+
+def tree_depths(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each node with its `depth` under the root (parents first, bounded)."""
+    parents = {node["id"]: node.get("parent_id") for node in tree}
+    for node in tree:
+        depth, current = 0, node.get("parent_id")
+        while current in parents and depth < 50:
+            depth += 1
+            current = parents[current]
+        node["depth"] = depth
+    return tree
 
 
 # --- Tasks, failures, audit -------------------------------------------------------------
@@ -392,6 +438,9 @@ def routes() -> list[BaseRoute]:
         Route("/schedules/{name:path}/edit", save_schedule, methods=["POST"]),
         Route("/schedules/{name:path}/trigger", trigger_schedule, methods=["POST"]),
         Route("/schedules/{name:path}/delete", delete_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/pause", pause_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/resume", resume_schedule, methods=["POST"]),
+        Route("/schedules/{name:path}/backfill", backfill_schedule, methods=["POST"]),
         Route("/schedules/{name:path}", schedule_detail),
         Route("/runs", runs),
         Route("/runs/bulk", bulk_runs, methods=["POST"]),

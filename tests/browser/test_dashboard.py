@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +232,40 @@ def test_run_now_appears_live_on_the_runs_page_and_succeeds(browser: Browser, si
                   execution_id)  # fmt: skip
     assert audit == [{"actor": "admin", "action": "schedule.trigger"}]
     runs.context.close()
+
+
+def test_pause_with_reason_then_resume_audited_and_backfill(browser: Browser, site: Site) -> None:
+    page = signed_in(browser, site, "admin")
+    page.goto(site.path("/schedules/nightly-report"))
+    page.fill("#pause input[name=reason]", "maintenance window")
+    page.click("#pause button[type=submit]")
+    expect(page.locator("main h1")).to_contain_text("paused")
+    expect(page.locator("main")).to_contain_text("Paused by admin")
+    expect(page.locator("main")).to_contain_text("maintenance window")
+    page.goto(site.path("/schedules?state=paused"))
+    expect(page.locator("tbody")).to_contain_text("maintenance window")
+    page.goto(site.path("/schedules/nightly-report"))
+    page.click("#resume button[type=submit]")
+    expect(page.locator("main h1")).to_contain_text("enabled")
+    page.goto(site.path("/audit"))
+    rows = page.locator("tbody tr")
+    expect(rows.nth(0)).to_contain_text("schedule.resume")
+    expect(rows.nth(1)).to_contain_text("schedule.pause")
+    expect(rows.nth(1)).to_contain_text("maintenance window")
+    expect(rows.nth(1)).to_contain_text("admin")
+
+    page.goto(site.path("/schedules/nightly-report"))
+    now = datetime.now(UTC)
+    page.fill("#backfill input[name=from]", (now - timedelta(days=3)).strftime("%Y-%m-%dT%H:%MZ"))
+    page.fill("#backfill input[name=to]", (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ"))
+    page.click("#backfill button[type=submit]")
+    expect(page.locator(".flash")).to_contain_text("runs created")
+    expect(page.locator("tbody tr[data-status]").first).to_be_visible()
+    made = query(
+        site.database_url, "SELECT count(*) AS n FROM executions WHERE trigger = 'backfill'"
+    )
+    assert made[0]["n"] == page.locator("tbody tr[data-status]").count() >= 2
+    page.context.close()
 
 
 def test_viewer_cannot_trigger(browser: Browser, site: Site) -> None:

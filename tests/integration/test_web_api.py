@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -76,6 +77,9 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/api/v1/stats", None, "viewer"),
     ("GET", "/api/v1/audit", None, "viewer"),
     ("POST", "/api/v1/schedules/nightly/trigger", {}, "operator"),
+    ("POST", "/api/v1/schedules/nightly/pause", {"reason": "maintenance {n}"}, "operator"),
+    ("POST", "/api/v1/schedules/nightly/resume", {}, "operator"),
+    ("POST", "/api/v1/schedules/nightly/backfill", {"from": "{past}", "to": "{past}"}, "operator"),
     ("POST", "/api/v1/runs/{run}/revoke", {}, "operator"),
     ("POST", "/api/v1/runs/{failed}/retry", {}, "operator"),
     ("PATCH", "/api/v1/schedules/nightly", {"description": "patched"}, "admin"),
@@ -112,7 +116,14 @@ async def test_every_endpoint_for_every_role(web: Web, database_url: str) -> Non
             run = (await web.client.post("/api/v1/schedules/nightly/trigger", json={},
                                          headers=web.auth("operator"))).json()["execution_id"]  # fmt: skip
             url = path.format(n=n, run=run, failed=_failed_run(database_url, "nightly"))
-            payload = None if body is None else {k: str(v).format(n=n) for k, v in body.items()}
+            past = (datetime.now(UTC) - timedelta(days=n)).replace(
+                hour=3, minute=0, second=0, microsecond=0
+            )
+            payload = (
+                None
+                if body is None
+                else {k: str(v).format(n=n, past=past.isoformat()) for k, v in body.items()}
+            )
             response = await web.client.request(method, url, json=payload, headers=web.auth(role))
             if RANK[role] < RANK[least]:
                 assert response.status_code == 403, (method, url, role, response.text)
@@ -221,6 +232,50 @@ async def test_runs_filters_cursor_and_estimated_count(web: Web, database_url: s
     assert stats["tasks"][0]["runs"] == 10050
     for path in ("/runs?status=failed&worker=w1", "/failures?window=24h", "/tasks?window=7d", "/"):
         assert (await web.client.get(path, headers=viewer)).status_code == 200, path
+
+
+async def test_pause_resume_backfill_are_audited(web: Web) -> None:
+    operator = web.auth("operator")
+    paused = await web.client.post(
+        "/api/v1/schedules/nightly/pause", json={"reason": "db migration"}, headers=operator
+    )
+    assert paused.status_code == 200, paused.text
+    assert (paused.json()["enabled"], paused.json()["paused_reason"]) == (False, "db migration")
+    assert paused.json()["paused_by"] == "token:operator-token"
+    no_reason = await web.client.post("/api/v1/schedules/nightly/pause", json={}, headers=operator)
+    assert no_reason.status_code == 400
+    resumed = await web.client.post("/api/v1/schedules/nightly/resume", headers=operator)
+    assert resumed.status_code == 200
+    assert resumed.json()["enabled"] is True
+    now = datetime.now(UTC)
+    body = {
+        "from": (now - timedelta(days=3)).isoformat(),
+        "to": (now - timedelta(hours=1)).isoformat(),
+    }
+    done = await web.client.post("/api/v1/schedules/nightly/backfill", json=body, headers=operator)
+    assert done.status_code == 201, done.text
+    assert len(done.json()["created"]) == 3
+    again = await web.client.post("/api/v1/schedules/nightly/backfill", json=body, headers=operator)
+    assert (len(again.json()["created"]), len(again.json()["existing"])) == (0, 3)
+    runs = (
+        await web.client.get("/api/v1/runs", params={"trigger": "backfill"}, headers=operator)
+    ).json()
+    assert runs["count"] == 3
+    tree = (await web.client.get(f"/api/v1/runs/{runs['runs'][0]['id']}", headers=operator)).json()[
+        "tree"
+    ]
+    assert [node["id"] for node in tree] == [runs["runs"][0]["id"]]
+    entries = (await web.client.get("/api/v1/audit", headers=operator)).json()["entries"]
+    assert [(e["action"], e["reason"]) for e in entries[:4]] == [
+        ("schedule.backfill", None),
+        ("schedule.backfill", None),
+        ("schedule.resume", None),
+        ("schedule.pause", "db migration"),
+    ]
+    bad = await web.client.post(
+        "/api/v1/schedules/nightly/backfill", json={"from": "x", "to": "y"}, headers=operator
+    )
+    assert bad.status_code == 400
 
 
 async def test_retry_and_revoke(web: Web, database_url: str) -> None:

@@ -41,7 +41,7 @@ def test_no_server_errors(fuzzed: tuple[Any, str]) -> None:
     """Every operation, a few generated requests each (bounded to keep the suite fast)."""
     schema, token = fuzzed
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12
+    assert len(operations) == 15
     for operation in operations:
 
         @given(case=operation.as_strategy())
@@ -68,7 +68,8 @@ def test_openapi_lists_the_public_endpoints(fuzzed: tuple[Any, str]) -> None:
 
     paths = openapi_document("/api/v1")["paths"]
     assert set(paths) == {
-        "/schedules", "/schedules/{name}", "/schedules/{name}/trigger", "/runs", "/runs/{id}",
+        "/schedules", "/schedules/{name}", "/schedules/{name}/trigger", "/schedules/{name}/pause",
+        "/schedules/{name}/resume", "/schedules/{name}/backfill", "/runs", "/runs/{id}",
         "/runs/{id}/retry", "/runs/{id}/revoke", "/stats", "/audit",
     }  # fmt: skip
     assert uuid.UUID(str(uuid.uuid4()))
