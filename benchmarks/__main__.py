@@ -692,11 +692,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="Bigger sizes and more repeats.")
     parser.add_argument(
-        "--only", nargs="*", default=None, help="burst pickup steady scale workers history"
+        "--only", nargs="*", default=None, help="burst pickup steady scale workers history web"
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
-    only = set(args.only or ["burst", "pickup", "steady", "scale", "workers", "history"])
+    only = set(args.only or ["burst", "pickup", "steady", "scale", "workers", "history", "web"])
     env = Env()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "full": args.full}
     try:
@@ -731,6 +731,12 @@ def main() -> None:
         if "history" in only:
             results["history"] = [bench_history(env, 1_000_000)]
             table("history and stats at 1M executions", results["history"])
+        if "web" in only:
+            from benchmarks.web import bench_web
+
+            n_schedules, n_runs = (10_000, 1_000_000) if args.full else (1_000, 100_000)
+            results["web"] = bench_web(env, n_schedules, n_runs, repeats=30 if args.full else 10)
+            table("dashboard: server time (Server-Timing), page weight, first load", results["web"])
     finally:
         env.close()
         RESULTS.mkdir(parents=True, exist_ok=True)

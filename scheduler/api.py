@@ -541,6 +541,13 @@ async def aauthenticate_token(
     return None if found is None else (f"token:{found['name']}", accounts.Role(found["role"]))
 
 
+async def auser_role(name: str, *, session: AsyncSession | None = None) -> accounts.Role | None:
+    """The role of user `name`, or None when there is no such user (any more)."""
+    async with _unit(session) as s:
+        user = await store.user(s, name)
+    return None if user is None else accounts.Role(user["role"])
+
+
 async def ahas_accounts(*, session: AsyncSession | None = None) -> bool:
     async with _unit(session) as s:
         return await store.has_accounts(s)

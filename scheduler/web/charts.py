@@ -39,23 +39,28 @@ def _svg(width: int, height: int, body: str, label: str, css: str = "chart") -> 
 
 
 def sparkline(runs: Sequence[dict[str, Any]], *, width: int = 150, height: int = 24) -> Markup:
-    """The last runs oldest to newest: bar height is the duration, colour the outcome."""
+    """The last runs oldest to newest: bar height is the duration, colour the outcome. One
+    path per outcome (not one element per run), so a page of 50 rows stays small."""
     ordered = list(reversed(runs))
     if not ordered:
         return Markup('<span class="muted">no runs</span>')
     longest = max((r["duration_ms"] or 0) for r in ordered) or 1
     step = width / max(len(ordered), 50)
-    bars = []
+    bar = max(step - 1, 1)
+    paths: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     for i, run in enumerate(ordered):
         h = max(2.0, (run["duration_ms"] or 0) / longest * (height - 2))
-        title = (
-            f"{run['status']} {run['duration_ms'] if run['duration_ms'] is not None else '-'} ms"
+        paths.setdefault(run["status"], []).append(
+            f"M{i * step:.1f} {height - h:.1f}h{bar:.1f}v{h:.1f}h-{bar:.1f}z"
         )
-        bars.append(
-            f'<rect x="{i * step:.1f}" y="{height - h:.1f}" width="{max(step - 1, 1):.1f}" '
-            f'height="{h:.1f}" fill="{colour(run["status"])}"><title>{escape(title)}</title></rect>'
-        )
-    return _svg(width, height, "".join(bars), "last runs: duration and outcome", "spark")
+        counts[run["status"]] = counts.get(run["status"], 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    body = f"<title>last {len(ordered)} runs: {escape(summary)}; longest {longest} ms</title>"
+    body += "".join(
+        f'<path d="{"".join(parts)}" fill="{colour(status)}"/>' for status, parts in paths.items()
+    )
+    return _svg(width, height, body, "last runs: duration and outcome", "spark")
 
 
 def runs_per_hour(

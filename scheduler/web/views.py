@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from scheduler import api
@@ -130,16 +130,18 @@ def query(request: Request, name: str) -> str | None:
 
 
 async def login_form(request: Request) -> Response:
-    return render(request, "login.html", next=query(request, "next") or "/", error=None)
+    home = request.scope.get("root_path", "") + "/"
+    return render(request, "login.html", next=query(request, "next") or home, error=None)
 
 
 async def login(request: Request) -> Response:
     form = await request.form()
     name = str(form.get("name") or "")[:200]
     password = str(form.get("password") or "")
-    target = str(form.get("next") or "/")
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"
+    home = request.scope.get("root_path", "") + "/"
+    target = str(form.get("next") or home)
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = home
     try:
         check_csrf(request, str(form.get("csrf") or ""))
         limiter = state_of(request).limiter
@@ -153,7 +155,7 @@ async def login(request: Request) -> Response:
     request.session.clear()
     request.session["user"] = name
     await call(api.arecord_audit("session.sign_in", "user", name, actor=name))
-    return redirect(request, target)
+    return RedirectResponse(target, status_code=303)
 
 
 async def logout(request: Request) -> Response:

@@ -464,3 +464,31 @@ def test_cli_users_tokens_audit_and_web_refusal(database_url: str, broker_url: s
     assert run("audit", "--since", "soon").exit_code == 2
     actor = api.default_actor()
     assert all(e["actor"] == actor for e in api.audit_log())
+
+
+async def test_mounted_in_another_asgi_application(web: Web) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    host = Starlette(routes=[Mount("/scheduler", app=create_app(secret_key="k"))])
+    transport = httpx.ASGITransport(app=host)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        signed_out = await client.get("/scheduler/runs")
+        assert signed_out.status_code == 303
+        assert signed_out.headers["location"] == "/scheduler/login?next=%2Fscheduler%2Fruns"
+        form = await client.get("/scheduler/login?next=%2Fscheduler%2Fruns")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        done = await client.post(
+            "/scheduler/login",
+            data={"name": "viewer", "password": PASSWORD, "csrf": csrf.group(1),
+                  "next": "/scheduler/runs"},
+        )  # fmt: skip
+        assert done.headers["location"] == "/scheduler/runs"
+        page = await client.get("/scheduler/schedules")
+        assert page.status_code == 200
+        assert 'href="/scheduler/schedules/nightly"' in page.text
+        assert 'src="/scheduler/static/app.js"' in page.text
+        assert (await client.get("/scheduler/static/app.js")).status_code == 200
+        listed = await client.get("/scheduler/api/v1/schedules", headers=web.auth("viewer"))
+        assert listed.json()["total"] == 1
