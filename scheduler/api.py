@@ -638,7 +638,11 @@ async def aruns_page(
             trigger=trigger or None, worker=worker or None, since=since, until=until,
         )  # fmt: skip
         runs = await store.runs_page(s, where, before=before, limit=limit)
-        total, estimated = await store.count_runs(s, where) if count else (None, False)
+        total: int | None
+        if before is None and len(runs) < limit:
+            total, estimated = len(runs), False  # the whole result is on this page
+        else:
+            total, estimated = await store.count_runs(s, where) if count else (None, False)
     last = runs[-1] if len(runs) == limit else None
     return {
         "runs": runs,

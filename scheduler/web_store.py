@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from scheduler.domain import ExecutionStatus
 from scheduler.models import (
@@ -422,8 +423,11 @@ class WebStore:
     async def failing_schedules(
         session: AsyncSession, *, since: datetime, limit: int
     ) -> list[dict[str, Any]]:
-        """Schedules whose newest finished run since `since` failed, timed out or was lost."""
-        latest = (
+        """Schedules whose newest finished run since `since` failed, timed out or was lost,
+        newest failure first. Starts from the failures (a fraction of the runs), newest per
+        schedule, and drops those with a later good run (an index probe each, stopping at
+        `limit`)."""
+        failures = (
             select(
                 Execution.schedule_id,
                 Execution.status_id,
@@ -433,23 +437,37 @@ class WebStore:
             .where(
                 Execution.created_at >= since,
                 Execution.schedule_id.is_not(None),
-                Execution.status_id.notin_(NON_TERMINAL_STATUS_IDS),
+                Execution.status_id.in_(FAILURE_STATUS_IDS),
             )
             .ext(distinct_on(Execution.schedule_id))
             .order_by(Execution.schedule_id, Execution.created_at.desc())
             .subquery()
         )
+        newest_first = (
+            select(failures).order_by(failures.c.created_at.desc()).limit(100_000).subquery()
+        )
+        later = aliased(Execution)
+        recovered = (
+            select(literal_column("1"))
+            .where(
+                later.schedule_id == newest_first.c.schedule_id,
+                later.created_at > newest_first.c.created_at,
+                later.status_id.notin_((*NON_TERMINAL_STATUS_IDS, *FAILURE_STATUS_IDS)),
+            )
+            .exists()
+        )
         result = await session.execute(
             select(
                 Schedule.name,
                 Schedule.task,
-                latest.c.status_id,
-                latest.c.created_at,
-                latest.c.error_message,
+                newest_first.c.status_id,
+                newest_first.c.created_at,
+                newest_first.c.error_message,
             )
-            .join(latest, latest.c.schedule_id == Schedule.id)
-            .where(latest.c.status_id.in_(FAILURE_STATUS_IDS))
-            .order_by(latest.c.created_at.desc())
+            .select_from(newest_first)
+            .join(Schedule, Schedule.id == newest_first.c.schedule_id)
+            .where(~recovered)
+            .order_by(newest_first.c.created_at.desc())
             .limit(limit)
         )
         rows = [dict(r) for r in result.mappings()]
@@ -491,7 +509,12 @@ class WebStore:
         dispatch, and the outbox depth (runs written but not yet on the broker)."""
         workers = await session.execute(
             select(Execution.worker, func.max(Execution.started_at).label("last_seen"))
-            .where(Execution.started_at >= since, Execution.worker.is_not(None))
+            .where(
+                # created_at bounds the scan to the index; a run queued over an hour is rare
+                Execution.created_at >= since - timedelta(hours=1),
+                Execution.started_at >= since,
+                Execution.worker.is_not(None),
+            )
             .group_by(Execution.worker)
             .order_by(Execution.worker)
         )

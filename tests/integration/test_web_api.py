@@ -492,3 +492,22 @@ async def test_mounted_in_another_asgi_application(web: Web) -> None:
         assert (await client.get("/scheduler/static/app.js")).status_code == 200
         listed = await client.get("/scheduler/api/v1/schedules", headers=web.auth("viewer"))
         assert listed.json()["total"] == 1
+
+
+async def test_overview_lists_schedules_failing_now(web: Web, database_url: str) -> None:
+    await call(
+        api.aupsert_schedule(api.ScheduleDefinition(name="mended", task="demo.noop", cron="@daily"))
+    )
+    _failed_run(database_url, "nightly")
+    _failed_run(database_url, "mended")
+    sql(
+        database_url,
+        "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id, created_at) "
+        "SELECT gen_random_uuid(), id, task, '[]', '{}', 'manual', $1, now() + interval '1 second' "
+        "FROM schedules WHERE name = 'mended'",
+        ExecutionStatus.SUCCESS.id,
+    )
+    data = await call(api.aoverview())
+    assert [(f["name"], f["status"]) for f in data["failing"]] == [("nightly", "failed")]
+    page = await web.client.get("/", headers=web.auth("viewer"))
+    assert "boom" in page.text
