@@ -85,7 +85,11 @@ async def follow_up(
         row = await repo.take_buffered_run(driver, schedule_id)
         if row is None:
             continue
-        publisher.publish([row_message(row)])
+        try:
+            publisher.publish([row_message(row)])
+        except Exception as exc:  # the outcome must not be lost with the broker
+            log.warning("buffered run %s stays pending for the sweep: %s", row["id"], exc)
+            continue
         await repo.mark_released(driver, [row["id"]])
         released.append(row["id"])
     return released
