@@ -468,6 +468,47 @@ def openapi_document(base: str) -> dict[str, Any]:
                     extra=("404",),
                 ),
             },
+            "/schedules/{name}/pause": {
+                "parameters": [_NAME],
+                "post": _op(
+                    "Pause with a reason",
+                    "operator",
+                    body={
+                        "type": "object",
+                        "required": ["reason"],
+                        "properties": {"reason": {"type": "string"}},
+                    },
+                    extra=("404",),
+                ),
+            },
+            "/schedules/{name}/resume": {
+                "parameters": [_NAME],
+                "post": _op(
+                    "Resume (from the next slot)",
+                    "operator",
+                    body={"type": "object"},
+                    extra=("404",),
+                ),
+            },
+            "/schedules/{name}/backfill": {
+                "parameters": [_NAME],
+                "post": _op(
+                    "Create the missing runs of a past range (trigger backfill)",
+                    "operator",
+                    body={
+                        "type": "object",
+                        "required": ["from", "to"],
+                        "properties": {
+                            "from": _TIME,
+                            "to": _TIME,
+                            "force": {"type": "boolean"},
+                            "dry_run": {"type": "boolean"},
+                        },
+                    },
+                    ok_status="201",
+                    extra=("404",),
+                ),
+            },
             "/runs": {
                 "get": _op(
                     "List runs newest first (keyset paging)",
