@@ -695,12 +695,13 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="burst pickup steady scale workers history observability",
+        help="burst pickup steady scale workers history observability web",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
     only = set(
-        args.only or ["burst", "pickup", "steady", "scale", "workers", "history", "observability"]
+        args.only
+        or ["burst", "pickup", "steady", "scale", "workers", "history", "observability", "web"]
     )
     env = Env()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "full": args.full}
@@ -752,6 +753,12 @@ def main() -> None:
             )
             results["metrics_overhead"] = [overhead]
             table("metrics: tracked tasks with vs without metrics", results["metrics_overhead"])
+        if "web" in only:
+            from benchmarks.web import bench_web
+
+            n_schedules, n_runs = (10_000, 1_000_000) if args.full else (1_000, 100_000)
+            results["web"] = bench_web(env, n_schedules, n_runs, repeats=30 if args.full else 10)
+            table("dashboard: server time (Server-Timing), page weight, first load", results["web"])
     finally:
         env.close()
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     """Cap of the back-off between two attempts of one delivery (it is never given up)."""
     alerts_batch: int = Field(default=50, ge=1)
 
+    web_secret: str | None = Field(default=None, repr=False)
+    """Signs the dashboard's session cookie (`SCHEDULER_WEB_SECRET`); unset: a random key
+    per process, so sessions end when `scheduler web` restarts."""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import getpass
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -20,19 +21,24 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
+from scheduler import accounts
 from scheduler.cron_describe import Description, describe_definition
 from scheduler.cron_describe import describe as describe_timing
 from scheduler.db import get_runtime
 from scheduler.dispatcher import BackfillReport, Dispatcher, TriggerResult
-from scheduler.exceptions import InvalidScheduleError, NotFoundError
+from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import DuplicateError, InvalidScheduleError, NotFoundError
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
     from_row,
     normalize,
     registered_tasks,
+    to_mapping,
     validate,
 )
+from scheduler.web_store import RunFilter
+from scheduler.web_store import WebStore as store
 
 T = TypeVar("T")
 __all__ = [
@@ -82,11 +88,14 @@ async def areconcile(
     prune: bool = False,
     dry_run: bool = False,
     session: AsyncSession | None = None,
+    actor: str | None = None,
 ) -> dict[str, list[str]]:
     """Make the stored schedules match `definitions` in one transaction (the caller validates).
 
     Returns the names under `create`, `update`, `unchanged`, `existing` (differs, but
-    `update_existing` is off) and `delete` (only with `prune`). `dry_run` writes nothing."""
+    `update_existing` is off) and `delete` (only with `prune`). `dry_run` writes nothing.
+    Each change is written to `audit_log` in the same transaction, by `actor` (default: the
+    OS user)."""
     changes: dict[str, list[str]] = {
         "create": [], "update": [], "unchanged": [], "existing": [], "delete": []
     }  # fmt: skip
@@ -114,6 +123,11 @@ async def areconcile(
                 changes["delete"].append(name)
                 if not dry_run:
                     await repo.delete_schedule(s, name)
+        if not dry_run:
+            for action in ("create", "update", "delete"):
+                for name in changes[action]:
+                    detail = to_mapping(wanted[name]) if name in wanted else {}
+                    await _audit(s, actor, f"schedule.{action}", "schedule", name, detail=detail)
     return changes
 
 
@@ -122,10 +136,11 @@ async def aupsert_schedule(
     *,
     session: AsyncSession | None = None,
     check_task: bool = True,
+    actor: str | None = None,
 ) -> UpsertOutcome:
     """Create the schedule, or update it to match `definition`; validated first."""
     validate(definition, registered_tasks() if check_task else None)
-    changes = await areconcile([definition], session=session)
+    changes = await areconcile([definition], session=session, actor=actor)
     if changes["create"]:
         return UpsertOutcome.CREATED
     return UpsertOutcome.UPDATED if changes["update"] else UpsertOutcome.UNCHANGED
@@ -136,10 +151,13 @@ async def alist_schedules(*, session: AsyncSession | None = None) -> list[dict[s
         return await repo.list_schedules(s)
 
 
-async def aremove_schedule(name: str, *, session: AsyncSession | None = None) -> None:
+async def aremove_schedule(
+    name: str, *, session: AsyncSession | None = None, actor: str | None = None
+) -> None:
     async with _unit(session) as s:
         if not await repo.delete_schedule(s, name):
             raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        await _audit(s, actor, "schedule.delete", "schedule", name)
 
 
 async def ahistory(
@@ -219,6 +237,7 @@ async def apause_schedule(
     async with _unit(session) as s:
         if not await repo.pause_schedule(s, name, reason=reason, actor=actor):
             raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        await _audit(s, actor, "schedule.pause", "schedule", name, reason=reason)
         return (await repo.list_schedules(s, names=[name]))[0]
 
 
@@ -226,10 +245,11 @@ async def aresume_schedule(
     name: str, *, actor: str | None = None, session: AsyncSession | None = None
 ) -> dict[str, Any]:
     """Enable schedule `name` again (from its next slot, no catch-up for the paused time);
-    the pause annotation is cleared. `actor` is accepted for the caller's own records."""
+    the pause annotation is cleared. Audited as `schedule.resume` by `actor`."""
     async with _unit(session) as s:
         if not await repo.resume_schedule(s, name):
             raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        await _audit(s, actor, "schedule.resume", "schedule", name)
         return (await repo.list_schedules(s, names=[name]))[0]
 
 
@@ -250,17 +270,27 @@ async def atrigger(
     force: bool = False,
     args: list[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> TriggerResult:
     """Run schedule `name` now (trigger `manual`); respects its overlap policy unless `force`.
-    `args`/`kwargs` replace the schedule's for this one run (recorded on the run)."""
+    `args`/`kwargs` replace the schedule's for this one run (recorded on the run).
+    Audited as `schedule.trigger` by `actor` (default: the OS user)."""
     if args is not None and not isinstance(args, list):
         raise InvalidScheduleError("args must be a JSON array, e.g. '[1, \"a\"]'")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise InvalidScheduleError("kwargs must be a JSON object, e.g. '{\"key\": 1}'")
     async with _dispatcher() as dispatcher:
-        return await dispatcher.trigger(
+        result = await dispatcher.trigger(
             name, force=force, now=datetime.now(UTC), args=args, kwargs=kwargs
         )
+    detail: dict[str, Any] = {
+        "execution_id": str(result.execution_id), "status": result.status.value, "force": force,
+    }  # fmt: skip
+    if args is not None or kwargs is not None:
+        detail |= {"args": args, "kwargs": kwargs}
+    async with _unit(None) as s:
+        await _audit(s, actor, "schedule.trigger", "schedule", name, detail=detail)
+    return result
 
 
 async def abackfill(
@@ -271,13 +301,15 @@ async def abackfill(
     force: bool = False,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    actor: str | None = None,
 ) -> BackfillReport:
     """Give each slot of schedule `name` from `start` to `end` (both included, not after
-    now) that has no run yet a run with trigger `backfill`; see `Dispatcher.backfill`."""
+    now) that has no run yet a run with trigger `backfill`; see `Dispatcher.backfill`.
+    Audited as `schedule.backfill` by `actor` unless `dry_run`."""
     if start.tzinfo is None or end.tzinfo is None:
         raise InvalidScheduleError("backfill bounds need a time zone (aware datetimes)")
     async with _dispatcher() as dispatcher:
-        return await dispatcher.backfill(
+        report = await dispatcher.backfill(
             name,
             start.astimezone(UTC),
             end.astimezone(UTC),
@@ -286,6 +318,15 @@ async def abackfill(
             now=datetime.now(UTC),
             progress=progress,
         )
+    if not dry_run:
+        async with _unit(None) as s:
+            await _audit(
+                s, actor, "schedule.backfill", "schedule", name,
+                detail={"from": start.isoformat(), "to": end.isoformat(), "force": force,
+                        "created": len(report.created), "existing": len(report.existing),
+                        "skipped": len(report.skipped)},
+            )  # fmt: skip
+    return report
 
 
 @contextlib.asynccontextmanager
@@ -305,16 +346,18 @@ async def _dispatcher() -> AsyncIterator[Dispatcher]:
         publisher.close()
 
 
-def upsert_schedule(definition: ScheduleDefinition, *, check_task: bool = True) -> UpsertOutcome:
-    return _sync(aupsert_schedule(definition, check_task=check_task))
+def upsert_schedule(
+    definition: ScheduleDefinition, *, check_task: bool = True, actor: str | None = None
+) -> UpsertOutcome:
+    return _sync(aupsert_schedule(definition, check_task=check_task, actor=actor))
 
 
 def list_schedules() -> list[dict[str, Any]]:
     return _sync(alist_schedules())
 
 
-def remove_schedule(name: str) -> None:
-    _sync(aremove_schedule(name))
+def remove_schedule(name: str, *, actor: str | None = None) -> None:
+    _sync(aremove_schedule(name, actor=actor))
 
 
 def history(**filters: Any) -> list[dict[str, Any]]:
@@ -356,8 +399,9 @@ def trigger(
     force: bool = False,
     args: list[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
+    actor: str | None = None,
 ) -> TriggerResult:
-    return _sync(atrigger(name, force=force, args=args, kwargs=kwargs))
+    return _sync(atrigger(name, force=force, args=args, kwargs=kwargs, actor=actor))
 
 
 def backfill(
@@ -368,8 +412,11 @@ def backfill(
     force: bool = False,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    actor: str | None = None,
 ) -> BackfillReport:
-    return _sync(abackfill(name, start, end, force=force, dry_run=dry_run, progress=progress))
+    return _sync(
+        abackfill(name, start, end, force=force, dry_run=dry_run, progress=progress, actor=actor)
+    )
 
 
 def pause_schedule(name: str, reason: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -382,3 +429,385 @@ def resume_schedule(name: str, *, actor: str | None = None) -> dict[str, Any]:
 
 def run_tree(execution_id: uuid.UUID | str) -> list[dict[str, Any]]:
     return _sync(arun_tree(execution_id))
+
+
+# --- Audit, accounts and the dashboard's reads ------------------------------------------
+
+
+def default_actor() -> str:
+    """Who a change is recorded as when the caller does not say: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+async def _audit(
+    session: AsyncSession,
+    actor: str | None,
+    action: str,
+    target_type: str,
+    target: str | None,
+    *,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await store.add_audit(
+        session,
+        actor=actor or default_actor(),
+        action=action,
+        target_type=target_type,
+        target=target,
+        reason=reason,
+        detail=detail,
+    )
+
+
+async def arecord_audit(
+    action: str,
+    target_type: str,
+    target: str | None,
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    session: AsyncSession | None = None,
+) -> None:
+    """Write one `audit_log` entry (for changes made outside this module's functions)."""
+    async with _unit(session) as s:
+        await _audit(s, actor, action, target_type, target, reason=reason, detail=detail)
+
+
+async def aaudit_log(
+    *,
+    since: datetime | None = None,
+    before_id: int | None = None,
+    target_type: str | None = None,
+    target: str | None = None,
+    limit: int = 100,
+    session: AsyncSession | None = None,
+) -> list[dict[str, Any]]:
+    """Audit entries newest first; page back with `before_id` (the last entry's id)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidScheduleError("limit must be between 1 and 1000")
+    async with _unit(session) as s:
+        return await store.audit_entries(
+            s, since=since, before_id=before_id, target_type=target_type, target=target,
+            limit=limit,
+        )  # fmt: skip
+
+
+async def aadd_user(
+    name: str, role: str, password: str, *, actor: str | None = None,
+    session: AsyncSession | None = None,
+) -> None:  # fmt: skip
+    """Create a dashboard user; the password is stored as a scrypt hash."""
+    checked = _role(role)
+    if not name.strip() or len(name) > 200:
+        raise InvalidScheduleError("a user name must be 1 to 200 characters")
+    if len(password) < 8:
+        raise InvalidScheduleError("a password must be at least 8 characters")
+    hashed = accounts.hash_password(password)
+    async with _unit(session) as s:
+        if not await store.add_user(s, name, checked.value, hashed):
+            raise DuplicateError(f"a user named {name!r} exists: remove it first")
+        await _audit(s, actor, "user.create", "user", name, detail={"role": checked.value})
+
+
+async def alist_users(*, session: AsyncSession | None = None) -> list[dict[str, Any]]:
+    async with _unit(session) as s:
+        return await store.users(s)
+
+
+async def aremove_user(
+    name: str, *, actor: str | None = None, session: AsyncSession | None = None
+) -> None:
+    async with _unit(session) as s:
+        if not await store.remove_user(s, name):
+            raise NotFoundError(f"no user named {name!r}: see `scheduler web users list`")
+        await _audit(s, actor, "user.delete", "user", name)
+
+
+async def acreate_token(
+    name: str, role: str, *, actor: str | None = None, session: AsyncSession | None = None
+) -> str:
+    """A new API token with `role`; returned once, stored only as a hash."""
+    checked = _role(role)
+    token = accounts.new_token()
+    async with _unit(session) as s:
+        token_id = await store.add_token(s, name, checked.value, accounts.hash_token(token))
+        await _audit(
+            s, actor, "token.create", "token", str(token_id),
+            detail={"name": name, "role": checked.value},
+        )  # fmt: skip
+    return token
+
+
+async def aauthenticate_password(
+    name: str, password: str, *, session: AsyncSession | None = None
+) -> accounts.Role | None:
+    """The user's role when the password matches, else None (same cost either way)."""
+    async with _unit(session) as s:
+        user = await store.user(s, name)
+    stored = user["password_hash"] if user else accounts.DUMMY_HASH
+    if accounts.verify_password(password, stored) and user is not None:
+        return accounts.Role(user["role"])
+    return None
+
+
+async def aauthenticate_token(
+    token: str, *, session: AsyncSession | None = None
+) -> tuple[str, accounts.Role] | None:
+    """(token name, role) of a valid token, recording its use; else None."""
+    async with _unit(session) as s:
+        found = await store.use_token(s, accounts.hash_token(token))
+    return None if found is None else (f"token:{found['name']}", accounts.Role(found["role"]))
+
+
+async def auser_role(name: str, *, session: AsyncSession | None = None) -> accounts.Role | None:
+    """The role of user `name`, or None when there is no such user (any more)."""
+    async with _unit(session) as s:
+        user = await store.user(s, name)
+    return None if user is None else accounts.Role(user["role"])
+
+
+async def ahas_accounts(*, session: AsyncSession | None = None) -> bool:
+    async with _unit(session) as s:
+        return await store.has_accounts(s)
+
+
+def _role(role: str) -> accounts.Role:
+    try:
+        return accounts.Role(role)
+    except ValueError:
+        raise InvalidScheduleError(
+            f"unknown role {role!r}: use viewer, operator or admin"
+        ) from None
+
+
+async def aschedules_page(
+    *,
+    search: str | None = None,
+    state: str | None = None,
+    after: str | None = None,
+    limit: int = 50,
+    sparkline: int = 50,
+    session: AsyncSession | None = None,
+) -> dict[str, Any]:
+    """One page of schedules by name (after `after`), each with its newest `sparkline` runs
+    under `recent` (newest first) and `last_status`; `total` matching; `next` page key."""
+    if not 1 <= limit <= 500:
+        raise InvalidScheduleError("limit must be between 1 and 500")
+    if state not in (None, "", "all", "enabled", "paused", "error"):
+        raise InvalidScheduleError("state must be one of all, enabled, paused, error")
+    async with _unit(session) as s:
+        rows, total = await store.schedules_page(
+            s, search=search or None, state=state or None, after=after, limit=limit
+        )
+        recent = await store.recent_runs_of(s, [r["id"] for r in rows], per_schedule=sparkline)
+    for row in rows:
+        row["recent"] = recent.get(row["id"], [])
+        row["last_status"] = row["recent"][0]["status"] if row["recent"] else None
+    return {
+        "schedules": rows,
+        "total": total,
+        "next": rows[-1]["name"] if len(rows) == limit else None,
+    }
+
+
+async def aschedule(name: str, *, session: AsyncSession | None = None) -> dict[str, Any]:
+    """Every column of schedule `name`."""
+    async with _unit(session) as s:
+        row = await store.schedule_row(s, name)
+    if row is None:
+        raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+    return row
+
+
+async def aruns_page(
+    *,
+    schedule: str | None = None,
+    task: str | None = None,
+    status: str | None = None,
+    trigger: str | None = None,
+    worker: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    count: bool = True,
+    session: AsyncSession | None = None,
+) -> dict[str, Any]:
+    """Runs newest first with keyset paging: `next` is the cursor of the following page.
+    `count` is exact up to 10,000 matches, the planner's estimate above (`estimated`)."""
+    if not 1 <= limit <= 500:
+        raise InvalidScheduleError("limit must be between 1 and 500")
+    try:
+        status_id = None if not status else ExecutionStatus(status).id
+    except ValueError:
+        codes = ", ".join(s.value for s in ExecutionStatus)
+        raise InvalidScheduleError(f"unknown status {status!r}: use one of {codes}") from None
+    before = decode_cursor(cursor) if cursor else None
+    async with _unit(session) as s:
+        schedule_id = None
+        if schedule:
+            schedule_id = await store.schedule_id(s, schedule)
+            if schedule_id is None:
+                raise NotFoundError(
+                    f"no schedule named {schedule!r}: see `scheduler schedules list`"
+                )
+        where = RunFilter(
+            schedule_id=schedule_id, task=task or None, status_id=status_id,
+            trigger=trigger or None, worker=worker or None, since=since, until=until,
+        )  # fmt: skip
+        runs = await store.runs_page(s, where, before=before, limit=limit)
+        total: int | None
+        if before is None and len(runs) < limit:
+            total, estimated = len(runs), False  # the whole result is on this page
+        else:
+            total, estimated = await store.count_runs(s, where) if count else (None, False)
+    last = runs[-1] if len(runs) == limit else None
+    return {
+        "runs": runs,
+        "next": encode_cursor(last["created_at"], last["id"]) if last else None,
+        "count": total,
+        "estimated": estimated,
+    }
+
+
+def encode_cursor(created_at: datetime, execution_id: uuid.UUID) -> str:
+    return f"{created_at.astimezone(UTC).isoformat()}~{execution_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        when, _, key = cursor.partition("~")
+        instant = datetime.fromisoformat(when)
+        if instant.tzinfo is None:
+            raise ValueError(cursor)
+        return instant, uuid.UUID(key)
+    except ValueError:
+        raise InvalidScheduleError("cursor is not one this API returned") from None
+
+
+async def arun(
+    execution_id: uuid.UUID | str, *, session: AsyncSession | None = None
+) -> dict[str, Any]:
+    """Every column of one run, with its schedule's name."""
+    try:
+        key = execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(execution_id)
+    except ValueError:
+        raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
+    async with _unit(session) as s:
+        found = await store.run_row(s, key)
+    if found is None:
+        raise NotFoundError(f"no execution {key}: see `scheduler history`")
+    return found
+
+
+async def arevoke_runs(execution_ids: list[uuid.UUID], *, actor: str | None = None) -> list[str]:
+    """Revoke runs not yet finished: marked `revoked` and revoked on the workers (a queued
+    message is then dropped). Returns the ids that were still active."""
+    from config.celery import app
+
+    async with _unit(None) as s:
+        revoked = await store.mark_revoked(s, execution_ids)
+        for key in revoked:
+            await _audit(s, actor, "run.revoke", "run", key)
+    if revoked:
+        app.control.revoke(revoked)
+    return revoked
+
+
+async def aoverview(
+    *, now: datetime | None = None, session: AsyncSession | None = None
+) -> dict[str, Any]:
+    """The overview page: runs per hour by status (24 h), failing schedules, stuck or lost
+    runs, workers and the beat seen in the last 15 minutes, the outbox depth."""
+    now = now or datetime.now(UTC)
+    day = now - timedelta(hours=24)
+    async with _unit(session) as s:
+        hours = await store.runs_per_hour(s, since=day)
+        failing = await store.failing_schedules(s, since=day, limit=20)
+        stuck = await store.stuck_runs(
+            s, older_than=now - timedelta(minutes=10), lost_since=day, limit=20
+        )
+        activity = await store.activity(s, since=now - timedelta(minutes=15))
+        counts = await store.schedule_counts(s)
+    return {
+        "now": now, "runs_per_hour": hours, "failing": failing, "stuck": stuck,
+        "schedules": counts, **activity,
+    }  # fmt: skip
+
+
+async def atask_stats(
+    *, since: datetime, session: AsyncSession | None = None
+) -> list[dict[str, Any]]:
+    """Per task since `since`: runs, successes, failures, p50/p95/max duration in ms."""
+    async with _unit(session) as s:
+        return await store.task_stats(s, since=since)
+
+
+async def afailures(
+    *, since: datetime, session: AsyncSession | None = None
+) -> list[dict[str, Any]]:
+    """Failed, timed-out and lost runs since `since`, grouped by task, error type and status."""
+    async with _unit(session) as s:
+        return await store.failure_groups(s, since=since)
+
+
+async def afilter_choices(*, session: AsyncSession | None = None) -> dict[str, list[str]]:
+    async with _unit(session) as s:
+        return await store.distinct_values(s)
+
+
+def audit_log(**filters: Any) -> list[dict[str, Any]]:
+    return _sync(aaudit_log(**filters))
+
+
+def add_user(name: str, role: str, password: str, *, actor: str | None = None) -> None:
+    _sync(aadd_user(name, role, password, actor=actor))
+
+
+def list_users() -> list[dict[str, Any]]:
+    return _sync(alist_users())
+
+
+def remove_user(name: str, *, actor: str | None = None) -> None:
+    _sync(aremove_user(name, actor=actor))
+
+
+def create_token(name: str, role: str, *, actor: str | None = None) -> str:
+    return _sync(acreate_token(name, role, actor=actor))
+
+
+def has_accounts() -> bool:
+    return _sync(ahas_accounts())
+
+
+async def aretry_runs(execution_ids: list[uuid.UUID], *, actor: str | None = None) -> list[str]:
+    """Run again, as new runs with the same arguments, the failed, timed-out and lost runs
+    among `execution_ids` that belong to a schedule (a manual trigger forced past the overlap
+    policy; `audit_log` links each to the run it retries). Returns the new run ids."""
+    retryable = {
+        ExecutionStatus.FAILED.value,
+        ExecutionStatus.TIMEOUT.value,
+        ExecutionStatus.LOST.value,
+    }
+    async with _unit(None) as s:
+        rows = await store.runs_by_ids(s, execution_ids)
+        names = await store.schedule_names(s, [r["schedule_id"] for r in rows if r["schedule_id"]])
+    made = []
+    for row in rows:
+        name = names.get(row["schedule_id"])
+        if row["status"] not in retryable or name is None:
+            continue
+        result = await atrigger(
+            name, force=True, args=row["args"], kwargs=row["kwargs"], actor=actor
+        )
+        made.append(str(result.execution_id))
+        await arecord_audit(
+            "run.retry", "run", str(row["id"]), actor=actor,
+            detail={"new_execution_id": str(result.execution_id)},
+        )  # fmt: skip
+    return made

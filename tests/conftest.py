@@ -30,7 +30,7 @@ from scheduler import migrate
 from scheduler.services import EmbeddedServices, normalize_database_url
 
 T = TypeVar("T")
-TIERS = ("unit", "integration", "acceptance", "migrations", "reliability")
+TIERS = ("unit", "integration", "acceptance", "migrations", "reliability", "browser")
 
 
 class SessionServices:

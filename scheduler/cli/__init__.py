@@ -14,6 +14,7 @@ from scheduler.cli.misc_cmd import next_, reap, tasks
 from scheduler.cli.processes import beat, run, worker
 from scheduler.cli.schedules_cmd import schedules
 from scheduler.cli.services_cmd import db, services
+from scheduler.cli.web_cmd import audit, web
 
 
 @click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     First look:      scheduler run
     Add a schedule:  scheduler schedules add nightly --task demo.noop --cron "0 3 * * *"
     History:         scheduler history --limit 20
+    Dashboard:       scheduler web
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -64,5 +66,7 @@ for command in (
     reap,
     alerts,
     metrics_,
+    web,
+    audit,
 ):
     main.add_command(command)

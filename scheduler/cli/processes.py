@@ -132,13 +132,21 @@ def worker(
 @click.option("--no-demo", is_flag=True, help="Do not create the demo schedules.")
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True)
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def run(no_demo: bool, concurrency: int, loglevel: str) -> None:
-    """Everything for a first look: services, migrations, demo schedules, a beat and a worker.
+@click.option("--web-port", type=click.IntRange(0, 65535), default=8787, show_default=True,
+              help="Port of the dashboard (on 127.0.0.1).")  # fmt: skip
+@click.option("--no-web", is_flag=True, help="Do not start the dashboard.")
+def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: bool) -> None:
+    """Everything for a first look: services, migrations, demo schedules, a beat, a worker
+    and the dashboard (on 127.0.0.1; its URL is the first line printed).
 
     Logs go to the terminal; Ctrl-C (or SIGTERM) stops the beat and the worker cleanly.
     The embedded servers keep running for the next command; stop them with
     `scheduler services down`.
     """
+    from scheduler.cli.web_cmd import dashboard_url
+
+    if not no_web:
+        click.echo(f"dashboard: {dashboard_url('127.0.0.1', web_port)}")
     urls = prepare(upgrade=True)
     click.echo(f"database: {redact(urls.database_url)}")
     click.echo(f"broker:   {redact(urls.broker_url)}")
@@ -151,6 +159,9 @@ def run(no_demo: bool, concurrency: int, loglevel: str) -> None:
         subprocess.Popen([*cli, "worker", "-l", loglevel, "-c", str(concurrency)], env=env),
         subprocess.Popen([*cli, "beat", "-l", loglevel], env=env),
     ]
+    if not no_web:
+        web = [*cli, "web", "--host", "127.0.0.1", "--port", str(web_port), "-l", "warning"]
+        children.append(subprocess.Popen(web, env=env))
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -20,6 +20,9 @@ CONTRACT_TABLES = {
     "executions",
     "notification_rules",
     "notification_deliveries",
+    "audit_log",
+    "web_users",
+    "web_tokens",
 }
 
 
