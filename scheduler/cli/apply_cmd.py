@@ -24,12 +24,14 @@ import click
 import yaml
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.db import get_runtime
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
+    broken_fields,
     from_mapping,
     from_row,
     registered_tasks,
@@ -105,7 +107,13 @@ def export(output: str | None) -> None:
         async with get_runtime().sessions() as session:
             return await repo.list_schedules(session)
 
-    text = dump([from_row(r) for r in run_db(rows)])
+    definitions = [from_row(r) for r in run_db(rows)]
+    broken = {d.name: broken_fields(d) for d in definitions if broken_fields(d)}
+    text = dump([d for d in definitions if d.name not in broken])
+    for name, problems in sorted(broken.items()):
+        line = f"schedule {name!r} cannot be exported: {'; '.join(problems)}"
+        text += f"# {plain(line)}\n"
+        click.echo(f"warning: {plain(line)}", err=True)
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)
