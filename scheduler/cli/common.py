@@ -14,7 +14,8 @@ from uuid import UUID
 import click
 
 from scheduler.exceptions import SchedulerError
-from scheduler.services import redact
+from scheduler.bounds import plain
+from scheduler.services import redact, redact_text
 
 T = TypeVar("T")
 USER_ERROR = 2
@@ -42,7 +43,11 @@ def debug_enabled() -> bool:
 
 
 def explain(exc: BaseException) -> str:
-    """Turn an exception into the one line a user sees."""
+    """Turn an exception into the one line a user sees, secrets and control characters out."""
+    return plain(redact_text(_explain(exc))).replace("\n", " ")
+
+
+def _explain(exc: BaseException) -> str:
     if isinstance(exc, SchedulerError):
         return str(exc)
     text = f"{type(exc).__name__}: {exc}".strip()
