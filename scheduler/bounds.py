@@ -124,12 +124,12 @@ def storable(text: str | None) -> str | None:
     return cleaned + SANITISED_MARK if marked else cleaned
 
 
-def storable_json(value: Any) -> Any:
-    """A JSON value with every string made storable (jsonb refuses NUL and surrogates)."""
-    if isinstance(value, str):
-        return storable(value)
-    if isinstance(value, dict):
-        return {storable(str(k)): storable_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [storable_json(v) for v in value]
-    return value
+_JSON_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable_json_text(text: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) that jsonb accepts: escaped NUL
+    and raw lone surrogates replaced by U+FFFD."""
+    if "\\u0000" in text:
+        text = _JSON_NUL.sub(lambda m: m.group(1) + "\\ufffd", text)
+    return _SURROGATE.sub("\ufffd", text)

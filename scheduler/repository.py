@@ -452,7 +452,7 @@ class SchedulerRepository:
         f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
         " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
         " attempt = e.attempt + 1, completed_at = NULL"
-        " WHERE e.status_id = ANY($7::smallint[])"
+        " WHERE e.status_id = ANY($7::smallint[]) AND e.task = EXCLUDED.task"
         " RETURNING e.attempt"
     )
     _FINISH_SQL = (
@@ -505,6 +505,14 @@ class SchedulerRepository:
             claimable,
         )
         return None if attempt is None else int(attempt)
+
+    @staticmethod
+    async def execution_task(driver: Any, execution_id: uuid.UUID | str) -> str | None:
+        """The task an execution row is a run of (None: no such row)."""
+        value = await driver.fetchval(
+            "SELECT task FROM executions WHERE id = $1", _as_uuid(execution_id)
+        )
+        return None if value is None else str(value)
 
     @staticmethod
     async def finish_run(
