@@ -80,9 +80,7 @@ def safe_loads(text: str) -> Any:
         return Unreadable(f"nested deeper than {MAX_JSON_DEPTH} levels")
     except ValueError as exc:
         return Unreadable(f"not JSON: {exc}")
-    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH) and json_depth(
-        value
-    ) > MAX_JSON_DEPTH:
+    if (text.count("[") + text.count("{") > MAX_JSON_DEPTH) and json_depth(value) > MAX_JSON_DEPTH:
         return Unreadable(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 

@@ -13,7 +13,13 @@ from typing import Any
 
 from scheduler.bounds import MAX_JSON_BYTES, Unreadable, json_problem, min_interval_s
 from scheduler.cron import make_timing, validate_timezone
-from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT, MisfirePolicy, OverlapPolicy
+from scheduler.domain import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    LONGEST_SECONDS,
+    MisfirePolicy,
+    OverlapPolicy,
+)
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.options import check_options
 
@@ -136,6 +142,9 @@ def validate(
     ):
         if whole is not None and (isinstance(whole, bool) or not isinstance(whole, int)):
             raise InvalidScheduleError(f"{label} must be a whole number, not {whole!r}")
+        most = 2_147_483_647 if label == "max runs" else LONGEST_SECONDS
+        if whole is not None and whole > most:
+            raise InvalidScheduleError(f"{label} must be at most {most}")
     if definition.misfire_policy not in {p.value for p in MisfirePolicy}:
         raise InvalidScheduleError(
             f"misfire policy {definition.misfire_policy!r}: use run_once, skip or run_all"
@@ -270,6 +279,7 @@ def to_mapping(definition: ScheduleDefinition) -> dict[str, Any]:
 
 def normalize(definition: ScheduleDefinition) -> ScheduleDefinition:
     """Comparable form: empty JSON as defaults, instants in UTC, interval as plain Decimal."""
+
     def keep(value: Any, kind: type) -> Any:
         return value if isinstance(value, Unreadable) else kind(value or kind())
 

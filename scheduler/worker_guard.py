@@ -65,9 +65,7 @@ def _describe(message: Any) -> str:
 
 def reject(message: Any, problem: str) -> None:
     """Log `message` and take it off the queue for good (dead-lettered where configured)."""
-    log.error(
-        "discarded malformed %s: %s", plain(redact_text(_describe(message))), plain(problem)
-    )
+    log.error("discarded malformed %s: %s", plain(redact_text(_describe(message))), plain(problem))
     try:
         message.reject(requeue=False)
     except Exception:

@@ -91,7 +91,7 @@ def apply(path: str, prune: bool, dry_run: bool, as_json: bool) -> None:
     marks = {"create": "+", "update": "~", "delete": "-"}
     for kind, mark in marks.items():
         for name in changes[kind]:
-            click.echo(f"{mark} {name}")
+            click.echo(f"{mark} {plain(name)}")
     summary = ", ".join(
         f"{len(changes[k])} {k}" for k in ("create", "update", "unchanged", "delete")
     )

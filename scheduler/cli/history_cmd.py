@@ -10,8 +10,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.cli.format import console, local_time, status_text
+from scheduler.cli.format import console, data, local_time, status_text
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.schedules import parse_duration, parse_instant
@@ -70,13 +71,13 @@ def history(
         error = (r["error_message"] or "").splitlines()[0][:60] if r["error_message"] else ""
         table.add_row(
             local_time(r["created_at"]),
-            r["schedule"] or "-",
-            r["task"],
-            r["trigger"],
+            data(r["schedule"] or "-"),
+            data(r["task"]),
+            data(r["trigger"]),
             status_text(r["status"]),
             "-" if r["duration_ms"] is None else str(r["duration_ms"]),
             str(r["attempt"]),
-            error,
+            data(error),
             str(r["id"]),
         )
     console().print(table)
@@ -96,10 +97,11 @@ def show_execution(execution_id: str, as_json: bool) -> None:
         if key == "status":
             out.print(f"{key:>15}: {status_text(value)}")
         elif key != "traceback":
-            out.print(f"{key:>15}: {value if value is not None else '-'}", markup=False)
+            shown = plain(value) if value is not None else "-"
+            out.print(f"{key:>15}: {shown}", markup=False)
     if row.get("traceback"):
         out.print("traceback:", markup=False)
-        out.print(row["traceback"], markup=False)
+        out.print(plain(row["traceback"]), markup=False)
 
 
 @click.command()
@@ -123,7 +125,7 @@ def stats(since: str, schedule: str | None, as_json: bool) -> None:
     for r in rows:
         rate = "-" if r["success_rate"] is None else f"{r['success_rate'] * 100:.1f}"
         table.add_row(
-            r["schedule"],
+            data(r["schedule"]),
             str(r["runs"]),
             rate,
             _ms(r["p50_ms"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.importers import (
@@ -41,13 +42,13 @@ def _apply(plan: ImportPlan, *, dry_run: bool, update: bool, as_json: bool) -> N
         return
     verb = "would create" if dry_run else "created"
     for name in created:
-        click.echo(f"+ {name}")
+        click.echo(f"+ {plain(name)}")
     for name in updated:
-        click.echo(f"~ {name}")
+        click.echo(f"~ {plain(name)}")
     for name in existing:
-        click.echo(f"= {name} (exists; --update to overwrite)")
+        click.echo(f"= {plain(name)} (exists; --update to overwrite)")
     for name, reason in unmapped:
-        click.echo(f"! {name}: {reason}")
+        click.echo(f"! {plain(name)}: {plain(reason)}")
     click.echo(
         f"{verb} {len(created)}, updated {len(updated)}, existing {len(existing)}, "
         f"not mapped {len(unmapped)}"

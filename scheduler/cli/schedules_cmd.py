@@ -12,7 +12,14 @@ from rich.table import Table
 
 from scheduler import api
 from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.cli.format import console, describe_when, local_time, relative, status_text
+from scheduler.cli.format import (
+    console,
+    data,
+    describe_when,
+    local_time,
+    relative,
+    status_text,
+)
 from scheduler.cron import next_fire_times, validate_timezone
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
@@ -75,7 +82,7 @@ def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefi
             changes["interval_seconds"] = parse_duration(flags["every"])
         else:
             changes["run_at"] = parse_instant(flags["at"], tz)
-    if flags.get("tz"):
+    if flags.get("tz") is not None:
         validate_timezone(flags["tz"])
         changes["timezone"] = flags["tz"]
     if flags.get("task"):
@@ -254,14 +261,14 @@ def list_(as_json: bool) -> None:
         definition = from_row(r)
         nxt = r["next_run_at"]
         table.add_row(
-            r["name"],
-            r["task"],
-            describe_when(definition),
-            r["timezone"],
+            data(r["name"]),
+            data(r["task"]),
+            data(describe_when(definition)),
+            data(r["timezone"]),
             "yes" if r["enabled"] else "no",
             f"{local_time(nxt, r['timezone'])} ({relative(nxt)})" if nxt else "-",
             status_text(r["last_status"]),
-            (r["last_error"] or "")[:60],
+            data((r["last_error"] or "")[:60]),
         )
     console().print(table)
 
@@ -291,13 +298,15 @@ def show(name: str, as_json: bool) -> None:
         print_json({**_listing(row), "upcoming": upcoming, "runs": runs})
         return
     out = console()
-    out.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
+    out.print(
+        f"[bold]{data(name)}[/bold]  {data(describe_when(definition))}  task {data(definition.task)}"
+    )
     for key, value in to_mapping(definition).items():
         if key not in ("name",):
-            out.print(f"  {key}: {value}")
+            out.print(f"  {key}: {data(value)}")
     out.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
     if row["last_error"]:
-        out.print(f"  [red]last_error: {row['last_error']}[/red]")
+        out.print(f"  [red]last_error: {data(row['last_error'])}[/red]")
     out.print("[bold]next fire times[/bold]")
     for when in upcoming:
         out.print(f"  {local_time(when, definition.timezone)}  ({relative(when)})")

@@ -14,10 +14,15 @@ from typing import Any
 
 import pytest
 import redis
-from kombu import Connection, Exchange, Queue
+from kombu.connection import Connection as _Connection
+from kombu.entity import Exchange as _Exchange
+from kombu.entity import Queue as _Queue
 
 from tests.acceptance.procs import ROOT, processes, wait_for
 
+Connection: Any = _Connection
+Exchange: Any = _Exchange
+Queue: Any = _Queue
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 MALFORMED = {
     "a mapping": json.dumps({"a": 1}).encode(),

@@ -92,7 +92,7 @@ async def test_a_deep_row_is_flagged_alone_and_the_others_keep_time(
 
 async def test_the_database_refuses_deep_and_huge_definitions(engine: AsyncEngine) -> None:
     for value in (DEEP, '{"a": ' * 65 + "1" + "}" * 65, json.dumps({"x": "y" * 1_000_001})):
-        with pytest.raises(DBAPIError, match="nested deeper than 64|larger than 1 MB"):
+        with pytest.raises(DBAPIError, match=r"nested deeper than 64|larger than 1 MB"):
             await sql(
                 engine,
                 "INSERT INTO schedules (name, task, cron, kwargs) "
@@ -120,7 +120,9 @@ async def test_every_read_path_shows_a_deep_row_as_broken(
         k=DEEP,
     )
     listed = cli("schedules", "list")
-    assert listed.exit_code == 0 and "deep" in listed.output and "fine" in listed.output
+    assert listed.exit_code == 0
+    assert "deep" in listed.output
+    assert "fine" in listed.output
     as_json = json.loads(cli("schedules", "list", "--json").output)
     assert [s["name"] for s in as_json] == ["deep", "fine"]
     assert "unreadable" in as_json[0]["kwargs"]
@@ -130,7 +132,8 @@ async def test_every_read_path_shows_a_deep_row_as_broken(
     assert [s["name"] for s in yaml.safe_load(exported.stdout)["schedules"]] == ["fine"]
     assert "cannot be exported" in exported.stderr
     refused = cli("schedules", "update", "deep", "--cron", "@hourly")
-    assert refused.exit_code == 2 and "kwargs cannot be read" in refused.output
+    assert refused.exit_code == 2
+    assert "kwargs cannot be read" in refused.output
     mended = cli("schedules", "update", "deep", "--kwargs", '{"ok": 1}')
     assert mended.exit_code == 0, mended.output
     await insert_legacy(
@@ -145,7 +148,8 @@ async def test_every_read_path_shows_a_deep_row_as_broken(
     plan = tmp_path / "plan.yaml"
     plan.write_text("schedules:\n  - {name: fine, task: demo.noop, cron: '@daily'}\n")
     applied = cli("apply", str(plan), "--prune", "--dry-run")
-    assert applied.exit_code == 0 and "- deep2" in applied.output
+    assert applied.exit_code == 0
+    assert "- deep2" in applied.output
     assert cli("schedules", "remove", "deep2", "--yes").exit_code == 0
 
 
@@ -167,10 +171,58 @@ def test_entry_points_refuse_what_the_beat_would(cli: Any, tmp_path: Path) -> No
         + "\n"
     )
     result = cli("apply", str(plan))
-    assert result.exit_code == 2 and "nested deeper than 64" in result.output
+    assert result.exit_code == 2
+    assert "nested deeper than 64" in result.output
     with pytest.raises(Exception, match="nested deeper than 64"):
         api.upsert_schedule(
             api.ScheduleDefinition(
                 name="z", task="demo.noop", cron="@daily", kwargs=json.loads(deep)
             )
         )
+
+
+async def test_markup_and_escapes_in_data_print_as_written(
+    engine: AsyncEngine, cli: Any
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, cron, description) VALUES "
+        "('[prod] x', 'demo.noop', '@daily', 'a'), ('bad [/] name', 'demo.noop', '@daily', 'b'), "
+        "(:ansi, 'demo.noop', '@daily', 'c')",
+        ansi="red\x1b[31m name\x07",
+    )
+    await sql(
+        engine,
+        "INSERT INTO executions (id, task, status_id, trigger, args, kwargs, error_message, traceback) "
+        "VALUES (gen_random_uuid(), 'demo.noop', 6, 'manual', '[]', '{}', :err, :err)",
+        err="boom [/] [bold]loud[/bold] \x1b[2J\x1b]0;title\x07",
+    )
+    listed = cli("schedules", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "[prod] x" in listed.output and "bad [/] name" in listed.output
+    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    assert "red name" in listed.output
+    shown = cli("schedules", "show", "[prod] x")
+    assert shown.exit_code == 0 and "[prod] x" in shown.output
+    history = cli("history")
+    assert history.exit_code == 0, history.output
+    assert "boom [/] [bold]loud[/bold]" in history.output and "\x1b" not in history.output
+    run_id = (await sql(engine, "SELECT id FROM executions"))[0]["id"]
+    details = cli("show", str(run_id))
+    assert details.exit_code == 0 and "\x1b" not in details.output
+
+
+def test_coercions_are_refusals(cli: Any, tmp_path: Path) -> None:
+    empty_tz = cli("schedules", "add", "x", "--task", "demo.noop", "--cron", "@daily", "--tz", "")
+    assert empty_tz.exit_code == 2 and "time zone" in empty_tz.output
+    plan = tmp_path / "grace.yaml"
+    plan.write_text(
+        "schedules:\n  - {name: g, task: demo.noop, every: 5m, misfire_grace_seconds: 1.5}\n"
+    )
+    grace = cli("apply", str(plan))
+    assert grace.exit_code == 2 and "whole number" in grace.output
+    fast = cli("schedules", "add", "f", "--task", "demo.noop", "--every", "0.001")
+    assert fast.exit_code == 2 and "at least 1s" in fast.output
+    huge = cli("schedules", "add", "h", "--task", "demo.noop", "--every", "5m", "--jitter", "9" * 30)
+    assert huge.exit_code == 2 and "Overflow" not in huge.output and "DBAPI" not in huge.output
+    assert len(huge.output.strip().splitlines()) == 1
