@@ -666,6 +666,32 @@ class SchedulerRepository:
         return int(new_id)
 
     @staticmethod
+    async def insert_schedules(
+        session: AsyncSession, rows: Sequence[Mapping[str, Any]], *, chunk: int = 1000
+    ) -> None:
+        """Insert many definitions in multi-row statements; DuplicateError if a name exists."""
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            result = await session.execute(
+                pg_insert(Schedule)
+                .values(list(part))
+                .on_conflict_do_nothing(index_elements=[Schedule.name])
+                .returning(Schedule.name)
+            )
+            inserted = set(result.scalars())
+            missing = [r["name"] for r in part if r["name"] not in inserted]
+            if missing:
+                raise DuplicateError(
+                    f"a schedule named {missing[0]!r} exists: use `scheduler schedules update`"
+                )
+
+    @staticmethod
+    async def lock_definitions(session: AsyncSession) -> None:
+        """Serialise whole-set changes of the definitions (apply, prune, import): a
+        transaction-scoped advisory lock, released at commit or rollback."""
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('scheduler.apply'))"))
+
+    @staticmethod
     async def update_schedule(session: AsyncSession, name: str, values: Mapping[str, Any]) -> bool:
         result = await session.execute(
             update(Schedule)

@@ -18,6 +18,7 @@ schedules:
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any
 
 import click
@@ -40,10 +41,50 @@ from scheduler.schedules import (
 )
 
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """Aliases (`*name`) are refused before anything is built: a few hundred bytes of nested
+    aliases otherwise expand to gigabytes (a "billion laughs" file)."""
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise InvalidScheduleError(
+                f"aliases (*name) are not allowed; write the value out (line {node.start_mark.line + 1})"
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def safe_load(stream: Any) -> Any:
+    """YAML as plain data, without aliases."""
+    loader = _Loader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_file(path: str) -> list[ScheduleDefinition]:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = safe_load(handle)
+    except InvalidScheduleError as exc:
+        raise InvalidScheduleError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise InvalidScheduleError(f"{path} is nested too deep") from None
     except OSError as exc:
         raise InvalidScheduleError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -60,8 +101,8 @@ def load_file(path: str) -> list[ScheduleDefinition]:
             definitions.append(validate(from_mapping(item), registered))
         except InvalidScheduleError as exc:
             raise InvalidScheduleError(f"{path}, schedule #{index}: {exc}") from None
-    names = [d.name for d in definitions]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(d.name for d in definitions)
+    duplicates = sorted(n for n, c in counts.items() if c > 1)
     if duplicates:
         raise InvalidScheduleError(f"{path}: duplicate names {', '.join(duplicates)}")
     return definitions
