@@ -414,15 +414,18 @@ class SchedulerRepository:
         return int(result.scalar_one())
 
     @staticmethod
-    async def clear_beat_errors(session: AsyncSession) -> int:
-        """Let the beat look again at rows it flagged (a task may be registered now)."""
+    async def clear_beat_errors(session: AsyncSession) -> dict[int, str]:
+        """Let the beat look again at rows it flagged (a task may be registered now); returns
+        the errors cleared, by schedule id."""
         result = await session.execute(
-            update(Schedule)
-            .where(Schedule.last_error.is_not(None), Schedule.enabled)
-            .values(last_error=None, next_run_at=None)
-            .execution_options(synchronize_session=False)
+            text(
+                "UPDATE schedules s SET last_error = NULL, next_run_at = NULL "
+                "FROM (SELECT id, last_error FROM schedules "
+                "      WHERE last_error IS NOT NULL AND enabled FOR UPDATE) old "
+                "WHERE s.id = old.id RETURNING old.id, old.last_error"
+            )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return {int(row[0]): str(row[1]) for row in result.all()}
 
     @staticmethod
     async def lock_schedule_for_trigger(session: AsyncSession, name: str) -> dict[str, Any] | None:

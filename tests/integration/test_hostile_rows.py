@@ -226,3 +226,24 @@ def test_coercions_are_refusals(cli: Any, tmp_path: Path) -> None:
     huge = cli("schedules", "add", "h", "--task", "demo.noop", "--every", "5m", "--jitter", "9" * 30)
     assert huge.exit_code == 2 and "Overflow" not in huge.output and "DBAPI" not in huge.output
     assert len(huge.output.strip().splitlines()) == 1
+
+
+async def test_each_flagged_row_is_logged_once_per_change_with_a_summary(
+    engine: AsyncEngine, dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds) "
+        "SELECT 'bad-' || i, 'nope.nope', 60 FROM generate_series(1, 30) i",
+    )
+    with caplog.at_level(logging.WARNING, logger="scheduler.dispatcher"):
+        assert (await dispatcher.tick(NOW)).flagged == 30
+        first = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        assert await dispatcher.recheck_errors() == 30
+        assert (await dispatcher.tick(NOW + timedelta(seconds=1))).flagged == 30
+        again = [r.getMessage() for r in caplog.records]
+    assert sum("cannot run" in m for m in first) == 20
+    assert sum("30 schedules flagged" in m for m in first) == 1
+    assert [m for m in again if "cannot run" in m] == []
+    assert sum("30 schedules flagged" in m and "0 new" in m for m in again) == 1
