@@ -10,6 +10,7 @@ called on the class or on an instance.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -886,3 +887,58 @@ def _with_status(row: dict[str, Any]) -> dict[str, Any]:
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+# --- Least privilege ----------------------------------------------------------------------
+
+ROLE_GRANTS: dict[str, dict[str, str]] = {
+    "readonly": {
+        "execution_statuses": "SELECT",
+        "alembic_version": "SELECT",
+        "schedules": "SELECT",
+        "executions": "SELECT",
+    },
+    "worker": {
+        "execution_statuses": "SELECT",
+        "alembic_version": "SELECT",
+        "executions": "SELECT, INSERT, UPDATE",
+    },
+    "beat": {
+        "execution_statuses": "SELECT",
+        "alembic_version": "SELECT",
+        "schedules": "SELECT, UPDATE",
+        "executions": "SELECT, INSERT, UPDATE, DELETE",
+    },
+    "operator": {
+        "execution_statuses": "SELECT",
+        "alembic_version": "SELECT",
+        "schedules": "SELECT, INSERT, UPDATE, DELETE",
+        "executions": "SELECT, INSERT, UPDATE, DELETE",
+    },
+}
+"""What each process needs: a worker records runs, a beat plans them, an operator also edits
+schedules (CLI, apply, prune, import), readonly reads history, stats, lists."""
+
+
+def role_statements(prefix: str = "scheduler_") -> list[str]:
+    """SQL creating the four group roles (NOLOGIN; grant them to login users) and their
+    privileges. Re-running it is harmless."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", prefix):
+        raise ValueError("a role prefix is lower-case letters, digits and _")
+    statements: list[str] = []
+    for role, grants in ROLE_GRANTS.items():
+        name = f"{prefix}{role}"
+        statements.append(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') "
+            f"THEN CREATE ROLE {name} NOLOGIN; END IF; END $$"
+        )
+        statements.append(f"GRANT USAGE ON SCHEMA public TO {name}")
+        statements.extend(f"GRANT {p} ON {table} TO {name}" for table, p in grants.items())
+        if "INSERT" in grants.get("schedules", "") or "INSERT" in grants.get("executions", ""):
+            statements.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}")
+    return statements
+
+
+async def apply_statements(session: AsyncSession, statements: Sequence[str]) -> None:
+    for statement in statements:
+        await session.execute(text(statement))

@@ -40,7 +40,6 @@ from scheduler.schedules import (
     validate,
 )
 
-
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""
 

@@ -66,14 +66,16 @@ def _explain(exc: BaseException) -> str:
         return "the database has no schema: run `scheduler db upgrade`"
     if "sqlalchemy" in module and ("connect" in text.lower() or "OperationalError" in name):
         return f"cannot reach the database: {text.splitlines()[0]}"
-    if "sqlalchemy" in module and "DBAPIError" in text or "DataError" in name:
+    if ("sqlalchemy" in module and "DBAPIError" in text) or "DataError" in name:
         reason = str(getattr(exc, "orig", "") or exc).splitlines()[0]
         reason = reason.split(") ", 1)[-1] if reason.startswith("(") else reason
         return f"the database refused a value: {reason}"
     if isinstance(exc, OverflowError):
         return f"a number is out of range: {exc}"
     if isinstance(exc, TypeError | ValueError):
-        return f"a value has the wrong type or form: {str(exc).splitlines()[0] if str(exc) else name}"
+        return (
+            f"a value has the wrong type or form: {str(exc).splitlines()[0] if str(exc) else name}"
+        )
     return text.splitlines()[0] if text else name
 
 

@@ -181,9 +181,7 @@ def test_entry_points_refuse_what_the_beat_would(cli: Any, tmp_path: Path) -> No
         )
 
 
-async def test_markup_and_escapes_in_data_print_as_written(
-    engine: AsyncEngine, cli: Any
-) -> None:
+async def test_markup_and_escapes_in_data_print_as_written(engine: AsyncEngine, cli: Any) -> None:
     await sql(
         engine,
         "INSERT INTO schedules (name, task, cron, description) VALUES "
@@ -223,7 +221,9 @@ def test_coercions_are_refusals(cli: Any, tmp_path: Path) -> None:
     assert grace.exit_code == 2 and "whole number" in grace.output
     fast = cli("schedules", "add", "f", "--task", "demo.noop", "--every", "0.001")
     assert fast.exit_code == 2 and "at least 1s" in fast.output
-    huge = cli("schedules", "add", "h", "--task", "demo.noop", "--every", "5m", "--jitter", "9" * 30)
+    huge = cli(
+        "schedules", "add", "h", "--task", "demo.noop", "--every", "5m", "--jitter", "9" * 30
+    )
     assert huge.exit_code == 2 and "Overflow" not in huge.output and "DBAPI" not in huge.output
     assert len(huge.output.strip().splitlines()) == 1
 
