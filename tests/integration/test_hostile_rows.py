@@ -197,34 +197,44 @@ async def test_markup_and_escapes_in_data_print_as_written(engine: AsyncEngine, 
     )
     listed = cli("schedules", "list")
     assert listed.exit_code == 0, listed.output
-    assert "[prod] x" in listed.output and "bad [/] name" in listed.output
-    assert "\x1b" not in listed.output and "\x07" not in listed.output
+    assert "[prod] x" in listed.output
+    assert "bad [/] name" in listed.output
+    assert "\x1b" not in listed.output
+    assert "\x07" not in listed.output
     assert "red name" in listed.output
     shown = cli("schedules", "show", "[prod] x")
-    assert shown.exit_code == 0 and "[prod] x" in shown.output
+    assert shown.exit_code == 0
+    assert "[prod] x" in shown.output
     history = cli("history")
     assert history.exit_code == 0, history.output
-    assert "boom [/] [bold]loud[/bold]" in history.output and "\x1b" not in history.output
+    assert "boom [/] [bold]loud[/bold]" in history.output
+    assert "\x1b" not in history.output
     run_id = (await sql(engine, "SELECT id FROM executions"))[0]["id"]
     details = cli("show", str(run_id))
-    assert details.exit_code == 0 and "\x1b" not in details.output
+    assert details.exit_code == 0
+    assert "\x1b" not in details.output
 
 
 def test_coercions_are_refusals(cli: Any, tmp_path: Path) -> None:
     empty_tz = cli("schedules", "add", "x", "--task", "demo.noop", "--cron", "@daily", "--tz", "")
-    assert empty_tz.exit_code == 2 and "time zone" in empty_tz.output
+    assert empty_tz.exit_code == 2
+    assert "time zone" in empty_tz.output
     plan = tmp_path / "grace.yaml"
     plan.write_text(
         "schedules:\n  - {name: g, task: demo.noop, every: 5m, misfire_grace_seconds: 1.5}\n"
     )
     grace = cli("apply", str(plan))
-    assert grace.exit_code == 2 and "whole number" in grace.output
+    assert grace.exit_code == 2
+    assert "whole number" in grace.output
     fast = cli("schedules", "add", "f", "--task", "demo.noop", "--every", "0.001")
-    assert fast.exit_code == 2 and "at least 1s" in fast.output
+    assert fast.exit_code == 2
+    assert "at least 1s" in fast.output
     huge = cli(
         "schedules", "add", "h", "--task", "demo.noop", "--every", "5m", "--jitter", "9" * 30
     )
-    assert huge.exit_code == 2 and "Overflow" not in huge.output and "DBAPI" not in huge.output
+    assert huge.exit_code == 2
+    assert "Overflow" not in huge.output
+    assert "DBAPI" not in huge.output
     assert len(huge.output.strip().splitlines()) == 1
 
 

@@ -34,10 +34,8 @@ def logins(database_url: str, broker_url: str) -> Iterator[dict[str, str]]:
     """A login user in each granted role; URLs by role. Roles and users dropped after."""
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     printed = CliRunner().invoke(main, ["db", "roles", "--prefix", prefix])
-    assert (
-        printed.exit_code == 0
-        and f"GRANT SELECT ON schedules TO {prefix}readonly" in printed.output
-    )
+    assert printed.exit_code == 0
+    assert f"GRANT SELECT ON schedules TO {prefix}readonly" in printed.output
     applied = CliRunner().invoke(main, ["db", "roles", "--apply", "--prefix", prefix])
     assert applied.exit_code == 0, applied.output
     users = {role: f"{prefix}{role}_login" for role in ROLES}
@@ -88,7 +86,8 @@ def test_beat_worker_and_history_run_under_their_roles(
 
     result, denied = run_sync(beat_pass())
     assert result.published == 1
-    assert denied is not None and "permission denied" in str(denied)
+    assert denied is not None
+    assert "permission denied" in str(denied)
 
     queued = query(database_url, "SELECT id FROM executions")[0]["id"]
     monkeypatch.setenv("DATABASE_URL", logins["worker"])
@@ -110,4 +109,5 @@ def test_beat_worker_and_history_run_under_their_roles(
     assert runs[0]["status"] == "success"
     assert CliRunner().invoke(main, ["history"]).exit_code == 0
     refused = CliRunner().invoke(main, ["schedules", "remove", "r", "--yes"])
-    assert refused.exit_code == 2 and "permission denied" in refused.output
+    assert refused.exit_code == 2
+    assert "permission denied" in refused.output
