@@ -41,6 +41,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     beat_scheduler="scheduler.beat:DatabaseScheduler",
+    worker_consumer="scheduler.worker_guard:GuardedConsumer",
     beat_max_loop_interval=settings.beat_max_sleep_s,
 )
 install_worker_hooks()

@@ -100,14 +100,18 @@ async def areconcile(
         "create": [], "update": [], "unchanged": [], "existing": [], "delete": []
     }  # fmt: skip
     async with _unit(session) as s:
+        if not dry_run:
+            # two applies at once would each see the other's rows as absent: one waits
+            await repo.lock_definitions(s)
         stored = {r["name"]: r for r in await repo.list_schedules(s)}
         wanted = {d.name: d for d in definitions}
+        creates: list[dict[str, Any]] = []
         for name, definition in wanted.items():
             current = stored.get(name)
             if current is None:
                 changes["create"].append(name)
                 if not dry_run:
-                    await repo.insert_schedule(s, definition.column_values())
+                    creates.append(definition.column_values())
             elif normalize(from_row(current)) == normalize(definition):
                 changes["unchanged"].append(name)
             elif not update_existing:
@@ -118,6 +122,8 @@ async def areconcile(
                     values = definition.column_values()
                     values.pop("name")
                     await repo.update_schedule(s, name, values)
+        if creates:
+            await repo.insert_schedules(s, creates)
         if prune:
             for name in sorted(set(stored) - set(wanted)):
                 changes["delete"].append(name)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from scheduler import metrics
+from scheduler.bounds import plain
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
@@ -60,6 +61,9 @@ LOST_IN_TRANSIT_S = 10.0
 """Messages published this long before the broker was found down may have gone with it (a
 worker had popped them and could not record the delivery): they are published again."""
 REPUBLISH_LIMIT = 100_000
+
+
+_REPORT_MAX = 20
 
 
 def utcnow() -> datetime:
@@ -174,6 +178,8 @@ class Dispatcher:
         self._last_reap = 0.0
         self._held = HeldRuns()
         self._changed = False
+        self._reported: dict[int, str] = {}
+        """The last error logged per flagged schedule id: each is logged once per change."""
         self._broker_lost_since: datetime | None = None
         """Set when a publish fails: runs queued since then are published again once the
         broker is back (a duplicate delivery runs nothing: the claim refuses it)."""
@@ -228,9 +234,7 @@ class Dispatcher:
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
         flagged = [u for u in result.updates if u.last_error]
-        for update in flagged:
-            name = next((d.name for d in due if d.id == update.id), update.id)
-            log.warning("schedule %s cannot run: %s", name, update.last_error)
+        self._report_flagged(flagged, {d.id: d.name for d in due})
         if horizon > now:
             by_id = {row["id"]: row for row in rows}
             for run in fired:
@@ -433,9 +437,32 @@ class Dispatcher:
         log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
         return withdrawn
 
+    def _report_flagged(self, flagged: Sequence[ScheduleUpdate], names: dict[int, str]) -> None:
+        """One WARNING per row whose error is new or changed (at most `_REPORT_MAX` a pass),
+        then one summary line: thousands of bad rows do not flood the log at every start."""
+        if not flagged:
+            return
+        changed = [u for u in flagged if self._reported.get(u.id) != u.last_error]
+        for update in changed[:_REPORT_MAX]:
+            log.warning(
+                "schedule %s cannot run: %s",
+                plain(names.get(update.id, str(update.id))),
+                plain(update.last_error or ""),
+            )
+        for update in flagged:
+            self._reported[update.id] = update.last_error or ""
+        log.warning(
+            "%d schedules flagged with last_error in this pass (%d new or changed, %d logged)",
+            len(flagged),
+            len(changed),
+            min(len(changed), _REPORT_MAX),
+        )
+
     async def recheck_errors(self) -> int:
         async with self.sessions() as session, session.begin():
-            return await repo.clear_beat_errors(session)
+            cleared = await repo.clear_beat_errors(session)
+        self._reported.update(cleared)
+        return len(cleared)
 
     async def trigger(
         self,

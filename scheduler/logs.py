@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import UTC, datetime
 from typing import Any
 
+from scheduler.redaction import redact_text
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
 _CONTEXT_KEYS = ("execution_id", "schedule", "task")
 
 
 def redact(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***`."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", text)
+    """`text` with every URL redacted, whatever its shape, and every known password masked
+    (`scheduler.redaction`)."""
+    return redact_text(text)
 
 
 def _task_context() -> dict[str, str]:

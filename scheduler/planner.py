@@ -23,7 +23,6 @@ Rules:
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,8 +40,8 @@ from scheduler.cron import (
 from scheduler.domain import ExecutionStatus, MisfirePolicy, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.options import check_options
+from scheduler.schedules import check_interval_floor, check_json_fields
 
-_MAX_JSON_BYTES = 1_000_000
 _MAX_SLOTS_PER_TICK = 10_000
 
 
@@ -143,6 +142,7 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
     """Everything that makes a row unrunnable, as InvalidScheduleError with one line."""
     if registered is not None and row.task not in registered:
         raise InvalidScheduleError(f"task {row.task!r} is not registered with the beat's app")
+    check_json_fields(row.args, row.kwargs, row.options)
     if not isinstance(row.args, list):
         raise InvalidScheduleError("args must be a JSON array")
     if not isinstance(row.kwargs, dict):
@@ -151,13 +151,7 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
         raise InvalidScheduleError("options must be a JSON object")
     if row.options:
         check_options(row.options)
-    if row.args or row.kwargs or row.options:
-        try:
-            size = len(json.dumps([row.args, row.kwargs, row.options]))
-        except (TypeError, ValueError) as exc:
-            raise InvalidScheduleError(f"args/kwargs are not JSON: {exc}") from None
-        if size > _MAX_JSON_BYTES:
-            raise InvalidScheduleError(f"args/kwargs/options are {size} bytes: at most 1 MB")
+    check_interval_floor(row.interval_seconds)
     if row.misfire_policy not in _MISFIRE_POLICIES:
         raise InvalidScheduleError(f"unknown misfire_policy {row.misfire_policy!r}")
     if row.overlap_policy not in _OVERLAP_POLICIES:

@@ -10,6 +10,7 @@ called on the class or on an instance.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -452,15 +453,18 @@ class SchedulerRepository:
         return int(result.scalar_one())
 
     @staticmethod
-    async def clear_beat_errors(session: AsyncSession) -> int:
-        """Let the beat look again at rows it flagged (a task may be registered now)."""
+    async def clear_beat_errors(session: AsyncSession) -> dict[int, str]:
+        """Let the beat look again at rows it flagged (a task may be registered now); returns
+        the errors cleared, by schedule id."""
         result = await session.execute(
-            update(Schedule)
-            .where(Schedule.last_error.is_not(None), Schedule.enabled)
-            .values(last_error=None, next_run_at=None)
-            .execution_options(synchronize_session=False)
+            text(
+                "UPDATE schedules s SET last_error = NULL, next_run_at = NULL "
+                "FROM (SELECT id, last_error FROM schedules "
+                "      WHERE last_error IS NOT NULL AND enabled FOR UPDATE) old "
+                "WHERE s.id = old.id RETURNING old.id, old.last_error"
+            )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return {int(row[0]): str(row[1]) for row in result.all()}
 
     @staticmethod
     async def lock_schedule_for_trigger(session: AsyncSession, name: str) -> dict[str, Any] | None:
@@ -492,7 +496,7 @@ class SchedulerRepository:
         " attempt = e.attempt + 1, completed_at = NULL,"
         " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
         " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
-        " WHERE e.status_id = ANY($7::smallint[])"
+        " WHERE e.status_id = ANY($7::smallint[]) AND e.task = EXCLUDED.task"
         " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
     )
     _FINISH_SQL = (
@@ -555,6 +559,14 @@ class SchedulerRepository:
             _uuid_or_none(root_id),
         )
         return None if row is None else Attempt(row[0], queue_s=row[1])
+
+    @staticmethod
+    async def execution_task(driver: Any, execution_id: uuid.UUID | str) -> str | None:
+        """The task an execution row is a run of (None: no such row)."""
+        value = await driver.fetchval(
+            "SELECT task FROM executions WHERE id = $1", _as_uuid(execution_id)
+        )
+        return None if value is None else str(value)
 
     @staticmethod
     async def finish_run(
@@ -924,6 +936,32 @@ class SchedulerRepository:
                 f"a schedule named {values['name']!r} exists: use `scheduler schedules update`"
             )
         return int(new_id)
+
+    @staticmethod
+    async def insert_schedules(
+        session: AsyncSession, rows: Sequence[Mapping[str, Any]], *, chunk: int = 1000
+    ) -> None:
+        """Insert many definitions in multi-row statements; DuplicateError if a name exists."""
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            result = await session.execute(
+                pg_insert(Schedule)
+                .values(list(part))
+                .on_conflict_do_nothing(index_elements=[Schedule.name])
+                .returning(Schedule.name)
+            )
+            inserted = set(result.scalars())
+            missing = [r["name"] for r in part if r["name"] not in inserted]
+            if missing:
+                raise DuplicateError(
+                    f"a schedule named {missing[0]!r} exists: use `scheduler schedules update`"
+                )
+
+    @staticmethod
+    async def lock_definitions(session: AsyncSession) -> None:
+        """Serialise whole-set changes of the definitions (apply, prune, import): a
+        transaction-scoped advisory lock, released at commit or rollback."""
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('scheduler.apply'))"))
 
     @staticmethod
     async def update_schedule(session: AsyncSession, name: str, values: Mapping[str, Any]) -> bool:
@@ -1364,3 +1402,75 @@ class AlertsRepository:
         if rule is not None:
             stmt = stmt.where(NotificationRule.name == rule)
         return [dict(row) for row in (await session.execute(stmt)).mappings()]
+
+
+# --- Least privilege ----------------------------------------------------------------------
+
+_READ = "SELECT"
+_WRITE = "SELECT, INSERT, UPDATE"
+_ALL = "SELECT, INSERT, UPDATE, DELETE"
+ROLE_GRANTS: dict[str, dict[str, str]] = {
+    "readonly": {
+        "execution_statuses": _READ,
+        "alembic_version": _READ,
+        "schedules": _READ,
+        "executions": _READ,
+        "audit_log": _READ,
+    },
+    "worker": {
+        "execution_statuses": _READ,
+        "alembic_version": _READ,
+        "schedules": "SELECT, UPDATE",
+        "executions": _WRITE,
+        "notification_rules": _READ,
+        "notification_deliveries": "SELECT, INSERT",
+    },
+    "beat": {
+        "execution_statuses": _READ,
+        "alembic_version": _READ,
+        "schedules": _ALL,
+        "executions": _ALL,
+        "notification_rules": _READ,
+        "notification_deliveries": _WRITE,
+    },
+    "operator": {
+        "execution_statuses": _READ,
+        "alembic_version": _READ,
+        "schedules": _ALL,
+        "executions": _ALL,
+        "audit_log": "SELECT, INSERT",
+        "notification_rules": _ALL,
+        "notification_deliveries": _WRITE,
+        "web_users": _ALL,
+        "web_tokens": _ALL,
+    },
+}
+"""What each process needs: a worker records runs (and, through them, pauses a failing
+schedule, releases a buffered run and queues alert deliveries); a beat plans runs, syncs
+`beat_schedule` rows and sends alerts; an operator also edits schedules (CLI, apply, prune,
+import, the dashboard with its users and tokens) and writes the audit trail; readonly reads
+history, stats, lists and the audit trail (never password hashes or webhook secrets)."""
+
+
+def role_statements(prefix: str = "scheduler_") -> list[str]:
+    """SQL creating the four group roles (NOLOGIN; grant them to login users) and their
+    privileges. Re-running it is harmless."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", prefix):
+        raise ValueError("a role prefix is lower-case letters, digits and _")
+    statements: list[str] = []
+    for role, grants in ROLE_GRANTS.items():
+        name = f"{prefix}{role}"
+        statements.append(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{name}') "
+            f"THEN CREATE ROLE {name} NOLOGIN; END IF; END $$"
+        )
+        statements.append(f"GRANT USAGE ON SCHEMA public TO {name}")
+        statements.extend(f"GRANT {p} ON {table} TO {name}" for table, p in grants.items())
+        if any("INSERT" in privileges for privileges in grants.values()):
+            statements.append(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {name}")
+    return statements
+
+
+async def apply_statements(session: AsyncSession, statements: Sequence[str]) -> None:
+    for statement in statements:
+        await session.execute(text(statement))

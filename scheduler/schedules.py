@@ -11,8 +11,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from scheduler.bounds import MAX_JSON_BYTES, Unreadable, json_problem, min_interval_s
 from scheduler.cron import DAY_MATCHES, make_timing, validate_timezone
-from scheduler.domain import EARLIEST_INSTANT, LATEST_INSTANT, MisfirePolicy, OverlapPolicy
+from scheduler.domain import (
+    EARLIEST_INSTANT,
+    LATEST_INSTANT,
+    LONGEST_SECONDS,
+    MisfirePolicy,
+    OverlapPolicy,
+)
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.options import check_options
 
@@ -129,6 +136,8 @@ def validate(
         name=definition.name,
         day_match=definition.day_match,
     )
+    check_interval_floor(definition.interval_seconds)
+    check_json_fields(definition.args, definition.kwargs, definition.options)
     if definition.args is not None and not isinstance(definition.args, list):
         raise InvalidScheduleError("args must be a JSON array, e.g. '[1, \"a\"]'")
     for label, value in (("kwargs", definition.kwargs), ("options", definition.options)):
@@ -136,6 +145,16 @@ def validate(
             raise InvalidScheduleError(f"{label} must be a JSON object, e.g. '{{\"key\": 1}}'")
     if definition.options:
         check_options(definition.options)
+    for label, whole in (
+        ("misfire grace", definition.misfire_grace_seconds),
+        ("jitter", definition.jitter_seconds),
+        ("max runs", definition.max_runs),
+    ):
+        if whole is not None and (isinstance(whole, bool) or not isinstance(whole, int)):
+            raise InvalidScheduleError(f"{label} must be a whole number, not {whole!r}")
+        most = 2_147_483_647 if label == "max runs" else LONGEST_SECONDS
+        if whole is not None and whole > most:
+            raise InvalidScheduleError(f"{label} must be at most {most}")
     if definition.misfire_policy not in {p.value for p in MisfirePolicy}:
         raise InvalidScheduleError(
             f"misfire policy {definition.misfire_policy!r}: use run_once, skip or run_all"
@@ -172,13 +191,54 @@ def validate(
     return definition
 
 
-def parse_json(text: str, label: str) -> Any:
+def check_interval_floor(interval_seconds: Decimal | float | int | None) -> None:
+    """Refuse intervals below `SCHEDULER_MIN_INTERVAL_S` (default 1 s)."""
+    if interval_seconds is None or isinstance(interval_seconds, bool):
+        return
     try:
-        return json.loads(text)
+        value = Decimal(str(interval_seconds))
+    except InvalidOperation:
+        return
+    floor = min_interval_s()
+    if value.is_finite() and value < Decimal(str(floor)):
+        raise InvalidScheduleError(
+            f"an interval must be at least {floor:g}s (SCHEDULER_MIN_INTERVAL_S lowers the floor)"
+        )
+
+
+def check_json_fields(args: Any, kwargs: Any, options: Any) -> None:
+    """Depth and size bounds of args, kwargs and options, one by one and together: the same
+    check for every entry point and the beat."""
+    total = 0
+    for label, value in (("args", args), ("kwargs", kwargs), ("options", options)):
+        if value is None:
+            continue
+        problem = json_problem(label, value)
+        if problem:
+            raise InvalidScheduleError(problem)
+        if not isinstance(value, Unreadable):
+            total += len(json.dumps(value, ensure_ascii=False))
+    if total > MAX_JSON_BYTES:
+        raise InvalidScheduleError(
+            f"args, kwargs and options are {total} bytes of JSON together: at most 1 MB"
+        )
+
+
+def parse_json(text: str, label: str) -> Any:
+    if len(text) > MAX_JSON_BYTES:
+        raise InvalidScheduleError(f"{label} is {len(text)} characters: at most 1 MB")
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidScheduleError(
             f"{label} is not valid JSON: {exc.msg} at column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise InvalidScheduleError(f"{label} is nested too deep") from None
+    problem = json_problem(label, value)
+    if problem:
+        raise InvalidScheduleError(problem)
+    return value
 
 
 def from_mapping(data: Any) -> ScheduleDefinition:
@@ -222,7 +282,9 @@ def to_mapping(definition: ScheduleDefinition) -> dict[str, Any]:
         value = getattr(normalized, name)
         if value == DEFAULTS[name] or (name in ("args", "kwargs", "options") and not value):
             continue
-        if isinstance(value, Decimal):
+        if isinstance(value, Unreadable):
+            value = str(value)
+        elif isinstance(value, Decimal):
             value = int(value) if value == value.to_integral_value() else float(value)
         elif isinstance(value, datetime):
             value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -232,11 +294,15 @@ def to_mapping(definition: ScheduleDefinition) -> dict[str, Any]:
 
 def normalize(definition: ScheduleDefinition) -> ScheduleDefinition:
     """Comparable form: empty JSON as defaults, instants in UTC, interval as plain Decimal."""
+
+    def keep(value: Any, kind: type) -> Any:
+        return value if isinstance(value, Unreadable) else kind(value or kind())
+
     return replace(
         definition,
-        args=list(definition.args or []),
-        kwargs=dict(definition.kwargs or {}),
-        options=dict(definition.options or {}),
+        args=keep(definition.args, list),
+        kwargs=keep(definition.kwargs, dict),
+        options=keep(definition.options, dict),
         interval_seconds=None
         if definition.interval_seconds is None
         else Decimal(definition.interval_seconds).normalize(),
@@ -244,6 +310,15 @@ def normalize(definition: ScheduleDefinition) -> ScheduleDefinition:
         start_at=definition.start_at.astimezone(UTC) if definition.start_at else None,
         end_at=definition.end_at.astimezone(UTC) if definition.end_at else None,
     )
+
+
+def broken_fields(definition: ScheduleDefinition) -> list[str]:
+    """The JSON fields of a stored definition that could not be read."""
+    return [
+        f"{name} {value}"
+        for name in ("args", "kwargs", "options")
+        if isinstance(value := getattr(definition, name), Unreadable)
+    ]
 
 
 def from_row(row: Any) -> ScheduleDefinition:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -29,9 +30,10 @@ from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from config.settings import Settings, get_settings
+from scheduler import redaction
 from scheduler.exceptions import ConfigurationError, ServiceError
 
 PG_DATABASE = "scheduler"
@@ -53,6 +55,7 @@ class ServiceUrls:
 
 def normalize_database_url(url: str) -> str:
     """Return `url` in SQLAlchemy's asyncpg form; reject anything that is not PostgreSQL."""
+    _check_userinfo("DATABASE_URL", url.strip())
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
@@ -64,6 +67,7 @@ def normalize_database_url(url: str) -> str:
 
 
 def check_broker_url(url: str) -> str:
+    _check_userinfo("BROKER_URL", url.strip())
     scheme = urlsplit(url.strip()).scheme.lower()
     if scheme in ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "memory"):
         return url.strip()
@@ -73,15 +77,23 @@ def check_broker_url(url: str) -> str:
 
 
 def redact(url: str) -> str:
-    """`url` with any password replaced by `***`: safe to print and log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:***@{host}"))
+    """`url` with any password replaced by `***`: safe to print and log, whatever its shape
+    (`?password=`, unencoded `#`, `/`, `?` in the password)."""
+    return redaction.redact(url)
+
+
+def redact_text(text: str) -> str:
+    """`text` (an error message, a log line) with every URL and known password masked."""
+    return redaction.redact_text(text)
+
+
+def _check_userinfo(label: str, url: str) -> None:
+    parts = redaction.userinfo_split(url)
+    if parts is not None and parts[1] and re.search(r"[/#?@\s]", parts[1]):
+        raise ConfigurationError(
+            f"{label}: percent-encode the password's special characters "
+            "(/ as %2F, # as %23, ? as %3F, @ as %40)"
+        )
 
 
 def resolve_urls(settings: Settings | None = None) -> ServiceUrls:

@@ -40,6 +40,7 @@ from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
 from scheduler import followup, metrics
+from scheduler.bounds import plain, storable, storable_json_text
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DatabaseUnreachable
@@ -90,11 +91,13 @@ def worker_id(node: str | None = None) -> str:
 
 
 def _json_text(value: Any) -> str:
-    """JSON text for a jsonb column; anything not serialisable is stored as its repr."""
+    """JSON text for a jsonb column; anything not serialisable is stored as its repr. NUL
+    and lone surrogates (which jsonb refuses) become U+FFFD."""
     try:
-        return json.dumps(value, default=repr)
-    except (TypeError, ValueError):
-        return json.dumps(repr(value))
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(f"<not storable as JSON: {type(value).__name__}>")
+    return storable_json_text(text)
 
 
 def summarize(result: Any, limit: int) -> str | None:
@@ -191,6 +194,15 @@ class TrackedTask(Task):  # type: ignore[misc]
             )
             return None
         if attempt is None:
+            owner = runtime.run(_bookkeeping(repo.execution_task, execution_id))
+            if owner is not None and owner != self.name:
+                log.error(
+                    "delivery refused: execution %s is a run of task %r, the message is for %r",
+                    execution_id,
+                    plain(owner),
+                    plain(self.name),
+                )
+                return None
             log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
             return None
         metrics.run_started(self.name, attempt)
@@ -293,7 +305,7 @@ class TrackedTask(Task):  # type: ignore[misc]
             "status_id": status.id,
             "duration_ms": duration_ms,
             "completed_at": None if status is ExecutionStatus.RETRYING else _now(),
-            "result_summary": summary,
+            "result_summary": storable(summary),
             "progress_json": None if state.progress is None else json.dumps(state.progress),
         }
         if error is not None:
@@ -322,16 +334,36 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
                 log.error("could not record the outcome of execution %s: %s", execution_id, exc)
                 return
             await asyncio.sleep(FINISH_RETRY_S)
-        except Exception:
+        except Exception as exc:
+            if outcome.get("error_type") != "OutcomeNotStored":
+                # whatever the texts held, the run must not stay `running`
+                log.exception("outcome of execution %s refused, stored without texts", execution_id)
+                outcome = {
+                    **outcome,
+                    "result_summary": None,
+                    "progress_json": None,
+                    "error_type": "OutcomeNotStored",
+                    "error_message": storable(f"the outcome could not be stored: {exc}"[:4000]),
+                    "traceback": None,
+                }
+                continue
             log.exception("could not record the outcome of execution %s", execution_id)
             return
 
 
 def _error_fields(error: BaseException) -> dict[str, Any]:
+    try:
+        message = str(error)
+    except Exception:
+        message = ""
+    try:
+        trace = "".join(tb.format_exception(error))
+    except Exception:
+        trace = repr(error)
     return {
-        "error_type": type(error).__name__,
-        "error_message": str(error)[:4000] or type(error).__name__,
-        "traceback": "".join(tb.format_exception(error))[:20000],
+        "error_type": storable(type(error).__name__),
+        "error_message": storable(message[:4000] or type(error).__name__),
+        "traceback": storable(trace[:20000]),
     }
 
 

@@ -18,18 +18,21 @@ schedules:
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from typing import Any
 
 import click
 import yaml
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.db import get_runtime
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
+    broken_fields,
     from_mapping,
     from_row,
     registered_tasks,
@@ -37,11 +40,50 @@ from scheduler.schedules import (
     validate,
 )
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""
+
+
+def _refuse_aliases(root: yaml.Node) -> None:
+    """Aliases (`*name`) are refused before anything is built: a few hundred bytes of nested
+    aliases otherwise expand to gigabytes (a "billion laughs" file)."""
+    seen: set[int] = set()
+    stack: list[yaml.Node] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            raise InvalidScheduleError(
+                f"aliases (*name) are not allowed; write the value out (line {node.start_mark.line + 1})"
+            )
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+def safe_load(stream: Any) -> Any:
+    """YAML as plain data, without aliases."""
+    loader = _Loader(stream)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
 
 def load_file(path: str) -> list[ScheduleDefinition]:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = safe_load(handle)
+    except InvalidScheduleError as exc:
+        raise InvalidScheduleError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise InvalidScheduleError(f"{path} is nested too deep") from None
     except OSError as exc:
         raise InvalidScheduleError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -58,8 +100,8 @@ def load_file(path: str) -> list[ScheduleDefinition]:
             definitions.append(validate(from_mapping(item), registered))
         except InvalidScheduleError as exc:
             raise InvalidScheduleError(f"{path}, schedule #{index}: {exc}") from None
-    names = [d.name for d in definitions]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    counts = Counter(d.name for d in definitions)
+    duplicates = sorted(n for n, c in counts.items() if c > 1)
     if duplicates:
         raise InvalidScheduleError(f"{path}: duplicate names {', '.join(duplicates)}")
     return definitions
@@ -89,7 +131,7 @@ def apply(path: str, prune: bool, dry_run: bool, as_json: bool) -> None:
     marks = {"create": "+", "update": "~", "delete": "-"}
     for kind, mark in marks.items():
         for name in changes[kind]:
-            click.echo(f"{mark} {name}")
+            click.echo(f"{mark} {plain(name)}")
     summary = ", ".join(
         f"{len(changes[k])} {k}" for k in ("create", "update", "unchanged", "delete")
     )
@@ -105,7 +147,13 @@ def export(output: str | None) -> None:
         async with get_runtime().sessions() as session:
             return await repo.list_schedules(session)
 
-    text = dump([from_row(r) for r in run_db(rows)])
+    definitions = [from_row(r) for r in run_db(rows)]
+    broken = {d.name: broken_fields(d) for d in definitions if broken_fields(d)}
+    text = dump([d for d in definitions if d.name not in broken])
+    for name, problems in sorted(broken.items()):
+        line = f"schedule {name!r} cannot be exported: {'; '.join(problems)}"
+        text += f"# {plain(line)}\n"
+        click.echo(f"warning: {plain(line)}", err=True)
     if output:
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(text)

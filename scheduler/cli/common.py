@@ -13,8 +13,9 @@ from uuid import UUID
 
 import click
 
+from scheduler.bounds import plain
 from scheduler.exceptions import SchedulerError
-from scheduler.services import redact
+from scheduler.services import redact, redact_text
 
 T = TypeVar("T")
 USER_ERROR = 2
@@ -29,7 +30,7 @@ def fail(message: str) -> NoReturn:
 
 
 def _print_error(message: str) -> int:
-    click.secho(f"error: {message}", fg="red", err=True)
+    click.secho(f"error: {plain(message)}", fg="red", err=True)
     return USER_ERROR
 
 
@@ -42,7 +43,11 @@ def debug_enabled() -> bool:
 
 
 def explain(exc: BaseException) -> str:
-    """Turn an exception into the one line a user sees."""
+    """Turn an exception into the one line a user sees, secrets and control characters out."""
+    return plain(redact_text(_explain(exc))).replace("\n", " ")
+
+
+def _explain(exc: BaseException) -> str:
     if isinstance(exc, SchedulerError):
         return str(exc)
     text = f"{type(exc).__name__}: {exc}".strip()
@@ -61,6 +66,16 @@ def explain(exc: BaseException) -> str:
         return "the database has no schema: run `scheduler db upgrade`"
     if "sqlalchemy" in module and ("connect" in text.lower() or "OperationalError" in name):
         return f"cannot reach the database: {text.splitlines()[0]}"
+    if ("sqlalchemy" in module and "DBAPIError" in text) or "DataError" in name:
+        reason = str(getattr(exc, "orig", "") or exc).splitlines()[0]
+        reason = reason.split(") ", 1)[-1] if reason.startswith("(") else reason
+        return f"the database refused a value: {reason}"
+    if isinstance(exc, OverflowError):
+        return f"a number is out of range: {exc}"
+    if isinstance(exc, TypeError | ValueError):
+        return (
+            f"a value has the wrong type or form: {str(exc).splitlines()[0] if str(exc) else name}"
+        )
     return text.splitlines()[0] if text else name
 
 

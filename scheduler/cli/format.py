@@ -6,7 +6,9 @@ import sys
 from datetime import UTC, datetime
 
 from rich.console import Console
+from rich.markup import escape
 
+from scheduler.bounds import plain
 from scheduler.cron import validate_timezone
 from scheduler.schedules import ScheduleDefinition
 
@@ -25,11 +27,17 @@ STATUS_STYLE = {
 }
 
 
+def data(value: object) -> str:
+    """Stored text for Rich output: markup escaped (a `[prod]` or `[/]` in a name prints as
+    written) and ANSI escapes and control characters removed."""
+    return escape(plain(value))
+
+
 def status_text(code: str | None) -> str:
     if not code:
         return "-"
     style = STATUS_STYLE.get(code)
-    return f"[{style}]{code}[/{style}]" if style else code
+    return f"[{style}]{code}[/{style}]" if style else data(code)
 
 
 def local_time(when: datetime | None, tz: str = "UTC") -> str:

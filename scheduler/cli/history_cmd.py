@@ -10,8 +10,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.cli.format import console, local_time, status_text
+from scheduler.cli.format import console, data, local_time, status_text
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.schedules import parse_duration, parse_instant
@@ -74,13 +75,13 @@ def history(
         error = (r["error_message"] or "").splitlines()[0][:60] if r["error_message"] else ""
         table.add_row(
             local_time(r["created_at"]),
-            r["schedule"] or "-",
-            r["task"],
-            r["trigger"],
+            data(r["schedule"] or "-"),
+            data(r["task"]),
+            data(r["trigger"]),
             status_text(r["status"]),
             "-" if r["duration_ms"] is None else str(r["duration_ms"]),
             str(r["attempt"]),
-            error,
+            data(error),
             str(r["id"]),
         )
     console().print(table)
@@ -102,10 +103,11 @@ def show_execution(execution_id: str, as_json: bool) -> None:
         if key == "status":
             out.print(f"{key:>15}: {status_text(value)}")
         elif key != "traceback":
-            out.print(f"{key:>15}: {value if value is not None else '-'}", markup=False)
+            shown = plain(value) if value is not None else "-"
+            out.print(f"{key:>15}: {shown}", markup=False)
     if row.get("traceback"):
         out.print("traceback:", markup=False)
-        out.print(row["traceback"], markup=False)
+        out.print(plain(row["traceback"]), markup=False)
     if len(tree) > 1:
         out.print("[bold]run tree[/bold]")
         for line in tree_lines(tree, row["id"]):
@@ -137,7 +139,7 @@ def tree_lines(nodes: list[dict[str, Any]], current: Any = None) -> list[str]:
         ms = "-" if node.get("duration_ms") is None else f"{node['duration_ms']} ms"
         mark = "*" if node["id"] == current else " "
         lines.append(
-            f"{mark} {'  ' * depth}{node['task']}  {status_text(node['status'])}  {ms}  {node['id']}"
+            f"{mark} {'  ' * depth}{data(node['task'])}  {status_text(node['status'])}  {ms}  {node['id']}"
         )
         for child in children.get(node["id"], []):
             walk(child, depth + 1, seen)
@@ -169,7 +171,7 @@ def stats(since: str, schedule: str | None, as_json: bool) -> None:
     for r in rows:
         rate = "-" if r["success_rate"] is None else f"{r['success_rate'] * 100:.1f}"
         table.add_row(
-            r["schedule"],
+            data(r["schedule"]),
             str(r["runs"]),
             rate,
             _ms(r["p50_ms"]),

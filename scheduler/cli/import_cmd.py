@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import fail, json_option, print_json, run_db
 from scheduler.exceptions import InvalidScheduleError
 from scheduler.importers import (
@@ -52,19 +53,19 @@ def _apply(
     else:
         verb = "created" if writes else "would create"
         for name in created:
-            click.echo(f"+ {name}")
+            click.echo(f"+ {plain(name)}")
         for name in updated:
-            click.echo(f"~ {name}")
+            click.echo(f"~ {plain(name)}")
         for name in unchanged:
-            click.echo(f"= {name} (exists, unchanged)")
+            click.echo(f"= {plain(name)} (exists, unchanged)")
         for name in differing:
-            click.echo(f"* {name} (exists, differs; --update to overwrite)")
+            click.echo(f"* {plain(name)} (exists, differs; --update to overwrite)")
         for name, note in plan.notes:
-            click.echo(f"  note {name}: {note}")
+            click.echo(f"  note {plain(name)}: {plain(note)}")
         for name, reason in plan.skipped:
-            click.echo(f"- {name}: {reason}")
+            click.echo(f"- {plain(name)}: {reason}")
         for name, reason in unmapped:
-            click.echo(f"! {name}: {reason}")
+            click.echo(f"! {plain(name)}: {plain(reason)}")
         click.echo(
             f"{verb} {len(created)}, {'updated' if writes else 'would update'} {len(updated)}, "
             f"unchanged {len(unchanged)}, differing {len(differing)}, refused {len(unmapped)}"

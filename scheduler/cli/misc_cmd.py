@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.cli.format import console
+from scheduler.cli.format import console, data
 from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
 from scheduler.cron_describe import describe
 from scheduler.schedules import parse_instant
@@ -90,9 +90,9 @@ def tasks(as_json: bool) -> None:
         table.add_column(column)
     for r in rows:
         table.add_row(
-            r["name"],
+            data(r["name"]),
             "yes" if r["tracked"] else "no",
-            r["queue"] or "default",
+            data(r["queue"] or "default"),
             str(r["max_retries"]),
             f"{r['soft_time_limit'] or '-'}/{r['time_limit'] or '-'}",
             "yes" if r["acks_late"] else "no",

@@ -125,7 +125,17 @@ def worker(
         argv += ["--concurrency", str(concurrency)]
     if queues:
         argv += ["--queues", queues]
-    app.worker_main([*argv, *celery_args])
+    from celery.bin.celery import celery as celery_command
+
+    # as `app.worker_main`, but keeping the worker's exit code (1 after an unrecoverable
+    # error), which Celery drops there: a crashed worker must not look like a clean stop
+    celery_command.params[0].default = app
+    try:
+        code = celery_command.main(args=[*argv, *celery_args], standalone_mode=False)
+    finally:
+        celery_command.params[0].default = None
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
 
 
 @click.command()

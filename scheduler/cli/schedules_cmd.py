@@ -14,8 +14,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
+from scheduler.bounds import plain
 from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.cli.format import console, describe_when, local_time, relative, status_text
+from scheduler.cli.format import (
+    console,
+    data,
+    describe_when,
+    local_time,
+    relative,
+    status_text,
+)
 from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
 from scheduler.cron_describe import Description, describe_definition
 from scheduler.exceptions import SchedulerError
@@ -91,7 +99,7 @@ def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefi
             changes["interval_seconds"] = parse_duration(flags["every"])
         else:
             changes["run_at"] = parse_instant(flags["at"], tz)
-    if flags.get("tz"):
+    if flags.get("tz") is not None:
         validate_timezone(flags["tz"])
         changes["timezone"] = flags["tz"]
     if flags.get("task"):
@@ -379,15 +387,15 @@ def list_(as_json: bool) -> None:
         definition = from_row(r)
         nxt = r["next_run_at"]
         table.add_row(
-            r["name"],
-            r["task"],
-            describe_when(definition),
-            _summary(definition).text,
-            r["timezone"],
+            data(r["name"]),
+            data(r["task"]),
+            data(describe_when(definition)),
+            data(_summary(definition).text),
+            data(r["timezone"]),
             _enabled_text(r),
             f"{local_time(nxt, r['timezone'])} ({relative(nxt)})" if nxt else "-",
             status_text(r["last_status"]),
-            (r["last_error"] or "")[:60],
+            data((r["last_error"] or "")[:60]),
         )
     console().print(table)
 
@@ -396,7 +404,7 @@ def _enabled_text(row: dict[str, Any]) -> str:
     if row["enabled"]:
         return "yes"
     if row.get("paused_reason"):
-        return f"paused: {row['paused_reason'][:40]}"
+        return f"paused: {data(row['paused_reason'][:40])}"
     return "no"
 
 
@@ -447,7 +455,9 @@ def show(name: str, as_json: bool) -> None:
         print_json({**_listing(row), "upcoming": upcoming, "runs": runs})
         return
     out = console()
-    out.print(f"[bold]{name}[/bold]  {describe_when(definition)}  task {definition.task}")
+    out.print(
+        f"[bold]{data(name)}[/bold]  {data(describe_when(definition))}  task {data(definition.task)}"
+    )
     summary = _summary(definition)
     out.print(f"  means: {summary.text}", markup=False)
     if definition.cron and definition.day_match == "any":
@@ -456,18 +466,18 @@ def show(name: str, as_json: bool) -> None:
         out.print(f"  DST {note}", markup=False)
     for key, value in to_mapping(definition).items():
         if key not in ("name",):
-            out.print(f"  {key}: {value}")
+            out.print(f"  {key}: {data(value)}")
     out.print(f"  enabled: {row['enabled']}  runs so far: {row['total_run_count']}")
     if row.get("paused_reason"):
         out.print(
             f"  paused by {row['paused_by'] or '-'} at {local_time(row['paused_at'])}: "
-            f"{row['paused_reason']}",
+            f"{plain(row['paused_reason'])}",
             markup=False,
         )
     if row.get("upcoming_runs"):
         out.print(f"  upcoming runs (pending or queued): {row['upcoming_runs']}")
     if row["last_error"]:
-        out.print(f"  [red]last_error: {row['last_error']}[/red]")
+        out.print(f"  [red]last_error: {data(row['last_error'])}[/red]")
     out.print("[bold]next fire times[/bold]")
     for when in upcoming:
         out.print(f"  {local_time(when, definition.timezone)}  ({relative(when)})")

@@ -1,4 +1,4 @@
-"""`scheduler services up|down|status` and `scheduler db upgrade|downgrade|current`."""
+"""`scheduler services up|down|status` and `scheduler db upgrade|downgrade|current|roles`."""
 
 from __future__ import annotations
 
@@ -83,3 +83,39 @@ def db_current(as_json: bool) -> None:
         return
     note = "up to date" if current == head else f"behind: run `scheduler db upgrade` ({head})"
     click.echo(f"{current or 'base'} ({note})")
+
+
+@db.command("roles")
+@click.option("--apply", "apply_", is_flag=True, help="Run the statements (needs a role that may).")
+@click.option("--prefix", default="scheduler_", show_default=True, help="Role name prefix.")
+def db_roles(apply_: bool, prefix: str) -> None:
+    """Print (or apply) the GRANTs of four group roles: PREFIXbeat, PREFIXworker,
+    PREFIXoperator (also edits schedules) and PREFIXreadonly (history, stats, lists).
+
+    \b
+    The roles cannot log in: grant one to each login user, e.g.
+      CREATE ROLE beat_host1 LOGIN PASSWORD '...' IN ROLE scheduler_beat;
+    Run `db upgrade` as the owner of the tables, never as one of these roles.
+    """
+    from scheduler.db import get_runtime
+    from scheduler.exceptions import InvalidScheduleError
+    from scheduler.repository import apply_statements, role_statements
+
+    try:
+        statements = role_statements(prefix)
+    except ValueError as exc:
+        raise InvalidScheduleError(str(exc)) from None
+    if not apply_:
+        for statement in statements:
+            click.echo(f"{statement};")
+        return
+
+    async def run() -> None:
+        async with get_runtime().sessions() as session, session.begin():
+            await apply_statements(session, statements)
+
+    run_db(run)
+    click.echo(
+        f"applied {len(statements)} statements: roles {prefix}beat, {prefix}worker, "
+        f"{prefix}operator, {prefix}readonly"
+    )

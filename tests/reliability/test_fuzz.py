@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from config.celery import app
 from config.settings import Settings
+from scheduler.bounds import SANITISED_MARK
 from scheduler.db import create_engine, session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.publisher import Publisher
@@ -33,7 +34,12 @@ names = st.text(
     alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
     min_size=1,
     max_size=40,
+) | st.sampled_from(["[prod] x", "[/]", "\x1b[31mred\x1b[0m", "a\x07b", "[bold]"])
+"""PostgreSQL text holds no NUL and no lone surrogate; markup and ANSI escapes it does."""
+HOSTILE_TEXT = st.text(max_size=30) | st.sampled_from(
+    ["\x00", "a\ud800b", "\udfff", "[/]", "[red]x", "\x1b[2J\x1b]0;t\x07"]
 )
+DEEP_KWARGS = '{"a": ' * 3000 + "1" + "}" * 3000
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -75,7 +81,7 @@ rows = st.fixed_dictionaries(
         "options": st.sampled_from(OPTIONS),
         "args": json_values,
         "kwargs": json_values,
-        "big": st.booleans(),
+        "big": st.sampled_from(["", "", "huge", "deep"]),
     }
 )
 
@@ -85,7 +91,22 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
     try:
         await conn.execute("TRUNCATE executions, schedules")
         for i, row in enumerate(generated):
-            kwargs = {"blob": "x" * 1_200_000} if row["big"] else row["kwargs"]
+            kwargs = {"blob": "x" * 1_200_000} if row["big"] == "huge" else row["kwargs"]
+            kwargs_json = DEEP_KWARGS if row["big"] == "deep" else json.dumps(kwargs)
+            if row["big"]:
+                # refused at the door, so written as a row from before the bound would be
+                try:
+                    await conn.execute(
+                        "INSERT INTO schedules (name, task, cron, kwargs) "
+                        "VALUES ('refused', 'demo.noop', '@daily', $1::jsonb)",
+                        kwargs_json,
+                    )
+                    raise AssertionError("the database took a definition past its bounds")
+                except asyncpg.CheckViolationError:
+                    pass
+                await conn.execute(
+                    "ALTER TABLE schedules DISABLE TRIGGER schedules_definition_bounds"
+                )
             try:
                 await conn.execute(
                     "INSERT INTO schedules (name, task, cron, interval_seconds, run_at, timezone, "
@@ -99,13 +120,18 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
                     NOW - timedelta(seconds=5) if row["kind"] == "once" else None,
                     row["timezone"],
                     json.dumps(row["args"]),
-                    json.dumps(kwargs),
+                    kwargs_json,
                     row["start_at"],
                     json.dumps(row["options"]),
                 )
             except asyncpg.CheckViolationError:
                 if row["start_at"] not in REFUSED_INSTANTS:
                     raise
+            finally:
+                if row["big"]:
+                    await conn.execute(
+                        "ALTER TABLE schedules ENABLE TRIGGER schedules_definition_bounds"
+                    )
         engine = create_engine(url)
         publisher = Publisher(app)
         try:
@@ -170,5 +196,64 @@ def test_fuzzed_rows_never_crash_the_beat(
             assert row["next_run_at"] > NOW - timedelta(seconds=1)
         if not _valid(row):
             assert row["last_error"] is not None or not row["enabled"], dict(row)
-        if len(row["kwargs"]) > 1_000_000:
+        if len(row["kwargs"]) > 1_000_000 or row["kwargs"].startswith('{"a": {"a": {"a"'):
             assert row["last_error"] is not None, row["name"]
+
+
+@settings(
+    max_examples=100 if LONG else 10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=HOSTILE_TEXT)
+def test_fuzzed_outcome_texts_are_always_recorded(database_url: str, text: str) -> None:
+    """Whatever a result or an error holds, the run ends recorded, never left running."""
+    from tests.integration.test_hostile_outcomes import echo, raise_
+    from tests.integration.test_tracking import execution
+
+    for task in (echo, raise_):
+        record = execution(task.apply(kwargs={"text": text}).id)
+        assert record["status"] in ("success", "failed"), record
+        stored = record["result_summary"] or record["error_message"] or ""
+        if text and ("\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text)):
+            assert stored.endswith(SANITISED_MARK)
+
+
+_bodies = st.one_of(
+    st.binary(max_size=40),
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=5),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+        max_leaves=8,
+    ).map(lambda v: json.dumps(v).encode()),
+)
+
+
+@settings(max_examples=300 if LONG else 60, deadline=None)
+@given(body=_bodies)
+def test_fuzzed_broker_bodies_are_accepted_only_as_celery_triples(body: bytes) -> None:
+    from kombu.message import Message as KombuMessage
+
+    from scheduler.worker_guard import message_problem
+
+    build: Any = KombuMessage
+    message = build(
+        body=body,
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers={"task": "demo.noop", "id": "x"},
+    )
+    problem = message_problem(message)
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        assert problem is not None
+        return
+    triple = (
+        isinstance(decoded, list)
+        and len(decoded) == 3
+        and isinstance(decoded[0], list)
+        and isinstance(decoded[1], dict)
+        and (decoded[2] is None or isinstance(decoded[2], dict))
+    )
+    assert (problem is None) == triple, (decoded, problem)

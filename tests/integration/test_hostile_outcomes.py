@@ -1,0 +1,64 @@
+"""Outcomes whatever their text holds, and claims that must match their run (real
+PostgreSQL, eager tracked calls)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from config.celery import app
+from scheduler.bounds import SANITISED_MARK
+from scheduler.domain import ExecutionStatus
+from scheduler.tracking import tracked_task
+from tests.integration.test_tracking import execution, insert
+
+pytestmark = pytest.mark.usefixtures("database_url")
+HOSTILE = ["nul\x00byte", "lone \ud800 surrogate", "\x1b[31mred\x1b[0m [bold]x[/]"]
+ran: list[str] = []
+
+
+@tracked_task(name="tests.hostile.echo", app=app, shared=False)
+def echo(text: str) -> str:
+    ran.append("echo")
+    return text
+
+
+@tracked_task(name="tests.hostile.raise_", app=app, shared=False)
+def raise_(text: str) -> None:
+    raise RuntimeError(text)
+
+
+@tracked_task(name="tests.hostile.other", app=app, shared=False)
+def other() -> None:
+    ran.append("other")
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_results_and_errors_are_stored_whatever_they_hold(text: str) -> None:
+    done = execution(echo.apply(kwargs={"text": text}).id)
+    assert done["status"] == "success"
+    failed = execution(raise_.apply(kwargs={"text": text}).id)
+    assert failed["status"] == "failed"
+    if "\x00" in text or "\ud800" in text:
+        assert str(done["result_summary"]).endswith(SANITISED_MARK)
+        assert str(failed["error_message"]).endswith(SANITISED_MARK)
+        assert "\ufffd" in str(done["kwargs"])
+    else:
+        assert done["result_summary"] == text
+        assert failed["error_message"] == text
+
+
+def test_a_claim_for_another_task_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    ran.clear()
+    execution_id = insert(ExecutionStatus.QUEUED, task="tests.hostile.echo")
+    with caplog.at_level(logging.ERROR, logger="scheduler.tracking"):
+        other.apply(task_id=execution_id)
+    assert ran == []
+    assert "delivery refused" in caplog.text
+    row: dict[str, Any] = execution(execution_id)
+    assert (row["status"], row["task"], row["attempt"]) == ("queued", "tests.hostile.echo", 0)
+    echo.apply(kwargs={"text": "real"}, task_id=execution_id)
+    assert ran == ["echo"]
+    assert execution(execution_id)["status"] == "success"
