@@ -62,7 +62,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         }
         self._dispatcher = Dispatcher(
             sessions=self._runtime.sessions,
-            publisher=Publisher(self.app),
+            publisher=Publisher(self.app, confirm_timeout_s=self.settings.beat_confirm_timeout_s),
             registered=registered,
             settings=self.settings,
             time_limits_s=limits,
