@@ -18,7 +18,7 @@ from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.publisher import OutgoingMessage, Publisher
-from tests.conftest import Connection, BrokerUnderTest
+from tests.conftest import BrokerUnderTest, Connection
 from tests.integration.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
