@@ -4,9 +4,11 @@ left `queued` unclaimed are published again or end `lost`."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -120,15 +122,16 @@ async def test_task_routes_and_exchanges_are_honoured(broker: BrokerUnderTest) -
     """A `task_routes` entry sending a task to a topic exchange: the publisher declares the
     exchange, the queue and the binding, as `send_task` does, and the message arrives."""
     from celery import Celery
-    from kombu import Exchange, Queue
 
+    exchange_cls: Any = importlib.import_module("kombu").Exchange
+    queue_cls: Any = importlib.import_module("kombu").Queue
     exchange = broker.new_queue()
     routed = Celery("routes", broker=broker.url, set_as_current=False)
     routed.conf.update(
         task_routes={"demo.sleep": {"queue": broker.queue, "routing_key": "reports.daily"}},
         task_queues=[
-            Queue(broker.queue, Exchange(exchange, type="topic"), routing_key="reports.#"),
-            Queue("celery"),
+            queue_cls(broker.queue, exchange_cls(exchange, type="topic"), routing_key="reports.#"),
+            queue_cls("celery"),
         ],
     )
     publisher = Publisher(routed, confirm_timeout_s=5)
@@ -203,7 +206,10 @@ async def test_a_schedule_may_set_its_own_queued_bounds(
     await dispatcher.tick(datetime.now(UTC))  # written now: the lost bound counts from here
     broker.purge()
     [run] = await sql(engine, "SELECT created_at, queued_at FROM executions")
-    assert await dispatcher.recover_queued(run["queued_at"] + timedelta(seconds=2)) == (1, 0)
+    created, queued = run["created_at"], run["queued_at"]
+    assert isinstance(created, datetime)
+    assert isinstance(queued, datetime)
+    assert await dispatcher.recover_queued(queued + timedelta(seconds=2)) == (1, 0)
     broker.purge()
-    end = max(run["created_at"] + timedelta(seconds=6), datetime.now(UTC) + timedelta(seconds=2))
+    end = max(created + timedelta(seconds=6), datetime.now(UTC) + timedelta(seconds=2))
     assert await dispatcher.recover_queued(end) == (0, 1)
