@@ -70,7 +70,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         )
         if self.settings.beat_leader_lock:
             self._leader = LeaderLock(
-                str(self.app.conf.broker_url), self.settings.beat_leader_lock_timeout_s
+                str(self.app.conf.broker_url),
+                self.settings.beat_leader_lock_timeout_s,
+                master_name=(self.app.conf.broker_transport_options or {}).get("master_name"),
             )
         self._listener = ChangeListener(self._runtime.url, self._on_change)
         log.info("database scheduler ready: %d registered tasks", len(registered))
