@@ -535,6 +535,9 @@ class SchedulerRepository:
         " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
         " attempt = e.attempt + 1, completed_at = NULL"
         " WHERE e.status_id = ANY($7::smallint[])"
+        # a run the beat gave up on as never claimed still runs if its message turns up
+        f" OR (e.status_id = {ExecutionStatus.LOST.id} AND e.error_type = 'NeverClaimed'"
+        " AND e.started_at IS NULL)"
         " RETURNING e.attempt"
     )
     _FINISH_SQL = (

@@ -20,6 +20,7 @@ from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.repository import SchedulerRepository as repo
 from tests.conftest import BrokerUnderTest, Connection
 from tests.integration.sqlhelp import sql
 
@@ -180,6 +181,15 @@ async def test_queued_run_whose_message_is_gone_is_republished_then_lost_and_unb
     # the guard no longer counts it: the next slot runs
     await dispatcher.tick(NOW + timedelta(seconds=120))
     assert (await _runs(engine))[-1]["status_id"] == ExecutionStatus.QUEUED.id
+    # and if its message turns up after all (a worker held it), it still runs, once
+    async with engine.connect() as connection:
+        driver = await repo.driver_connection(connection)
+        for expected in (1, None):  # claimed once; a second delivery runs nothing
+            attempt = await repo.claim_execution(
+                driver, str(run["id"]), task="demo.noop", args_json="[]", kwargs_json="{}",
+                worker="w:1", now=end,
+            )  # fmt: skip
+            assert attempt == expected
 
 
 async def test_a_run_waiting_in_a_backlog_is_never_republished_or_lost(
