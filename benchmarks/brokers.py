@@ -89,7 +89,6 @@ def _app_on(url: str) -> Any:
     from config.celery import app
 
     app.conf.broker_url = url
-    app._pool = None
     return app
 
 
@@ -97,7 +96,8 @@ def send_task_loop_s(broker: Broker, n: int) -> float:
     """`send_task` n times with one held producer; seconds until the broker holds all n."""
     app = _app_on(broker.url)
     ids = [str(uuid.uuid4()) for _ in range(n)]
-    with app.producer_or_acquire() as producer:
+    with app.connection_for_write() as connection:
+        producer = connection.Producer()
         app.send_task("demo.noop", task_id=str(uuid.uuid4()), queue=broker.queue, producer=producer)
         while broker.depth() < 1:
             time.sleep(0.01)
@@ -116,7 +116,6 @@ def send_task_loop_s(broker: Broker, n: int) -> float:
                 raise RuntimeError("send_task: messages did not arrive")
             time.sleep(0.005)
         elapsed = time.perf_counter() - start
-    app.pool.force_close_all()
     broker.purge()
     return elapsed
 

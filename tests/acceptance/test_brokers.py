@@ -5,7 +5,12 @@ after confirmation is published again, or ends `lost`, and an overlap guard is n
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from scheduler.domain import ExecutionStatus
 from tests.acceptance.procs import processes, query, wait_for
@@ -72,3 +77,23 @@ def test_runs_wait_in_undeclared_queues_vanished_ones_are_sent_again_or_lost_gua
         wait_for(lambda: any(r["status_id"] == SUCCESS for r in runs("guarded")), timeout_s=30)
         assert runs("guarded")[0]["status_id"] == LOST
         assert broker.depth(waiting_queue) == 0
+
+
+@pytest.mark.parametrize("command", ["beat", "worker", "tasks"])
+def test_an_unsupported_broker_scheme_is_refused_in_one_line(command: str) -> None:
+    env = {**os.environ, "BROKER_URL": "sqs://key:secret@", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "scheme 'sqs' is not supported" in lines[0]
+    assert "redis://" in lines[0]
+    assert "amqp://" in lines[0]
+    assert "secret" not in result.stderr
