@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -57,10 +58,10 @@ class SentinelGroup:
     def master(self) -> int:
         client = redis.Redis(port=self.sentinel_port, socket_timeout=2)
         try:
-            _, port = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+            address: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
         finally:
             client.close()
-        return int(port)
+        return int(address[1])
 
     def replicas_in_sync(self) -> bool:
         client = redis.Redis(port=self.master_port, socket_timeout=2)
