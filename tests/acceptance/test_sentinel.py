@@ -63,6 +63,19 @@ class SentinelGroup:
             client.close()
         return int(address[1])
 
+    def sentinel_knows_the_replica(self) -> bool:
+        """The sentinel learns replicas from the master's INFO (every 10 s): a failover is
+        only possible once it has."""
+        client = redis.Redis(port=self.sentinel_port, socket_timeout=2, decode_responses=True)
+        try:
+            replicas: Any = client.sentinel_slaves(MASTER_NAME)
+        finally:
+            client.close()
+        return any(
+            int(r.get("port", 0)) == self.replica_port and "s_down" not in str(r.get("flags"))
+            for r in replicas
+        )
+
     def replicas_in_sync(self) -> bool:
         client = redis.Redis(port=self.master_port, socket_timeout=2)
         try:
@@ -129,11 +142,15 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
 
         def ready() -> bool:
             try:
-                return group.master() == master and group.replicas_in_sync()
+                return (
+                    group.master() == master
+                    and group.replicas_in_sync()
+                    and group.sentinel_knows_the_replica()
+                )
             except redis.RedisError:
                 return False
 
-        wait_for(ready, timeout_s=20, interval_s=0.1)
+        wait_for(ready, timeout_s=40, interval_s=0.2)
         yield group
     finally:
         for proc in procs.values():
