@@ -695,13 +695,23 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="burst pickup steady scale workers history observability web",
+        help="burst brokers pickup steady scale workers history observability web",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
     only = set(
         args.only
-        or ["burst", "pickup", "steady", "scale", "workers", "history", "observability", "web"]
+        or [
+            "burst",
+            "brokers",
+            "pickup",
+            "steady",
+            "scale",
+            "workers",
+            "history",
+            "observability",
+            "web",
+        ]
     )
     env = Env()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "full": args.full}
@@ -713,6 +723,21 @@ def main() -> None:
             table(
                 "dispatch burst: n due at once (due: beat running; overdue: found already due)",
                 results["burst"],
+            )
+        if "brokers" in only:
+            from benchmarks.brokers import amqp_url, bench_broker_burst, bench_broker_steady
+
+            if amqp_url() is None:
+                console.print("RabbitMQ rows skipped: set BENCH_AMQP_URL (or TEST_AMQP_URL)")
+            results["broker_burst"] = bench_broker_burst(env, 10_000)
+            table(
+                "broker burst: 10k due at once, confirmed by the broker, vs a send_task loop",
+                results["broker_burst"],
+            )
+            results["broker_steady"] = bench_broker_steady(env, 60 if args.full else 20)
+            table(
+                "broker steady: 1k every-second + 1k every-minute schedules",
+                results["broker_steady"],
             )
         if "pickup" in only:
             results["pickup"] = [bench_pickup(env, 200 if args.full else 40)]

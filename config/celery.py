@@ -16,7 +16,7 @@ import tasks
 from config.logging import configure_logging
 from config.settings import get_settings
 from scheduler.health import install_worker_hooks
-from scheduler.services import redact, resolve_broker_url
+from scheduler.services import broker_transport_options, redact, resolve_broker_url
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -26,6 +26,7 @@ TASK_MODULES = sorted(f"tasks.{m.name}" for m in pkgutil.iter_modules(tasks.__pa
 app = Celery("scheduler", include=TASK_MODULES)
 app.conf.update(
     broker_url=resolve_broker_url(settings),
+    broker_transport_options=broker_transport_options(settings),
     result_backend=settings.result_backend,
     task_serializer="json",
     result_serializer="json",

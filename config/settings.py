@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BROKER_URL", "SCHEDULER_BROKER_URL"),
         repr=False,
     )
+    broker_master_name: str | None = None
+    """The Redis Sentinel master to follow (Celery's `master_name` transport option); required
+    with a `sentinel://` BROKER_URL."""
     # URLs may hold passwords: kept out of repr(); print them through services.redact().
     result_backend: str | None = Field(
         default=None,
@@ -55,6 +58,16 @@ class Settings(BaseSettings):
     beat_sweep_after_s: float = 5.0
     """Rows left `pending` this long are republished by the outbox sweep."""
     beat_backoff_max_s: float = 30.0
+    beat_confirm_timeout_s: float = Field(default=10.0, gt=0.0)
+    """Longest wait for RabbitMQ's publisher confirms of one batch; runs not confirmed by then
+    stay `pending` for the sweep."""
+    queued_timeout_s: float = Field(default=300.0, gt=0.0)
+    """A run `queued` this long without a worker claiming it, while its queue holds no other
+    messages, is published again with the same task id (a schedule's `options` may set its own
+    `queued_timeout_s`)."""
+    queued_lost_after_s: float = Field(default=3600.0, gt=0.0)
+    """A run still unclaimed this long after it was written (republished meanwhile, its queue
+    empty) ends `lost`; `options.queued_lost_after_s` overrides it per schedule."""
     beat_leader_lock: bool = False
     """Optional single-leader mode (RedBeat's Redis lock); off: any number of beats run at once."""
     beat_leader_lock_timeout_s: float = 10.0

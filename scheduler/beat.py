@@ -68,7 +68,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         }
         self._dispatcher = Dispatcher(
             sessions=self._runtime.sessions,
-            publisher=Publisher(self.app),
+            publisher=Publisher(self.app, confirm_timeout_s=self.settings.beat_confirm_timeout_s),
             registered=registered,
             settings=self.settings,
             time_limits_s=limits,
@@ -76,7 +76,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         )
         if self.settings.beat_leader_lock:
             self._leader = LeaderLock(
-                str(self.app.conf.broker_url), self.settings.beat_leader_lock_timeout_s
+                str(self.app.conf.broker_url),
+                self.settings.beat_leader_lock_timeout_s,
+                master_name=(self.app.conf.broker_transport_options or {}).get("master_name"),
             )
         self._listener = ChangeListener(self._runtime.url, self._on_change)
         if self.settings.beat_http_port is not None:

@@ -51,7 +51,7 @@ from scheduler.planner import (
     validate_row,
 )
 from scheduler.publisher import OutgoingMessage, Publisher
-from scheduler.reaper import WorkerWatch, reap_lost
+from scheduler.reaper import QueuedRun, WorkerWatch, judge_queued, reap_lost
 from scheduler.repository import DueOutlook
 from scheduler.repository import SchedulerRepository as repo
 
@@ -176,6 +176,7 @@ class Dispatcher:
         self.lookahead = timedelta(seconds=settings.beat_lookahead_s)
         self._last_sweep = 0.0
         self._last_reap = 0.0
+        self._last_queued_check = 0.0
         self._held = HeldRuns()
         self._changed = False
         self._reported: dict[int, str] = {}
@@ -318,6 +319,54 @@ class Dispatcher:
         log.info("sweep republished %d pending runs", len(rows))
         return len(rows)
 
+    async def recover_queued(self, now: datetime) -> tuple[int, int]:
+        """Runs `queued` past their bound that no worker claimed: published again with the same
+        task id, or `lost` after the longer bound; left alone while their queue holds messages
+        (see `judge_queued`). Returns (republished, lost)."""
+        async with self.sessions() as session, session.begin():
+            rows = await repo.lock_stale_queued(
+                session,
+                now=now,
+                timeout_s=self.settings.queued_timeout_s,
+                lost_after_s=self.settings.queued_lost_after_s,
+                limit=self.settings.beat_max_batch,
+            )
+            if not rows:
+                return 0, 0
+            messages = {r["id"]: _row_message(r) for r in rows}
+            runs = [
+                QueuedRun(
+                    id=r["id"],
+                    queue=self.publisher.route(r["task"], messages[r["id"]].options).queue,
+                    queued_at=r["queued_at"],
+                    created_at=r["created_at"],
+                    timeout_s=float(r["timeout_s"]),
+                    lost_after_s=float(r["lost_after_s"]),
+                )
+                for r in rows
+            ]
+            depths = self.publisher.queue_depths(sorted({run.queue for run in runs}))
+            verdict = judge_queued(runs, depths, now=now)
+            if verdict.republish:
+                await self._publish([messages[i] for i in verdict.republish])
+                await repo.requeued(session, verdict.republish, now=utcnow())
+            lost = await repo.mark_unclaimed_lost(
+                session,
+                verdict.lost,
+                now=now,
+                reason="no worker claimed it: queued past its bound, published again, its "
+                "queue empty",
+            )
+        if verdict.republish:
+            log.warning(
+                "published again %d runs queued past their bound that no worker claimed "
+                "(their queue was empty)",
+                len(verdict.republish),
+            )
+        if lost:
+            log.warning("marked %d runs lost: queued and never claimed by a worker", lost)
+        return len(verdict.republish), lost
+
     async def outlook(self, now: datetime) -> DueOutlook:
         async with self.sessions() as session:
             return await repo.due_outlook(session, horizon=now + self.lookahead)
@@ -339,7 +388,8 @@ class Dispatcher:
         return min(candidates) if candidates else None
 
     async def maintenance(self, now: datetime) -> None:
-        """The sweep (every few seconds) and the reaper (every 30 s), each bounded."""
+        """The sweep (every few seconds), the reaper (every 30 s) and the check of unclaimed
+        `queued` runs (every 30 s, or half the queued timeout when shorter), each bounded."""
         clock = time.monotonic()
         if clock - self._last_sweep >= min(self.settings.beat_sweep_after_s, 5.0):
             self._last_sweep = clock
@@ -347,6 +397,12 @@ class Dispatcher:
                 await self.sweep(now)
             except Exception as exc:
                 log.warning("outbox sweep failed: %s", exc)
+        if clock - self._last_queued_check >= min(REAP_EVERY_S, self.settings.queued_timeout_s / 2):
+            self._last_queued_check = clock
+            try:
+                await self.recover_queued(now)
+            except Exception as exc:
+                log.warning("checking unclaimed queued runs failed: %s", exc)
         if clock - self._last_reap >= REAP_EVERY_S:
             self._last_reap = clock
             async with self.sessions() as session, session.begin():

@@ -18,13 +18,26 @@ from typing import Any
 import redis
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT
 
+from scheduler.brokers import redis_client
+
 log = logging.getLogger(__name__)
 LOCK_KEY = "scheduler:beat:leader"
 
 
 class LeaderLock:
-    def __init__(self, redis_url: str, timeout_s: float, key: str = LOCK_KEY) -> None:
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    def __init__(
+        self,
+        redis_url: str,
+        timeout_s: float,
+        key: str = LOCK_KEY,
+        *,
+        master_name: str | None = None,
+    ) -> None:
+        """`redis_url` may be a `sentinel://` URL (with `master_name`): the lock lives on the
+        current master."""
+        self.client = redis_client(
+            redis_url, master_name, socket_timeout=5, socket_connect_timeout=5
+        )
         self.timeout_s = timeout_s
         self.retry_s = max(0.1, timeout_s / 3)
         # not thread-local: the beat may renew from one thread and release from another

@@ -14,7 +14,18 @@ from typing import Any
 from scheduler.domain import LONGEST_SECONDS
 from scheduler.exceptions import InvalidScheduleError
 
-OPTION_NAMES = ("queue", "priority", "expires", "headers", "time_limit", "soft_time_limit")
+OPTION_NAMES = (
+    "queue",
+    "priority",
+    "expires",
+    "headers",
+    "time_limit",
+    "soft_time_limit",
+    "queued_timeout_s",
+    "queued_lost_after_s",
+)
+"""`queued_timeout_s` / `queued_lost_after_s` are not sent: they bound how long the beat lets a
+run sit `queued` unclaimed (see scheduler.reaper)."""
 PROTOCOL_HEADERS = frozenset(
     {
         "lang",
@@ -79,7 +90,7 @@ def check_options(options: dict[str, Any]) -> None:
         raise InvalidScheduleError(
             "option expires must be seconds (at most ten years) or an ISO 8601 time"
         )
-    for name in ("time_limit", "soft_time_limit"):
+    for name in ("time_limit", "soft_time_limit", "queued_timeout_s", "queued_lost_after_s"):
         limit = options.get(name)
         if limit is not None and not _seconds(limit, allow_zero=False):
             raise InvalidScheduleError(f"option {name} must be seconds above 0, at most ten years")

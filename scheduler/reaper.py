@@ -9,6 +9,13 @@ A run is lost when:
 Runs of tasks that use `acks_late` + `reject_on_worker_lost` are redelivered by the broker
 and claimed again; the reaper only catches those still running past the limit. Nodes that
 never answered (started with `--without-control`) are judged by the time limit alone.
+
+Runs no worker claims (`judge_queued`): a run `queued` past its bound (`queued_timeout_s`)
+while its destination queue holds no message waiting is published again with the same task
+id (a second delivery of a claimed run runs nothing); one still unclaimed `queued_lost_after_s`
+after it was written, its queue empty again, ends `lost`. While the queue holds messages the
+run is taken to be waiting in a backlog (or for a worker of that queue to start) and is left
+alone, however long that takes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -158,3 +166,46 @@ async def reap_lost(
         driver = await repo.driver_connection(await session.connection())
         await follow_up(driver, schedules, failed=True, publisher=publisher)
     return len(schedules)
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run `queued` past its bound, as the beat's check sees it."""
+
+    id: uuid.UUID
+    queue: str
+    queued_at: datetime
+    """When it was last confirmed on the broker (published or published again)."""
+    created_at: datetime
+    timeout_s: float
+    lost_after_s: float
+
+
+@dataclass(frozen=True)
+class QueuedVerdict:
+    republish: list[uuid.UUID]
+    lost: list[uuid.UUID]
+    waiting: int
+    """Runs left alone: their queue holds messages (a backlog, or no worker for it yet)."""
+
+
+def judge_queued(
+    runs: Sequence[QueuedRun], depths: Mapping[str, int | None], *, now: datetime
+) -> QueuedVerdict:
+    """Pure: what to do with unclaimed `queued` runs. A queue whose depth cannot be told
+    (None) counts as holding messages: nothing is republished or lost on a guess."""
+    republish: list[uuid.UUID] = []
+    lost: list[uuid.UUID] = []
+    waiting = 0
+    for run in runs:
+        depth = depths.get(run.queue)
+        if depth is None or depth > 0:
+            waiting += 1
+            continue
+        if (now - run.queued_at).total_seconds() < run.timeout_s:
+            continue
+        if (now - run.created_at).total_seconds() >= run.lost_after_s:
+            lost.append(run.id)
+        else:
+            republish.append(run.id)
+    return QueuedVerdict(republish, lost, waiting)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, delete, func, or_, select, text, update
+from sqlalchemy import Integer, and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
@@ -385,6 +385,88 @@ class SchedulerRepository:
         return [dict(row) for row in result.mappings()]
 
     @staticmethod
+    async def lock_stale_queued(
+        session: AsyncSession,
+        *,
+        now: datetime,
+        timeout_s: float,
+        lost_after_s: float,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Runs `queued` longer than their bound (a schedule's `options.queued_timeout_s`, else
+        `timeout_s`) that no worker has claimed, locked (SKIP LOCKED: one beat handles each),
+        with the bounds that apply to each and the instants they are judged by."""
+
+        def bound(name: str, default: float) -> Any:
+            # a raw row's non-number or non-positive value is ignored here
+            value = Schedule.options[name]
+            number = case((func.jsonb_typeof(value) == "number", value.as_float()), else_=None)
+            return func.coalesce(case((number > 0, number), else_=None), default)
+
+        timeout = bound("queued_timeout_s", timeout_s)
+        lost_after = bound("queued_lost_after_s", lost_after_s)
+        result = await session.execute(
+            select(
+                *_MESSAGE_COLUMNS,
+                Execution.queued_at,
+                Execution.created_at,
+                timeout.label("timeout_s"),
+                lost_after.label("lost_after_s"),
+            )
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(
+                Execution.status_id == ExecutionStatus.QUEUED.id,
+                Execution.queued_at < now - func.make_interval(0, 0, 0, 0, 0, 0, timeout),
+            )
+            .order_by(Execution.queued_at)
+            .limit(limit)
+            .with_for_update(of=Execution, skip_locked=True)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    @staticmethod
+    async def requeued(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime
+    ) -> int:
+        """Runs published again: `queued_at` says when (a run a worker claimed meanwhile is
+        left alone)."""
+        if not execution_ids:
+            return 0
+        result = await session.execute(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status_id == ExecutionStatus.QUEUED.id,
+            )
+            .values(queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def mark_unclaimed_lost(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
+    ) -> int:
+        """`queued` runs no worker ever claimed end `lost` (only while still `queued`)."""
+        if not execution_ids:
+            return 0
+        result = await session.execute(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status_id == ExecutionStatus.QUEUED.id,
+            )
+            .values(
+                status_id=ExecutionStatus.LOST.id,
+                completed_at=now,
+                error_type="NeverClaimed",
+                error_message=reason,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
     async def due_outlook(session: AsyncSession, *, horizon: datetime) -> DueOutlook:
         """What the beat needs to know when to wake, in one round trip: whether a row awaits
         its first computation, the earliest `next_run_at`, and the earliest of `allow` rows
@@ -496,7 +578,10 @@ class SchedulerRepository:
         " attempt = e.attempt + 1, completed_at = NULL,"
         " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
         " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
-        " WHERE e.status_id = ANY($7::smallint[]) AND e.task = EXCLUDED.task"
+        " WHERE (e.status_id = ANY($7::smallint[])"
+        # a run the beat gave up on as never claimed still runs if its message turns up
+        f" OR (e.status_id = {ExecutionStatus.LOST.id} AND e.error_type = 'NeverClaimed'"
+        " AND e.started_at IS NULL)) AND e.task = EXCLUDED.task"
         " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
     )
     _FINISH_SQL = (

@@ -66,19 +66,62 @@ def normalize_database_url(url: str) -> str:
     )
 
 
-def check_broker_url(url: str) -> str:
-    _check_userinfo("BROKER_URL", url.strip())
-    scheme = urlsplit(url.strip()).scheme.lower()
-    if scheme in ("redis", "rediss", "redis+socket", "amqp", "amqps", "pyamqp", "memory"):
-        return url.strip()
-    raise ConfigurationError(
-        f"BROKER_URL must be a Redis URL (redis://host:6379/0), got scheme {scheme or '(none)'!r}"
-    )
+BROKER_SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+socket",
+    "unix",
+    "sentinel",
+    "amqp",
+    "amqps",
+    "pyamqp",
+    "memory",
+)
+"""Broker URL schemes this project publishes to (each with its own tested path, see README)."""
+
+
+def broker_scheme(url: str) -> str:
+    """The scheme of a broker URL (of its first part when Sentinel URLs are `;`-separated)."""
+    return urlsplit(url.strip().split(";", 1)[0].strip()).scheme.lower()
+
+
+def check_broker_url(url: str, master_name: str | None = None) -> str:
+    """`url` stripped, or ConfigurationError (one line) naming the supported schemes."""
+    for part in url.strip().split(";"):
+        _check_userinfo("BROKER_URL", part.strip())
+    scheme = broker_scheme(url)
+    if scheme not in BROKER_SCHEMES:
+        raise ConfigurationError(
+            f"BROKER_URL scheme {scheme or '(none)'!r} is not supported: use redis://, "
+            "rediss://, sentinel:// (with SCHEDULER_BROKER_MASTER_NAME), amqp:// or amqps://"
+        )
+    parts = [p.strip() for p in url.strip().split(";") if p.strip()]
+    if scheme == "sentinel":
+        if any(broker_scheme(p) != "sentinel" for p in parts):
+            raise ConfigurationError(
+                "BROKER_URL: every ';'-separated part must be a sentinel:// URL"
+            )
+        if not (master_name or "").strip():
+            raise ConfigurationError(
+                "a sentinel:// BROKER_URL needs SCHEDULER_BROKER_MASTER_NAME (the master to follow)"
+            )
+    return url.strip()
+
+
+def broker_transport_options(settings: Settings | None = None) -> dict[str, Any]:
+    """Celery's `broker_transport_options` these settings call for (Sentinel: `master_name`)."""
+    settings = settings or get_settings()
+    if settings.broker_master_name:
+        return {"master_name": settings.broker_master_name}
+    return {}
 
 
 def redact(url: str) -> str:
     """`url` with any password replaced by `***`: safe to print and log, whatever its shape
-    (`?password=`, unencoded `#`, `/`, `?` in the password)."""
+    (`?password=`, unencoded `#`, `/`, `?` in the password; each part of a `;`-separated
+    Sentinel list)."""
+    if ";" in url:
+        return ";".join(redaction.redact(part) for part in url.split(";"))
     return redaction.redact(url)
 
 
@@ -101,14 +144,17 @@ def resolve_urls(settings: Settings | None = None) -> ServiceUrls:
     settings = settings or get_settings()
     if settings.database_url and settings.broker_url:
         return ServiceUrls(
-            normalize_database_url(settings.database_url), check_broker_url(settings.broker_url)
+            normalize_database_url(settings.database_url),
+            check_broker_url(settings.broker_url, settings.broker_master_name),
         )
     embedded = EmbeddedServices(settings.state_dir).up()
     return ServiceUrls(
         normalize_database_url(settings.database_url)
         if settings.database_url
         else embedded.database_url,
-        check_broker_url(settings.broker_url) if settings.broker_url else embedded.broker_url,
+        check_broker_url(settings.broker_url, settings.broker_master_name)
+        if settings.broker_url
+        else embedded.broker_url,
     )
 
 
@@ -122,7 +168,7 @@ def resolve_database_url(settings: Settings | None = None) -> str:
 def resolve_broker_url(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if settings.broker_url:
-        return check_broker_url(settings.broker_url)
+        return check_broker_url(settings.broker_url, settings.broker_master_name)
     return resolve_urls(settings).broker_url
 
 

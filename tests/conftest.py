@@ -4,17 +4,25 @@ PostgreSQL and Redis come from `TEST_DATABASE_URL` / `TEST_BROKER_URL` when set,
 embedded servers started once per session in a temporary directory. Each test that asks for
 `database_url` gets its own database cloned from a migrated template, and each test that
 asks for `broker_url` gets an emptied Redis database.
+
+A test that asks for `broker` runs once per broker: on Redis, and on RabbitMQ from
+`TEST_AMQP_URL` (skipped with the reason shown when it is unset or unreachable; failed
+instead under CI=true). A RabbitMQ may be shared, so each test gets queue names of its own
+(`broker.queue`) and its queues are deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import os
 import shutil
 import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +38,8 @@ from scheduler import migrate
 from scheduler.services import EmbeddedServices, normalize_database_url
 
 T = TypeVar("T")
+Connection: Any = importlib.import_module("kombu").Connection
+"""kombu's Connection (untyped): RabbitMQ helpers of the broker fixture."""
 TIERS = ("unit", "integration", "acceptance", "migrations", "reliability", "browser")
 
 
@@ -219,3 +229,134 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async with scheduler_db.session_factory(engine)() as s:
         yield s
+
+
+def skip_or_fail(reason: str) -> None:
+    """A missing service or binary skips the test with `reason`, but fails it under CI=true."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: required)")
+    pytest.skip(reason)
+
+
+def amqp_url_or_skip() -> str:
+    url = os.environ.get("TEST_AMQP_URL")
+    if not url:
+        skip_or_fail("RabbitMQ tests need TEST_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+    assert url is not None
+    try:
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:
+        skip_or_fail(f"RabbitMQ at TEST_AMQP_URL is unreachable: {exc}")
+    return url
+
+
+@dataclass
+class BrokerUnderTest:
+    """One broker under test: its URL and helpers to look into its queues."""
+
+    kind: str
+    """`redis` or `rabbitmq`."""
+    url: str
+    queue: str
+    """A queue name of this test's own."""
+    used: set[str] = field(default_factory=set)
+
+    def new_queue(self) -> str:
+        name = f"t-{uuid.uuid4().hex[:12]}"
+        self.used.add(name)
+        return name
+
+    def depth(self, queue: str | None = None) -> int:
+        queue = queue or self.queue
+        if self.kind == "redis":
+            client = redis.Redis.from_url(self.url)
+            try:
+                return int(client.llen(queue))
+            finally:
+                client.close()
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            try:
+                _, count, _ = channel.queue_declare(queue=queue, passive=True)
+            except Exception:  # no such queue
+                return 0
+            return int(count)
+
+    def message_ids(self, queue: str | None = None) -> list[str]:
+        """The task ids of the messages waiting in `queue`, oldest first (left in place)."""
+        queue = queue or self.queue
+        if self.kind == "redis":
+            import json
+
+            client = redis.Redis.from_url(self.url)
+            try:
+                raw = client.lrange(queue, 0, -1)
+            finally:
+                client.close()
+            return [json.loads(m)["headers"]["id"] for m in reversed(raw)]
+        ids: list[str] = []
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            while (message := channel.basic_get(queue, no_ack=False)) is not None:
+                ids.append(message.headers["id"])
+            channel.close()  # unacked: all go back to the queue
+        return ids
+
+    def purge(self, queue: str | None = None) -> None:
+        queue = queue or self.queue
+        if self.kind == "redis":
+            client = redis.Redis.from_url(self.url)
+            try:
+                client.delete(queue)
+            finally:
+                client.close()
+            return
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            with contextlib.suppress(Exception):  # no such queue: nothing to purge
+                channel.queue_purge(queue)
+
+    def cleanup(self) -> None:
+        if self.kind != "rabbitmq":
+            return
+        with Connection(self.url) as connection:
+            for queue in self.used:
+                channel = connection.channel()
+                with contextlib.suppress(Exception):  # already gone
+                    channel.queue_delete(queue)
+                    channel.exchange_delete(queue)
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(
+    request: pytest.FixtureRequest, services: SessionServices, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BrokerUnderTest]:
+    """Each broker in turn, exported as BROKER_URL and set on `config.celery:app`."""
+    from config.celery import app
+
+    if request.param == "rabbitmq":
+        url = amqp_url_or_skip()
+    else:
+        url = services.broker_url
+        client = redis.Redis.from_url(url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    under_test = BrokerUnderTest(request.param, url, queue="")
+    under_test.queue = under_test.new_queue()
+    monkeypatch.setenv("BROKER_URL", url)
+    get_settings.cache_clear()
+    previous = app.conf.broker_url
+    app.conf.broker_url = url
+    app._pool = None
+    try:
+        yield under_test
+    finally:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.conf.broker_url = previous
+        get_settings.cache_clear()
+        under_test.cleanup()

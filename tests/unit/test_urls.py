@@ -32,8 +32,35 @@ def test_other_database_schemes_are_refused_in_one_line(url: str) -> None:
 
 def test_broker_scheme_is_checked() -> None:
     assert check_broker_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
-    with pytest.raises(ConfigurationError, match="BROKER_URL must be a Redis URL"):
+    assert check_broker_url(" amqp://guest:guest@h:5672// ") == "amqp://guest:guest@h:5672//"
+    with pytest.raises(ConfigurationError, match="scheme 'http' is not supported"):
         check_broker_url("http://example/")
+
+
+@pytest.mark.parametrize("url", ["sqs://key:secret@", "kafka://h:9092", "h:6379", ""])
+def test_unsupported_broker_schemes_are_refused_in_one_line_naming_the_supported(
+    url: str,
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check_broker_url(url)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "is not supported" in message
+    for scheme in ("redis://", "sentinel://", "amqp://"):
+        assert scheme in message
+    assert "secret" not in message
+
+
+def test_sentinel_urls_need_a_master_name_and_sentinel_parts() -> None:
+    url = "sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380/0"
+    assert check_broker_url(url, "mymaster") == url
+    with pytest.raises(ConfigurationError, match="SCHEDULER_BROKER_MASTER_NAME"):
+        check_broker_url(url)
+    with pytest.raises(ConfigurationError, match="every ';'-separated part"):
+        check_broker_url("sentinel://h:26379;redis://h:6379", "mymaster")
+    assert redact("sentinel://:pw@a:26379;sentinel://:pw@b:26379") == (
+        "sentinel://:***@a:26379;sentinel://:***@b:26379"
+    )
 
 
 def test_redact_hides_only_the_password() -> None:

@@ -1,0 +1,270 @@
+"""Burst and steady load on each broker (Redis, RabbitMQ), anchored on `send_task`.
+
+Anchor: Celery's `send_task` in a loop with one held producer, to the same broker and queue
+(what an application sending n tasks itself would do), timed until the broker holds all n.
+Ours: a running beat, n schedules due at one instant; seconds from that instant until the
+last run was confirmed by the broker (its `queued_at`, written after the confirmation: the
+Redis pipeline reply, RabbitMQ's publisher confirms).
+
+RabbitMQ comes from BENCH_AMQP_URL (or TEST_AMQP_URL); without one its rows are skipped.
+Each benchmark uses a queue of its own, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from benchmarks.processes import stop
+
+ROOT = Path(__file__).resolve().parents[1]
+Connection: Any = importlib.import_module("kombu").Connection
+
+
+def amqp_url() -> str | None:
+    return os.environ.get("BENCH_AMQP_URL") or os.environ.get("TEST_AMQP_URL")
+
+
+class Broker:
+    """One broker and one queue of the benchmark's own."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind = kind
+        self.url = url
+        self.queue = f"bench-{uuid.uuid4().hex[:10]}"
+
+    def depth(self) -> int:
+        if self.kind == "redis":
+            client = redis.Redis.from_url(self.url)
+            try:
+                return int(client.llen(self.queue))
+            finally:
+                client.close()
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            try:
+                _, count, _ = channel.queue_declare(queue=self.queue, passive=True)
+            except Exception:  # not declared yet
+                return 0
+            return int(count)
+
+    def drop(self) -> None:
+        if self.kind == "redis":
+            client = redis.Redis.from_url(self.url)
+            try:
+                client.delete(self.queue)
+            finally:
+                client.close()
+            return
+        with Connection(self.url) as connection:
+            channel = connection.channel()
+            try:
+                channel.queue_delete(self.queue)
+            except Exception:  # never declared
+                return
+            connection.channel().exchange_delete(self.queue)
+
+    def purge(self) -> None:
+        if self.kind == "redis":
+            self.drop()
+            return
+        with Connection(self.url) as connection:
+            try:
+                connection.channel().queue_purge(self.queue)
+            except Exception:  # not declared yet
+                return
+
+
+def _app_on(url: str) -> Any:
+    from config.celery import app
+
+    app.conf.broker_url = url
+    return app
+
+
+def send_task_loop_s(broker: Broker, n: int, bound_s: float = 60) -> float:
+    """`send_task` n times with one held producer; seconds until the broker holds all n.
+    Past `bound_s` the time is extrapolated from the rate reached."""
+    app = _app_on(broker.url)
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    with app.connection_for_write() as connection:
+        producer = connection.Producer()
+        app.send_task("demo.noop", task_id=str(uuid.uuid4()), queue=broker.queue, producer=producer)
+        while broker.depth() < 1:
+            time.sleep(0.01)
+        broker.purge()
+        start = time.perf_counter()
+        sent = 0
+        for execution_id in ids:
+            app.send_task(
+                "demo.noop",
+                kwargs={"execution_id": execution_id},
+                task_id=execution_id,
+                queue=broker.queue,
+                producer=producer,
+            )
+            sent += 1
+            if sent % 100 == 0 and time.perf_counter() - start > bound_s:
+                break
+        while broker.depth() < sent:
+            if time.perf_counter() - start > bound_s + 60:
+                raise RuntimeError("send_task: messages did not arrive")
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+    broker.purge()
+    return elapsed * n / sent
+
+
+def start_beat(
+    database_url: str, broker_url: str, log: Path, lookahead_s: float = 2.0
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scheduler.cli", "beat", "-l", "WARNING"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "BROKER_URL": broker_url,
+                "SCHEDULER_BEAT_LOOKAHEAD_S": str(lookahead_s),
+            },
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def beat_due_s(env: Any, broker: Broker, n: int, lookahead_s: float = 2.0) -> float:
+    """n schedules due at one instant T, a beat running: seconds from T until the broker
+    confirmed the last of them. With the default lookahead (2 s) writing the 10k rows
+    ahead does not finish before T on a small machine; with a longer one every run is
+    written and its message built ahead, and T costs only the publish and its confirmation."""
+    from benchmarks.__main__ import last_queued_s, run, sql
+
+    url = env.fresh_database()
+    beat = start_beat(url, broker.url, env.tmp / f"beat-{broker.kind}-{n}.log", lookahead_s)
+    try:
+        time.sleep(3)
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5 + lookahead_s)
+        run(
+            sql(
+                url,
+                "INSERT INTO schedules (name, task, interval_seconds, start_at, options) "
+                "SELECT 'due-' || i, 'demo.noop', 3600, $1, $3::jsonb "
+                "FROM generate_series(1, $2) i",
+                due,
+                n,
+                f'{{"queue": "{broker.queue}"}}',
+            )
+        )
+        deadline = time.monotonic() + 60
+        while broker.depth() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the last batch's `queued` update
+    finally:
+        stop(beat)
+    seconds = last_queued_s(url, n, due)
+    broker.purge()
+    return seconds
+
+
+def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
+    """1k every-second + 1k every-minute schedules: lag = queued_at - scheduled_for."""
+    from benchmarks.__main__ import percentile, run, sql
+
+    url = env.fresh_database()
+    start_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
+    run(
+        sql(
+            url,
+            "INSERT INTO schedules (name, task, interval_seconds, start_at, options) "
+            "SELECT 'sec-' || i, 'demo.noop', 1, $1::timestamptz, $2::jsonb "
+            "FROM generate_series(1, 1000) i UNION ALL "
+            "SELECT 'min-' || i, 'demo.noop', 60, $1::timestamptz, $2::jsonb "
+            "FROM generate_series(1, 1000) i",
+            start_at,
+            f'{{"queue": "{broker.queue}"}}',
+        )
+    )
+    beat = start_beat(url, broker.url, env.tmp / f"beat-steady-{broker.kind}.log")
+    try:
+        for _ in range(duration_s + 5):
+            time.sleep(1)
+            broker.purge()  # nobody consumes: keep the broker small
+    finally:
+        stop(beat)
+    rows = run(
+        sql(
+            url,
+            "SELECT extract(epoch FROM queued_at - scheduled_for) * 1000 AS lag_ms "
+            "FROM executions WHERE queued_at IS NOT NULL AND scheduled_for >= $1",
+            start_at,
+        )
+    )
+    lags = [float(r[0]) for r in rows]
+    return {
+        "broker": broker.kind,
+        "seconds": duration_s,
+        "runs": len(lags),
+        "lag_p50_ms": round(statistics.median(lags), 1),
+        "lag_p99_ms": round(percentile(lags, 0.99), 1),
+        "lag_max_ms": round(max(lags), 1),
+    }
+
+
+def brokers(env: Any) -> list[Broker]:
+    found = [Broker("redis", env.broker)]
+    url = amqp_url()
+    if url:
+        found.append(Broker("rabbitmq", url))
+    return found
+
+
+def bench_broker_burst(env: Any, n: int) -> list[dict[str, Any]]:
+    from config.celery import app
+
+    original = app.conf.broker_url
+    rows = []
+    try:
+        for broker in brokers(env):
+            try:
+                loop_s = send_task_loop_s(broker, n)
+                due_s = beat_due_s(env, broker, n)
+                ahead_s = beat_due_s(env, broker, n, lookahead_s=15.0)
+            finally:
+                _app_on(original)
+                broker.drop()
+            rows.append(
+                {
+                    "broker": broker.kind,
+                    "n": n,
+                    "send_task_loop_s": round(loop_s, 3),
+                    "ours_due_confirmed_s": round(due_s, 3),
+                    "speedup_vs_send_task": round(loop_s / due_s, 2),
+                    "ours_lookahead_15s_confirmed_s": round(ahead_s, 3),
+                    "lookahead_15s_speedup": round(loop_s / ahead_s, 2),
+                }
+            )
+    finally:
+        _app_on(original)
+    return rows
+
+
+def bench_broker_steady(env: Any, duration_s: int) -> list[dict[str, Any]]:
+    rows = []
+    for broker in brokers(env):
+        try:
+            rows.append(steady(env, broker, duration_s))
+        finally:
+            broker.drop()
+    return rows

@@ -1,0 +1,114 @@
+"""A private RabbitMQ node for tests that stop and start the broker.
+
+Its own node name, AMQP and distribution ports (loopback only), database and log directories
+under the test's temporary directory, no plugins: the machine's own RabbitMQ is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from scheduler.services import _open_prefixes
+
+RUN_AS = "rabbitmq"
+"""The Debian wrapper runs the server as this user when started by root."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rabbitmq_server() -> str | None:
+    return shutil.which("rabbitmq-server")
+
+
+class PrivateRabbitMQ:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = _free_port()
+        self.dist_port = _free_port()
+        self.node = f"sched-test-{uuid.uuid4().hex[:8]}@localhost"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = root / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.root / "rabbitmq.pid"),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
+            "ERL_CRASH_DUMP": str(self.root / "erl_crash.dump"),
+        }
+
+    def _prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam(RUN_AS)
+            _open_prefixes(self.root)
+            for path in [self.root, *self.root.rglob("*")]:
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self, timeout_s: float = 120) -> None:
+        self._prepare()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                ["rabbitmq-server"],
+                env=self._env(),
+                cwd=self.root,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise RuntimeError(f"private RabbitMQ did not start: {tail}")
+            time.sleep(0.5)
+
+    def ready(self) -> bool:
+        import importlib
+
+        connection_cls: Any = importlib.import_module("kombu").Connection
+        try:
+            with connection_cls(self.url, connect_timeout=1) as connection:
+                connection.ensure_connection(max_retries=1)
+                return True
+        except Exception:
+            return False
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
