@@ -71,7 +71,7 @@ def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
 def test_log_lines_never_show_a_url_password() -> None:
     url = "postgresql+asyncpg://app:hunter2@db:5432/jobs"
     assert redact(f"cannot reach {url}") == "cannot reach postgresql+asyncpg://app:***@db:5432/jobs"
-    assert redact("amqp://guest:guest@rabbit//") == "amqp://guest:***@rabbit//"
+    assert redact("amqp://ops:rabbitpw@rabbit//") == "amqp://ops:***@rabbit//"
     assert redact("redis://:pw@cache:6379/0") == "redis://:***@cache:6379/0"
     for formatter in (JsonFormatter(), RedactingFormatter("%(message)s")):
         line = formatter.format(_record("connecting to %s", url))
