@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
+from scheduler import clock
 from scheduler.db import get_runtime
 from scheduler.dispatcher import Dispatcher, TriggerResult
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
@@ -191,7 +192,8 @@ async def atrigger(name: str, *, force: bool = False) -> TriggerResult:
             registered=None,
             settings=get_settings(),
         )
-        return await dispatcher.trigger(name, force=force, now=datetime.now(UTC))
+        await clock.CLOCK.refresh(get_runtime().autocommit, get_settings().clock_resync_s)
+        return await dispatcher.trigger(name, force=force, now=clock.now())
     finally:
         publisher.close()
 

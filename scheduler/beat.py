@@ -18,6 +18,7 @@ from typing import Any
 from celery.beat import Scheduler
 
 from config.settings import get_settings
+from scheduler import clock
 from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.leader import LeaderLock
@@ -168,6 +169,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 log.info("listening for schedule changes")
         except Exception as exc:
             log.warning("LISTEN connection failed (%s): polling until it is back", exc)
+        assert self._runtime is not None
+        try:  # one clock: the database's, read with each pass (see scheduler.clock)
+            await clock.CLOCK.read(self._runtime.autocommit)
+        except Exception as exc:
+            log.warning("could not read the database clock (%s): keeping the last reading", exc)
         return await dispatcher.run_once(utcnow())
 
     def _call(self, coro: Any) -> Any:

@@ -31,6 +31,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
+from scheduler import clock
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
@@ -60,7 +61,8 @@ REPUBLISH_LIMIT = 100_000
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The database's time as this process tracks it (see `scheduler.clock`)."""
+    return clock.now()
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,14 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
@@ -39,6 +40,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, W
 from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
+from scheduler import clock
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import DatabaseUnreachable
@@ -154,6 +156,7 @@ class TrackedTask(Task):  # type: ignore[misc]
         runtime = get_runtime()
         delivery = getattr(request, "delivery_info", None) or {}
         reclaim = bool(self.acks_late and delivery.get("redelivered"))
+        clock.CLOCK.keep_synced(runtime, settings.clock_resync_s)
         try:
             attempt = runtime.run(
                 _bookkeeping(
@@ -206,7 +209,11 @@ class TrackedTask(Task):  # type: ignore[misc]
             self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
             raise
         except BaseException as exc:
-            self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
+            limit = green_time_limit(exc)
+            if limit is not None:
+                self._finish(execution_id, ExecutionStatus.TIMEOUT, state, error=limit)
+            else:
+                self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
             raise
         self._finish(
             execution_id,
@@ -322,6 +329,18 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
             return
 
 
+def green_time_limit(exc: BaseException) -> TimeLimitExceeded | None:
+    """The gevent pool enforces a hard time limit by raising `gevent.Timeout` inside the run
+    (prefork kills the child instead): the same limit, recorded the same way, `timeout` with
+    `TimeLimitExceeded`. None for anything else."""
+    gevent = sys.modules.get("gevent")
+    if gevent is None or not isinstance(exc, gevent.Timeout):
+        return None
+    limit = TimeLimitExceeded(f"hard time limit ({exc.seconds} s) exceeded")
+    limit.__cause__ = exc
+    return limit
+
+
 def _error_fields(error: BaseException) -> dict[str, Any]:
     return {
         "error_type": type(error).__name__,
@@ -331,6 +350,7 @@ def _error_fields(error: BaseException) -> dict[str, Any]:
 
 
 def _write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException | None) -> None:
+    clock.CLOCK.keep_synced(get_runtime(), get_settings().clock_resync_s)
     values: dict[str, Any] = {"status_id": status.id, "completed_at": _now()}
     if exc is not None:
         values.update(_error_fields(exc))
@@ -399,7 +419,9 @@ async def _on_held_connection(
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """The database's time (see `scheduler.clock`): started and completed instants of every
+    pool and host come from one clock."""
+    return clock.now()
 
 
 def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:

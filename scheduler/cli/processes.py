@@ -48,6 +48,10 @@ DEMO_SCHEDULES: list[dict[str, Any]] = [
 ]
 
 
+POOLS = ("prefork", "threads", "solo", "gevent", "eventlet")
+GREEN_POOLS = frozenset({"gevent", "eventlet"})
+
+
 def prepare(*, upgrade: bool) -> ServiceUrls:
     """Resolve (or start) the services, export their URLs for child processes, check schema."""
     urls = resolve_urls()
@@ -81,9 +85,10 @@ def beat(loglevel: str) -> None:
 @click.option(
     "--pool",
     "-P",
-    type=click.Choice(["prefork", "threads", "solo"]),
+    type=click.Choice(POOLS),
     default="prefork",
     show_default=True,
+    help="Execution pool (see the README's pool table for the limits each one enforces).",
 )
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues to consume.")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
@@ -97,15 +102,20 @@ def worker(
     """Run a worker: executes tasks and records every run.
 
     Extra arguments go to `celery worker` as they are. Same as `celery -A config.celery worker`.
+    With `-P gevent` or `-P eventlet` the process becomes `celery worker` itself, so the
+    standard library is patched before anything else is imported, as Celery requires.
     """
     prepare(upgrade=False)
-    from config.celery import app
-
     argv = ["worker", "--loglevel", loglevel.upper(), "--pool", pool]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if queues:
         argv += ["--queues", queues]
+    if pool in GREEN_POOLS:
+        command = [sys.executable, "-m", "celery", "-A", "config.celery", *argv, *celery_args]
+        os.execv(sys.executable, command)
+    from config.celery import app
+
     app.worker_main([*argv, *celery_args])
 
 
