@@ -105,6 +105,8 @@ async def areconcile(
                     await repo.update_schedule(s, name, values)
         if prune:
             for name in sorted(set(stored) - set(wanted)):
+                if stored[name].get("origin", "user") != "user":
+                    continue  # the app's beat_schedule owns it (synced at beat start)
                 changes["delete"].append(name)
                 if not dry_run:
                     await repo.delete_schedule(s, name)

@@ -18,7 +18,7 @@ from typing import Any
 from celery.beat import Scheduler
 
 from config.settings import get_settings
-from scheduler import clock
+from scheduler import clock, config_sync
 from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.leader import LeaderLock
@@ -75,6 +75,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             )
         self._listener = ChangeListener(self._runtime.url, self._on_change)
         log.info("database scheduler ready: %d registered tasks", len(registered))
+        try:
+            self._call(self._sync_config(registered))
+        except Exception as exc:
+            log.warning("could not sync beat_schedule into schedules: %s", exc)
         try:
             cleared = self._call(self._dispatcher.recheck_errors())
             if cleared:
@@ -162,6 +166,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             cap = min(cap, self._leader.retry_s)  # renew the lock well before it expires
         if delay > 0:
             self._wakeup.sleep(min(delay, cap))
+
+    async def _sync_config(self, registered: frozenset[str]) -> None:
+        assert self._runtime is not None
+        async with self._runtime.sessions() as session, session.begin():
+            await config_sync.sync_app(session, self.app, registered)
 
     async def _pass(self, dispatcher: Dispatcher, listener: ChangeListener) -> datetime | None:
         try:

@@ -65,6 +65,7 @@ class Schedule(Base):
         CheckConstraint("misfire_grace_seconds >= 0", name="grace_non_negative"),
         CheckConstraint("jitter_seconds >= 0", name="jitter_non_negative"),
         CheckConstraint("max_runs > 0", name="max_runs_positive"),
+        CheckConstraint("origin IN ('user', 'config')", name="origin"),
         *(
             CheckConstraint(
                 f"{column} BETWEEN '{EARLIEST_INSTANT}' AND '{LATEST_INSTANT}'",
@@ -102,6 +103,8 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     total_run_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text, server_default=text("'user'"))
+    """`user`, or `config`: synced from the app's `beat_schedule` at beat start."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

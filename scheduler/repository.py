@@ -161,6 +161,13 @@ class SchedulerRepository:
         value: datetime = result.scalar_one()
         return value
 
+    @staticmethod
+    async def lock_config_sync(session: AsyncSession) -> None:
+        """Serialize the `beat_schedule` sync of beats starting together (until commit)."""
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('scheduler.config_sync'))")
+        )
+
     # --- Beat ---------------------------------------------------------------------------
 
     @staticmethod
