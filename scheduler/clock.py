@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_RESYNC_S = 30.0
 WARN_OFFSET_S = 1.0
-"""A host clock this far from the database's is logged (once per change of a second)."""
+"""A host clock this far from the database's is logged (again when the offset moves as much)."""
 
 
 class DatabaseClock:
@@ -42,9 +42,10 @@ class DatabaseClock:
         self._anchor: tuple[datetime, float] | None = None
         """(database time, monotonic time) of the last read: swapped whole, read lock-free."""
         self._refreshing = threading.Lock()
+        self._first = threading.Lock()
         self.offset_s: float | None = None
         """Database minus host, in seconds, at the last read (None before any)."""
-        self._warned_offset: int | None = None
+        self._warned_offset: float | None = None
 
     @property
     def synced(self) -> bool:
@@ -70,9 +71,11 @@ class DatabaseClock:
         host = datetime.now(UTC) - timedelta(seconds=time.monotonic() - middle)
         self._anchor = (database_time.astimezone(UTC), middle)
         self.offset_s = (database_time - host).total_seconds()
-        whole = int(self.offset_s)
-        if abs(self.offset_s) >= WARN_OFFSET_S and whole != self._warned_offset:
-            self._warned_offset = whole
+        last = self._warned_offset
+        if abs(self.offset_s) >= WARN_OFFSET_S and (
+            last is None or abs(self.offset_s - last) >= WARN_OFFSET_S
+        ):
+            self._warned_offset = self.offset_s
             log.warning(
                 "this host's clock is %.1f s %s the database's: times come from the database",
                 abs(self.offset_s),
@@ -104,10 +107,13 @@ class DatabaseClock:
         """For synchronous callers (a worker's run path): read the clock now, waiting, when
         it was never read; start a background read when the last one is stale."""
         if self._anchor is None:
-            try:
-                runtime.run(self.refresh(runtime.autocommit, 0.0), timeout=10)
-            except Exception as exc:  # the run path reports an unreachable database itself
-                log.warning("could not read the database clock: %s", exc)
+            with self._first:  # threads of one pool wait for the one first read
+                if self._anchor is not None:
+                    return
+                try:
+                    runtime.run(self.read(runtime.autocommit), timeout=10)
+                except Exception as exc:  # the run path reports an unreachable database
+                    log.warning("could not read the database clock: %s", exc)
         elif self.age_s() >= max_age_s and not self._refreshing.locked():
             runtime.submit(self.refresh(runtime.autocommit, max_age_s))
 
