@@ -29,7 +29,9 @@ def legacy_app(entries: dict[str, dict[str, object]]) -> Celery:
 async def q(session: AsyncSession, sql: str) -> list[dict[str, Any]]:
     async with session.begin():
         result = await session.execute(text(sql))
-        return [dict(r) for r in result.mappings()] if result.returns_rows else []
+        if not sql.lstrip().upper().startswith("SELECT"):
+            return []
+        return [dict(r) for r in result.mappings()]
 
 
 async def sync(session: AsyncSession, app: Celery) -> config_sync.SyncReport:
