@@ -25,7 +25,9 @@ def upgrade() -> None:
         "schedules",
         sa.Column("origin", sa.Text(), server_default=sa.text("'user'"), nullable=False),
     )
-    op.create_check_constraint(op.f("ck_schedules_origin"), "schedules", "origin IN ('user', 'config')")
+    op.create_check_constraint(
+        op.f("ck_schedules_origin"), "schedules", "origin IN ('user', 'config')"
+    )
 
 
 def downgrade() -> None:

@@ -187,3 +187,16 @@ def test_async_bodies_share_one_loop_per_process_and_do_not_block(worker: PoolWo
         # the runs share the worker's one loop and overlap: an awaiting body blocks no other
         assert len(loops) == 1
         assert max(d["started_at"] for d in done) < min(d["completed_at"] for d in done)
+
+
+def test_worker_accepts_every_pool() -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import main
+
+    help_text = CliRunner().invoke(main, ["worker", "--help"]).output
+    assert "gevent" in help_text
+    assert "eventlet" in help_text
+    refused = CliRunner().invoke(main, ["worker", "-P", "tornado"])
+    assert refused.exit_code == 2
+    assert "'prefork', 'threads', 'solo', 'gevent', 'eventlet'" in refused.output

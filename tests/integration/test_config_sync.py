@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -62,7 +61,8 @@ async def test_beat_schedule_is_synced_and_user_rows_are_never_touched(
     assert [name for name, _ in first.invalid] == ["unregistered"]
     [line] = [r.getMessage() for r in caplog.records if r.name == "scheduler.config_sync"]
     assert "2 created, 0 updated, 0 removed, 0 unchanged" in line
-    assert "taken" in line and "unregistered" in line
+    assert "taken" in line
+    assert "unregistered" in line
     rows = {r["name"]: r for r in await q(session, "SELECT * FROM schedules")}
     assert rows["office-hours"]["origin"] == "config"
     assert rows["office-hours"]["cron"] == "*/15 9-17 * * *"
