@@ -49,6 +49,11 @@ from scheduler.repository import SchedulerRepository as repo
 REQUEUE_DELAY_S = 2.0
 """How long a message waits before it is tried again when the database is unreachable."""
 OUTCOME_LANE = "outcomes"
+RETRY_WAIT_KWARG = "_scheduler_retry_wait"
+RETRY_WAIT_S = 0.5
+RETRY_WAITS = 20
+"""A retry delivered while its previous attempt still records `retrying` is put back this
+often (~10 s), then taken for a duplicate."""
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
@@ -150,6 +155,7 @@ class TrackedTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         execution_id = request.id or str(uuid.uuid4())
+        waits = int(kwargs.pop(RETRY_WAIT_KWARG, 0) or 0)
         sent_kwargs = dict(kwargs)
         kwargs = self._prepare_kwargs(execution_id, kwargs)
         settings = get_settings()
@@ -191,6 +197,19 @@ class TrackedTask(Task):  # type: ignore[misc]
             )
             return None
         if attempt is None:
+            if request.retries and not request.is_eager and waits < RETRY_WAITS:
+                # A retry's message is sent before its previous attempt has written
+                # `retrying`: on a concurrent pool it can arrive first. Look again shortly.
+                self.app.send_task(
+                    self.name,
+                    args=args,
+                    kwargs={**sent_kwargs, RETRY_WAIT_KWARG: waits + 1},
+                    task_id=execution_id,
+                    countdown=RETRY_WAIT_S,
+                    retries=request.retries,
+                    queue=delivery.get("routing_key") or None,
+                )
+                return None
             log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
             return None
         state = _RunState(started=time.perf_counter())
