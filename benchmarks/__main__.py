@@ -493,7 +493,9 @@ def bench_scale(env: Env, n: int) -> dict[str, Any]:
 # --- workers ------------------------------------------------------------------------------
 
 
-def bench_workers(env: Env, n: int, pool: str = "solo", concurrency: int = 1) -> dict[str, Any]:
+def bench_workers(
+    env: Env, n: int, pool: str = "solo", concurrency: int = 1, *, seed: bool = True
+) -> dict[str, Any]:
     import redis
 
     from config.celery import app
@@ -577,16 +579,17 @@ def bench_workers(env: Env, n: int, pool: str = "solo", concurrency: int = 1) ->
         drain("demo.noop", 50, True)
         rounds = {"bare": [], "tracked": [], "seed": []}  # type: dict[str, list[float]]
         with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("worker throughput", total=9)
+            bar = progress.add_task(f"worker throughput ({pool})", total=9 if seed else 6)
             for _ in range(3):
                 rounds["bare"].append(n / drain("bench.bare_noop", n, False))
                 progress.advance(bar)
                 rounds["tracked"].append(n / drain("demo.noop", n, True))
                 progress.advance(bar)
-                rounds["seed"].append(
-                    max(1, n // 5) / drain("bench.seed_pattern", max(1, n // 5), True)
-                )
-                progress.advance(bar)
+                if seed:
+                    rounds["seed"].append(
+                        max(1, n // 5) / drain("bench.seed_pattern", max(1, n // 5), True)
+                    )
+                    progress.advance(bar)
         durations = run(
             sql(
                 url,
@@ -600,19 +603,36 @@ def bench_workers(env: Env, n: int, pool: str = "solo", concurrency: int = 1) ->
         client.close()
     bare = statistics.median(rounds["bare"])
     tracked = statistics.median(rounds["tracked"])
-    seed = statistics.median(rounds["seed"])
     per_run_ms = 1000 / tracked - 1000 / bare
-    return {
+    result: dict[str, Any] = {
         "pool": f"{pool} x{concurrency}",
         "tasks": n,
         "bare_per_s": round(bare, 1),
         "tracked_per_s": round(tracked, 1),
-        "seed_pattern_per_s": round(seed, 1),
         "tracked_vs_bare": round(tracked / bare, 3),
-        "tracked_vs_seed": round(tracked / seed, 2),
         "bookkeeping_ms_per_run": round(per_run_ms, 3),
         "tracked_in_task_median_ms": round(float(durations[0][0] or 0), 3),
     }
+    if seed:
+        seed_rate = statistics.median(rounds["seed"])
+        result["seed_pattern_per_s"] = round(seed_rate, 1)
+        result["tracked_vs_seed"] = round(tracked / seed_rate, 2)
+    return result
+
+
+POOL_RUNS = (("prefork", 2, 0.8), ("threads", 4, 0.7), ("solo", 1, None), ("gevent", 8, 0.7),
+             ("eventlet", 8, None))  # fmt: skip
+"""(pool, concurrency, goal for tracked / bare)"""
+
+
+def bench_pools(env: Env, n: int) -> list[dict[str, Any]]:
+    """Tracked vs bare no-op on every pool, each pool's worker on the same machine and broker."""
+    rows = []
+    for pool, concurrency, goal in POOL_RUNS:
+        row = bench_workers(env, n, pool=pool, concurrency=concurrency, seed=False)
+        row["goal"] = "-" if goal is None else f">= {goal}"
+        rows.append(row)
+    return rows
 
 
 # --- history and stats --------------------------------------------------------------------
@@ -695,7 +715,7 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="burst brokers pickup steady scale workers history observability web",
+        help="burst brokers pickup steady scale workers pools history observability web",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
@@ -708,6 +728,7 @@ def main() -> None:
             "steady",
             "scale",
             "workers",
+            "pools",
             "history",
             "observability",
             "web",
@@ -759,6 +780,9 @@ def main() -> None:
                 "workers: tracked vs bare Celery vs the seed pattern, same worker",
                 results["workers"],
             )
+        if "pools" in only:
+            results["pools"] = bench_pools(env, 2000 if args.full else 500)
+            table("pools: tracked vs bare Celery no-op, per pool", results["pools"])
         if "history" in only:
             results["history"] = [bench_history(env, 1_000_000)]
             table("history and stats at 1M executions", results["history"])

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     worker_lost_margin_s: float = 60.0
     """A run still `running` this long past its hard time limit (or its worker gone) is `lost`."""
 
+    clock_resync_s: float = Field(default=30.0, gt=0.0)
+    """How old a worker's reading of the database clock may get before it is read again
+    (in the background); the beat reads it with every pass."""
+
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     """`json`: one JSON object per line (time, level, logger, message, execution_id, ...)."""

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
-from scheduler import accounts
+from scheduler import accounts, clock
 from scheduler.cron_describe import Description, describe_definition
 from scheduler.cron_describe import describe as describe_timing
 from scheduler.db import get_runtime
@@ -126,6 +126,8 @@ async def areconcile(
             await repo.insert_schedules(s, creates)
         if prune:
             for name in sorted(set(stored) - set(wanted)):
+                if stored[name].get("origin", "user") != "user":
+                    continue  # the app's beat_schedule owns it (synced at beat start)
                 changes["delete"].append(name)
                 if not dry_run:
                     await repo.delete_schedule(s, name)
@@ -287,7 +289,7 @@ async def atrigger(
         raise InvalidScheduleError("kwargs must be a JSON object, e.g. '{\"key\": 1}'")
     async with _dispatcher() as dispatcher:
         result = await dispatcher.trigger(
-            name, force=force, now=datetime.now(UTC), args=args, kwargs=kwargs
+            name, force=force, now=clock.now(), args=args, kwargs=kwargs
         )
     detail: dict[str, Any] = {
         "execution_id": str(result.execution_id), "status": result.status.value, "force": force,
@@ -321,7 +323,7 @@ async def abackfill(
             end.astimezone(UTC),
             force=force,
             dry_run=dry_run,
-            now=datetime.now(UTC),
+            now=clock.now(),
             progress=progress,
         )
     if not dry_run:
@@ -342,6 +344,7 @@ async def _dispatcher() -> AsyncIterator[Dispatcher]:
 
     publisher = Publisher(app)
     try:
+        await clock.CLOCK.refresh(get_runtime().autocommit, get_settings().clock_resync_s)
         yield Dispatcher(
             sessions=get_runtime().sessions,
             publisher=publisher,

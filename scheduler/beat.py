@@ -19,7 +19,7 @@ from typing import Any
 from celery.beat import Scheduler
 
 from config.settings import get_settings
-from scheduler import health, metrics
+from scheduler import clock, config_sync, health, metrics
 from scheduler.alerts import Observer, celery_send_task
 from scheduler.db import Runtime, get_runtime
 from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
@@ -90,6 +90,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             send_task=celery_send_task(self.app),
         ).start()
         log.info("database scheduler ready: %d registered tasks", len(registered))
+        try:
+            self._call(self._sync_config(registered))
+        except Exception as exc:
+            log.warning("could not sync beat_schedule into schedules: %s", exc)
         try:
             cleared = self._call(self._dispatcher.recheck_errors())
             if cleared:
@@ -188,12 +192,22 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if delay > 0:
             self._wakeup.sleep(min(delay, cap))
 
+    async def _sync_config(self, registered: frozenset[str]) -> None:
+        assert self._runtime is not None
+        async with self._runtime.sessions() as session, session.begin():
+            await config_sync.sync_app(session, self.app, registered)
+
     async def _pass(self, dispatcher: Dispatcher, listener: ChangeListener) -> datetime | None:
         try:
             if await listener.ensure():
                 log.info("listening for schedule changes")
         except Exception as exc:
             log.warning("LISTEN connection failed (%s): polling until it is back", exc)
+        assert self._runtime is not None
+        try:  # one clock: the database's, read with each pass (see scheduler.clock)
+            await clock.CLOCK.read(self._runtime.autocommit)
+        except Exception as exc:
+            log.warning("could not read the database clock (%s): keeping the last reading", exc)
         return await dispatcher.run_once(utcnow())
 
     def _call(self, coro: Any) -> Any:

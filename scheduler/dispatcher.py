@@ -31,7 +31,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
-from scheduler import metrics
+from scheduler import clock, metrics
 from scheduler.bounds import plain
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
@@ -67,7 +67,8 @@ _REPORT_MAX = 20
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The database's time as this process tracks it (see `scheduler.clock`)."""
+    return clock.now()
 
 
 @dataclass(frozen=True)

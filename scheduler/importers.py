@@ -117,6 +117,11 @@ def from_celery_app(target: str) -> ImportPlan:
     app = getattr(module, attribute or "app", None)
     if app is None or not hasattr(app, "conf"):
         raise InvalidScheduleError(f"{target!r} is not a Celery app (use MODULE:APP)")
+    return from_beat_schedule(app)
+
+
+def from_beat_schedule(app: Any) -> ImportPlan:
+    """The entries of a Celery app's `beat_schedule` as definitions."""
     plan = ImportPlan()
     default_tz = str(app.conf.timezone or "UTC")
     for name, entry in (app.conf.beat_schedule or {}).items():

@@ -67,6 +67,7 @@ class Schedule(Base):
         CheckConstraint("max_runs > 0", name="max_runs_positive"),
         CheckConstraint("day_match IN ('any', 'all')", name="day_match"),
         CheckConstraint("pause_after_failures > 0", name="pause_after_failures_positive"),
+        CheckConstraint("origin IN ('user', 'config')", name="origin"),
         *(
             CheckConstraint(
                 f"{column} BETWEEN '{EARLIEST_INSTANT}' AND '{LATEST_INSTANT}'",
@@ -111,6 +112,8 @@ class Schedule(Base):
     pause_after_failures: Mapped[int | None] = mapped_column(Integer)
     monitored: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """Per-schedule Prometheus series (`scheduler.metrics`)."""
+    origin: Mapped[str] = mapped_column(Text, server_default=text("'user'"))
+    """`user`, or `config`: synced from the app's `beat_schedule` at beat start."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

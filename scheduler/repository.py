@@ -176,6 +176,23 @@ class SchedulerRepository:
             created += len(result.all())
         return created
 
+    # --- Clock --------------------------------------------------------------------------
+
+    @staticmethod
+    async def database_time(executor: Executor) -> datetime:
+        """The database server's clock (`clock_timestamp()`: the instant of the read, not the
+        transaction's start). Every process takes its time from here (see `scheduler.clock`)."""
+        result = await executor.execute(text("SELECT clock_timestamp()"))
+        value: datetime = result.scalar_one()
+        return value
+
+    @staticmethod
+    async def lock_config_sync(session: AsyncSession) -> None:
+        """Serialize the `beat_schedule` sync of beats starting together (until commit)."""
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('scheduler.config_sync'))")
+        )
+
     # --- Beat ---------------------------------------------------------------------------
 
     @staticmethod

@@ -24,13 +24,14 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback as tb
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar, cast
 
 import asyncpg
@@ -39,7 +40,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded, W
 from sqlalchemy import exc as sa_exc
 
 from config.settings import get_settings
-from scheduler import followup, metrics
+from scheduler import clock, followup, metrics
 from scheduler.bounds import plain, storable, storable_json_text
 from scheduler.db import close_runtime, get_runtime
 from scheduler.domain import ExecutionStatus
@@ -49,6 +50,11 @@ from scheduler.repository import SchedulerRepository as repo
 REQUEUE_DELAY_S = 2.0
 """How long a message waits before it is tried again when the database is unreachable."""
 OUTCOME_LANE = "outcomes"
+RETRY_WAIT_KWARG = "_scheduler_retry_wait"
+RETRY_WAIT_S = 0.5
+RETRY_WAITS = 20
+"""A retry delivered while its previous attempt still records `retrying` is put back this
+often (~10 s), then taken for a duplicate."""
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
@@ -152,12 +158,14 @@ class TrackedTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         execution_id = request.id or str(uuid.uuid4())
+        waits = int(kwargs.pop(RETRY_WAIT_KWARG, 0) or 0)
         sent_kwargs = dict(kwargs)
         kwargs = self._prepare_kwargs(execution_id, kwargs)
         settings = get_settings()
         runtime = get_runtime()
         delivery = getattr(request, "delivery_info", None) or {}
         reclaim = bool(self.acks_late and delivery.get("redelivered"))
+        clock.CLOCK.keep_synced(runtime, settings.clock_resync_s)
         try:
             attempt = runtime.run(
                 _bookkeeping(
@@ -203,6 +211,19 @@ class TrackedTask(Task):  # type: ignore[misc]
                     plain(self.name),
                 )
                 return None
+            if request.retries and not request.is_eager and waits < RETRY_WAITS:
+                # A retry's message is sent before its previous attempt has written
+                # `retrying`: on a concurrent pool it can arrive first. Look again shortly.
+                self.app.send_task(
+                    self.name,
+                    args=args,
+                    kwargs={**sent_kwargs, RETRY_WAIT_KWARG: waits + 1},
+                    task_id=execution_id,
+                    countdown=RETRY_WAIT_S,
+                    retries=request.retries,
+                    queue=delivery.get("routing_key") or None,
+                )
+                return None
             log.warning("execution %s already ran or is running: duplicate skipped", execution_id)
             return None
         metrics.run_started(self.name, attempt)
@@ -222,7 +243,11 @@ class TrackedTask(Task):  # type: ignore[misc]
             self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
             raise
         except BaseException as exc:
-            self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
+            limit = green_time_limit(exc)
+            if limit is not None:
+                self._finish(execution_id, ExecutionStatus.TIMEOUT, state, error=limit)
+            else:
+                self._finish(execution_id, ExecutionStatus.FAILED, state, error=exc)
             raise
         self._finish(
             execution_id,
@@ -351,6 +376,18 @@ async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
             return
 
 
+def green_time_limit(exc: BaseException) -> TimeLimitExceeded | None:
+    """The gevent pool enforces a hard time limit by raising `gevent.Timeout` inside the run
+    (prefork kills the child instead): the same limit, recorded the same way, `timeout` with
+    `TimeLimitExceeded`. None for anything else."""
+    gevent = sys.modules.get("gevent")
+    if gevent is None or not isinstance(exc, gevent.Timeout):
+        return None
+    limit = TimeLimitExceeded(f"hard time limit ({exc.seconds} s) exceeded")
+    limit.__cause__ = exc
+    return limit
+
+
 def _error_fields(error: BaseException) -> dict[str, Any]:
     try:
         message = str(error)
@@ -368,6 +405,7 @@ def _error_fields(error: BaseException) -> dict[str, Any]:
 
 
 def _write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException | None) -> None:
+    clock.CLOCK.keep_synced(get_runtime(), get_settings().clock_resync_s)
     values: dict[str, Any] = {"status_id": status.id, "completed_at": _now()}
     if exc is not None:
         values.update(_error_fields(exc))
@@ -434,7 +472,9 @@ async def _on_held_connection(
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    """The database's time (see `scheduler.clock`): started and completed instants of every
+    pool and host come from one clock."""
+    return clock.now()
 
 
 def _adapt(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -48,6 +48,10 @@ DEMO_SCHEDULES: list[dict[str, Any]] = [
 ]
 
 
+POOLS = ("prefork", "threads", "solo", "gevent", "eventlet")
+GREEN_POOLS = frozenset({"gevent", "eventlet"})
+
+
 def prepare(*, upgrade: bool) -> ServiceUrls:
     """Resolve (or start) the services, export their URLs for child processes, check schema."""
     urls = resolve_urls()
@@ -97,9 +101,10 @@ def beat(loglevel: str, http_port: int | None) -> None:
 @click.option(
     "--pool",
     "-P",
-    type=click.Choice(["prefork", "threads", "solo"]),
+    type=click.Choice(POOLS),
     default="prefork",
     show_default=True,
+    help="Execution pool (see the README's pool table for the limits each one enforces).",
 )
 @click.option("--queues", "-Q", default=None, help="Comma-separated queues to consume.")
 @http_port_option
@@ -115,17 +120,22 @@ def worker(
     """Run a worker: executes tasks and records every run.
 
     Extra arguments go to `celery worker` as they are. Same as `celery -A config.celery worker`.
+    With `-P gevent` or `-P eventlet` the process becomes `celery worker` itself, so the
+    standard library is patched before anything else is imported, as Celery requires.
     """
     _export_port("SCHEDULER_WORKER_HTTP_PORT", http_port)
     prepare(upgrade=False)
-    from config.celery import app
-
     argv = ["worker", "--loglevel", loglevel.upper(), "--pool", pool]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if queues:
         argv += ["--queues", queues]
+    if pool in GREEN_POOLS:
+        command = [sys.executable, "-m", "celery", "-A", "config.celery", *argv, *celery_args]
+        os.execv(sys.executable, command)
     from celery.bin.celery import celery as celery_command
+
+    from config.celery import app
 
     # as `app.worker_main`, but keeping the worker's exit code (1 after an unrecoverable
     # error), which Celery drops there: a crashed worker must not look like a clean stop

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,11 +22,16 @@ class Procs:
         self.running: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, name: str, *args: str, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wrap: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
+        """`python *args`, run under the command `wrap` when given (e.g. faketime)."""
         with (self.log_dir / f"{name}-{len(self.running)}.log").open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, *args],
+                [*wrap, sys.executable, *args],
                 cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                 stdout=log,
@@ -79,6 +84,22 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         yield procs
     finally:
         procs.stop_all()
+
+
+def require_binary(name: str) -> str:
+    """The path of `name`; skips the test with the reason when it is missing (fails when
+    CI=true: CI must run it)."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (Debian package {name})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: required in CI")
+        pytest.skip(reason)
+    return path
 
 
 def wait_for(check: Callable[[], T | None], timeout_s: float, interval_s: float = 0.02) -> T:

@@ -103,3 +103,21 @@ def start_chain() -> str:
         app.signature("demo.sleep", args=(0.01,), immutable=True),
     )
     return str(flow.apply_async().id)
+
+
+@tracked_task(name="tests.loop_identity", app=app)
+async def loop_identity(seconds: float = 0.0) -> str:
+    """Which process and event loop ran this async body (one loop per process, never one per
+    run), after awaiting `seconds` on it."""
+    import os
+
+    await asyncio.sleep(seconds)
+    return f"{os.getpid()}:{id(asyncio.get_running_loop())}"
+
+
+@tracked_task(name="tests.retry_once", app=app, bind=True, max_retries=1)
+def retry_once(self: Any, countdown_s: float = 1.0) -> int:
+    """Asks for one retry `countdown_s` later, then succeeds."""
+    if self.request.retries == 0:
+        raise self.retry(exc=RuntimeError("first attempt fails"), countdown=countdown_s)
+    return int(self.request.retries)
