@@ -1,4 +1,4 @@
-"""Prometheus metrics under the public names of DESIGN.md ("Metrics").
+"""Prometheus metrics under their public names (the table in docs/OBSERVABILITY.md).
 
 Nothing here starts a server or touches the database at import: the metric objects are made
 on first use, so a process may switch prometheus-client to multiprocess mode first (the
