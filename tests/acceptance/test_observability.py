@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,7 +79,7 @@ def test_prometheus_scrapes_beat_prefork_worker_and_metrics_process(
     query(
         database_url,
         "INSERT INTO schedules (name, task, interval_seconds, monitored)"
-        " VALUES ('obs-noop', 'demo.noop', 0.5, true), ('obs-hidden', 'demo.noop', 1, false)",
+        " VALUES ('obs-noop', 'demo.noop', 1, true), ('obs-hidden', 'demo.noop', 1, false)",
     )
     beat_port, worker_port, metrics_port = free_port(), free_port(), free_port()
     logs = tmp_path / "logs"
@@ -193,16 +193,22 @@ def test_livez_fails_while_a_pass_is_wedged_on_a_lock_and_recovers(
 
 
 def _via(url: str, port: int) -> str:
+    """`url` through 127.0.0.1:`port` (TCP), whether it named a TCP server or a socket."""
     parts = urlsplit(url)
     netloc = f"{parts.username or 'postgres'}@127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=""))
 
 
 def test_readyz_fails_while_postgres_is_unreachable_and_recovers(
     database_url: str, broker_url: str, tmp_path: Path
 ) -> None:
     parts = urlsplit(database_url)
-    relay = Relay(parts.hostname or "127.0.0.1", parts.port or 5432)
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    relay = Relay(
+        parts.hostname or "127.0.0.1",
+        parts.port or 5432,
+        unix_path=f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None,
+    )
     relay.restore()
     port = free_port()
     try:
@@ -229,12 +235,13 @@ def test_json_logs_one_object_per_line_and_no_password(
 ) -> None:
     secret = "pw-never-logged-7731"
     parts = urlsplit(database_url)
+    server = f"{parts.hostname}:{parts.port or 5432}" if parts.hostname else ""  # or a socket
     with_password = urlunsplit(
-        parts._replace(
-            netloc=f"{parts.username or 'postgres'}:{secret}@{parts.hostname}:{parts.port}"
-        )
+        parts._replace(netloc=f"{parts.username or 'postgres'}:{secret}@{server}")
     )
-    unreachable = urlunsplit(parts._replace(netloc=f"postgres:{secret}@127.0.0.1:{free_port()}"))
+    unreachable = urlunsplit(
+        parts._replace(netloc=f"postgres:{secret}@127.0.0.1:{free_port()}", query="")
+    )
     env = {"SCHEDULER_LOG_FORMAT": "json", "DATABASE_URL": with_password}
     with processes(tmp_path) as procs:
         procs.start("beat", "-m", "scheduler.cli", "beat", "-l", "DEBUG", env={**FAST, **env})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 def configure(url: str) -> None:
@@ -14,6 +14,7 @@ def configure(url: str) -> None:
     from django.conf import settings
 
     parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]  # an embedded server's socket
     settings.configure(
         DATABASES={
             "default": {
@@ -21,7 +22,7 @@ def configure(url: str) -> None:
                 "NAME": parts.path.lstrip("/"),
                 "USER": parts.username or "postgres",
                 "PASSWORD": parts.password or "",
-                "HOST": parts.hostname or "127.0.0.1",
+                "HOST": socket_dir or parts.hostname or "127.0.0.1",
                 "PORT": parts.port or 5432,
             }
         },

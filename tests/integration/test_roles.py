@@ -76,7 +76,7 @@ def test_beat_worker_and_history_run_under_their_roles(
             result = await dispatcher.tick(datetime.now(UTC))
             denied = None
             try:
-                await sql(engine, "DELETE FROM schedules")
+                await sql(engine, "SELECT password_hash FROM web_users")
             except DBAPIError as exc:
                 denied = exc
             return result, denied
