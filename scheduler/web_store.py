@@ -372,18 +372,6 @@ class WebStore:
         return found
 
     @staticmethod
-    async def runs_by_ids(
-        session: AsyncSession, execution_ids: Sequence[uuid.UUID]
-    ) -> list[dict[str, Any]]:
-        result = await session.execute(
-            select(Execution.__table__).where(Execution.id.in_(list(execution_ids)))
-        )
-        rows = [dict(r) for r in result.mappings()]
-        for row in rows:
-            row["status"] = ExecutionStatus.from_id(row.pop("status_id")).value
-        return rows
-
-    @staticmethod
     async def mark_revoked(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> list[str]:
         """Mark the still-active runs among `execution_ids` revoked; returns their ids."""
         result = await session.execute(
