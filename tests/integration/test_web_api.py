@@ -223,6 +223,16 @@ async def test_runs_filters_cursor_and_estimated_count(web: Web, database_url: s
         seen += [r["id"] for r in page["runs"]]
         cursor = page["next"]
     assert len(seen) == len(set(seen)) == 120
+    # trigger and worker have no index: past 10,000 candidates the count is estimated
+    wide = (
+        await web.client.get(
+            "/api/v1/runs",
+            params={"limit": 40, "trigger": "manual", "worker": "w1"},
+            headers=viewer,
+        )
+    ).json()
+    assert wide["estimated"] is True
+    assert wide["count"] >= 40
     recent = (await web.client.get(
         "/api/v1/runs", params={"schedule": "nightly", "since": "2000-01-01T00:00:00Z", "limit": 5},
         headers=viewer)).json()  # fmt: skip
