@@ -27,7 +27,12 @@ from scheduler.cron_describe import describe as describe_timing
 from scheduler.db import get_runtime
 from scheduler.dispatcher import BackfillReport, Dispatcher, TriggerResult
 from scheduler.domain import ExecutionStatus
-from scheduler.exceptions import DuplicateError, InvalidScheduleError, NotFoundError
+from scheduler.exceptions import (
+    ConflictError,
+    DuplicateError,
+    InvalidScheduleError,
+    NotFoundError,
+)
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
@@ -54,6 +59,7 @@ __all__ = [
     "pause_schedule",
     "remove_schedule",
     "resume_schedule",
+    "retry_run",
     "run_tree",
     "stats",
     "trigger",
@@ -794,29 +800,35 @@ def has_accounts() -> bool:
     return _sync(ahas_accounts())
 
 
-async def aretry_runs(execution_ids: list[uuid.UUID], *, actor: str | None = None) -> list[str]:
-    """Run again, as new runs with the same arguments, the failed, timed-out and lost runs
-    among `execution_ids` that belong to a schedule (a manual trigger forced past the overlap
-    policy; `audit_log` links each to the run it retries). Returns the new run ids."""
-    retryable = {
-        ExecutionStatus.FAILED.value,
-        ExecutionStatus.TIMEOUT.value,
-        ExecutionStatus.LOST.value,
-    }
+async def aretry_run(execution_id: uuid.UUID | str, *, actor: str | None = None) -> TriggerResult:
+    """Run again, as a new run (trigger `retry`, `parent_id` = `execution_id`, the same task,
+    args, kwargs and schedule), the run `execution_id` of a schedule that ended `failed`,
+    `timeout`, `lost` or `revoked`; any other raises ConflictError. Published like a manual
+    trigger (the overlap policy does not judge it). Audited as `run.retry` by `actor`."""
+    key = _execution_key(execution_id)
+    async with _dispatcher() as dispatcher:
+        result = await dispatcher.retry(key, now=clock.now())
     async with _unit(None) as s:
-        rows = await store.runs_by_ids(s, execution_ids)
-        names = await store.schedule_names(s, [r["schedule_id"] for r in rows if r["schedule_id"]])
-    made = []
-    for row in rows:
-        name = names.get(row["schedule_id"])
-        if row["status"] not in retryable or name is None:
-            continue
-        result = await atrigger(
-            name, force=True, args=row["args"], kwargs=row["kwargs"], actor=actor
-        )
-        made.append(str(result.execution_id))
-        await arecord_audit(
-            "run.retry", "run", str(row["id"]), actor=actor,
-            detail={"new_execution_id": str(result.execution_id)},
+        await _audit(
+            s, actor, "run.retry", "run", str(key),
+            detail={"new_execution_id": str(result.execution_id), "status": result.status.value},
         )  # fmt: skip
+    return result
+
+
+def retry_run(execution_id: uuid.UUID | str, *, actor: str | None = None) -> TriggerResult:
+    return _sync(aretry_run(execution_id, actor=actor))
+
+
+async def aretry_runs(execution_ids: list[uuid.UUID], *, actor: str | None = None) -> list[str]:
+    """`aretry_run` for each of `execution_ids`, leaving out those that cannot be retried
+    (unknown, not failed, timed out, lost or revoked, or of no schedule). Returns the new
+    run ids."""
+    made = []
+    for key in execution_ids:
+        try:
+            result = await aretry_run(key, actor=actor)
+        except (ConflictError, NotFoundError):
+            continue
+        made.append(str(result.execution_id))
     return made

@@ -34,7 +34,7 @@ from config.settings import Settings
 from scheduler import clock, metrics
 from scheduler.bounds import plain
 from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
-from scheduler.exceptions import InvalidScheduleError, NotFoundError
+from scheduler.exceptions import ConflictError, InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
 from scheduler.options import check_options
@@ -64,6 +64,15 @@ REPUBLISH_LIMIT = 100_000
 
 
 _REPORT_MAX = 20
+RETRYABLE = frozenset(
+    {
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMEOUT,
+        ExecutionStatus.LOST,
+        ExecutionStatus.REVOKED,
+    }
+)
+"""The outcomes a run can be retried from (as a new run, trigger `retry`)."""
 
 
 def utcnow() -> datetime:
@@ -579,6 +588,63 @@ class Dispatcher:
         published = await self._publish_and_mark([run])
         return TriggerResult(
             execution_id,
+            ExecutionStatus.QUEUED if published else ExecutionStatus.PENDING,
+            None if published else "broker unreachable: the beat's sweep will publish it",
+        )
+
+    async def retry(self, execution_id: uuid.UUID, *, now: datetime) -> TriggerResult:
+        """A new run made from the earlier run `execution_id` (trigger `retry`): the same
+        task, args, kwargs and schedule, `parent_id` the earlier run, `root_id` the earlier
+        run's root (or the earlier run itself), no slot. Written `pending`, committed, then
+        published and marked `queued` (the outbox sweep publishes it if the broker is down).
+
+        Only a run of a schedule that ended failed, timed out, lost or revoked can be retried
+        (others raise ConflictError); an operator's explicit request, so the overlap policy does not judge
+        it. Raises NotFoundError for an unknown id."""
+        async with self.sessions() as session, session.begin():
+            earlier = await repo.lock_run_for_retry(session, execution_id)
+            if earlier is None:
+                raise NotFoundError(f"no execution {execution_id}: see `scheduler history`")
+            status = ExecutionStatus.from_id(earlier["status_id"])
+            if status not in RETRYABLE:
+                raise ConflictError(
+                    f"run {execution_id} is {status.value}: only a failed, timed-out, lost or "
+                    "revoked run can be retried"
+                )
+            if earlier["schedule_id"] is None:
+                raise ConflictError(
+                    f"run {execution_id} belongs to no schedule (a direct call): "
+                    "retry it from the code that sent it"
+                )
+            options = earlier["options"] if isinstance(earlier["options"], dict) else {}
+            try:
+                check_options(options)
+            except InvalidScheduleError as exc:
+                log.warning(
+                    "retry of %s goes out without its schedule's options: %s", execution_id, exc
+                )
+                options = {}
+            new_id = uuid.uuid4()
+            kwargs = dict(earlier["kwargs"] or {})
+            kwargs["execution_id"] = str(new_id)
+            run = PlannedRun(
+                id=new_id,
+                schedule_id=earlier["schedule_id"],
+                task=earlier["task"],
+                args=list(earlier["args"] or []),
+                kwargs=kwargs,
+                options=dict(options),
+                trigger=Trigger.RETRY,
+                scheduled_for=None,
+                status=ExecutionStatus.PENDING,
+            )
+            values = _execution_values(run, now)
+            values["parent_id"] = execution_id
+            values["root_id"] = earlier["root_id"] or execution_id
+            await repo.insert_executions(session, [values])
+        published = await self._publish_and_mark([run])
+        return TriggerResult(
+            new_id,
             ExecutionStatus.QUEUED if published else ExecutionStatus.PENDING,
             None if published else "broker unreachable: the beat's sweep will publish it",
         )

@@ -30,3 +30,8 @@ class DuplicateError(SchedulerError):
 class DatabaseUnreachable(SchedulerError):
     """The database cannot be reached right now (down, restarting, connection lost), as
     opposed to a statement that is wrong. The cause is chained."""
+
+
+class ConflictError(SchedulerError):
+    """An action the object's current state does not allow (e.g. retrying a run that has
+    not failed)."""

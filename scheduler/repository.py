@@ -256,21 +256,23 @@ class SchedulerRepository:
         session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     ) -> set[uuid.UUID]:
         """Insert runs in one statement (arrays, so any batch size fits in one round trip);
-        a slot already taken (by another beat) is skipped. Returns the inserted ids."""
+        a slot already taken (by another beat) is skipped. Returns the inserted ids.
+        `parent_id` and `root_id` are optional keys of a row (a retry has them)."""
         if not rows:
             return set()
         result = await session.execute(
             text(
                 "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, "
-                "scheduled_for, status_id, created_at, completed_at) "
+                "scheduled_for, status_id, created_at, completed_at, parent_id, root_id) "
                 "SELECT id, schedule_id, task, args::jsonb, kwargs::jsonb, trigger, scheduled_for, "
-                "status_id, created_at, completed_at FROM unnest("
+                "status_id, created_at, completed_at, parent_id, root_id FROM unnest("
                 "CAST(:ids AS uuid[]), CAST(:schedule_ids AS bigint[]), CAST(:tasks AS text[]), "
                 "CAST(:args AS text[]), CAST(:kwargs AS text[]), CAST(:triggers AS text[]), "
                 "CAST(:scheduled_for AS timestamptz[]), CAST(:status_ids AS smallint[]), "
-                "CAST(:created_at AS timestamptz[]), CAST(:completed_at AS timestamptz[])) "
+                "CAST(:created_at AS timestamptz[]), CAST(:completed_at AS timestamptz[]), "
+                "CAST(:parent_ids AS uuid[]), CAST(:root_ids AS uuid[])) "
                 "AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, "
-                "created_at, completed_at) "
+                "created_at, completed_at, parent_id, root_id) "
                 "ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id"
             ),
             {
@@ -284,9 +286,26 @@ class SchedulerRepository:
                 "status_ids": [r["status_id"] for r in rows],
                 "created_at": [r["created_at"] for r in rows],
                 "completed_at": [r["completed_at"] for r in rows],
+                "parent_ids": [r.get("parent_id") for r in rows],
+                "root_ids": [r.get("root_id") for r in rows],
             },
         )
         return {_as_uuid(v) for v in result.scalars().all()}
+
+    @staticmethod
+    async def lock_run_for_retry(
+        session: AsyncSession, execution_id: uuid.UUID
+    ) -> dict[str, Any] | None:
+        """Lock run `execution_id` and return what a retry of it copies (with its schedule's
+        options, None without a schedule) and its status id; None if it does not exist."""
+        result = await session.execute(
+            select(*_MESSAGE_COLUMNS, Execution.status_id, Execution.root_id)
+            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
+            .where(Execution.id == execution_id)
+            .with_for_update(of=Execution)
+        )
+        row = result.mappings().first()
+        return None if row is None else dict(row)
 
     @staticmethod
     async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -7,6 +7,7 @@ commits. Paging is by key, never by offset, so page 1,000 costs what page 1 cost
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -342,14 +343,39 @@ class WebStore:
 
     @staticmethod
     async def count_runs(session: AsyncSession, where: RunFilter) -> tuple[int, bool]:
-        """(count, estimated): exact up to EXACT_COUNT_LIMIT, else the planner's estimate."""
-        capped = WebStore._filtered(
-            select(literal_column("1")).select_from(Execution), where
-        ).limit(EXACT_COUNT_LIMIT + 1)
-        result = await session.execute(select(func.count()).select_from(capped.subquery()))
-        exact = int(result.scalar_one())
-        if exact <= EXACT_COUNT_LIMIT:
-            return exact, False
+        """(count, estimated): exact up to EXACT_COUNT_LIMIT, else the planner's estimate.
+
+        No index serves `trigger` or `worker`: with either, the runs passing the other
+        filters (through their index, newest first) are read at most EXACT_COUNT_LIMIT + 1
+        and the matches counted among them; exact when that read ends the candidates, else
+        estimated. (Counting a rare combination exactly read every candidate: 100k runs of
+        one status at 1M runs, 300+ ms.)"""
+        if where.trigger is None and where.worker is None:
+            capped = WebStore._filtered(
+                select(literal_column("1")).select_from(Execution), where
+            ).limit(EXACT_COUNT_LIMIT + 1)
+            result = await session.execute(select(func.count()).select_from(capped.subquery()))
+            exact = int(result.scalar_one())
+            if exact <= EXACT_COUNT_LIMIT:
+                return exact, False
+        else:
+            unserved = and_(
+                true() if where.trigger is None else Execution.trigger == where.trigger,
+                true() if where.worker is None else Execution.worker == where.worker,
+            )
+            served = dataclasses.replace(where, trigger=None, worker=None)
+            window = (
+                WebStore._filtered(select(unserved.label("match")).select_from(Execution), served)
+                .order_by(Execution.created_at.desc())
+                .limit(EXACT_COUNT_LIMIT + 1)
+                .subquery()
+            )
+            counted = await session.execute(
+                select(func.count(), func.count().filter(window.c.match)).select_from(window)
+            )
+            read, exact = (int(n) for n in counted.one())
+            if read <= EXACT_COUNT_LIMIT:
+                return exact, False
         plain = WebStore._filtered(select(Execution.id), where)
         compiled = plain.compile(session.bind, compile_kwargs={"literal_binds": True})
         plan = await session.execute(text(f"EXPLAIN (FORMAT JSON) {compiled}"))
@@ -370,18 +396,6 @@ class WebStore:
         found = dict(row)
         found["status"] = ExecutionStatus.from_id(found.pop("status_id")).value
         return found
-
-    @staticmethod
-    async def runs_by_ids(
-        session: AsyncSession, execution_ids: Sequence[uuid.UUID]
-    ) -> list[dict[str, Any]]:
-        result = await session.execute(
-            select(Execution.__table__).where(Execution.id.in_(list(execution_ids)))
-        )
-        rows = [dict(r) for r in result.mappings()]
-        for row in rows:
-            row["status"] = ExecutionStatus.from_id(row.pop("status_id")).value
-        return rows
 
     @staticmethod
     async def mark_revoked(session: AsyncSession, execution_ids: Sequence[uuid.UUID]) -> list[str]:

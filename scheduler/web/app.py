@@ -46,6 +46,7 @@ from scheduler import metrics as project_metrics
 from scheduler.accounts import Role
 from scheduler.db import get_runtime
 from scheduler.exceptions import (
+    ConflictError,
     DatabaseUnreachable,
     DuplicateError,
     InvalidScheduleError,
@@ -199,7 +200,7 @@ def problem_for(exc: BaseException) -> HTTPProblem:
         return exc
     if isinstance(exc, NotFoundError):
         return HTTPProblem(404, str(exc))
-    if isinstance(exc, DuplicateError):
+    if isinstance(exc, DuplicateError | ConflictError):
         return HTTPProblem(409, str(exc))
     if isinstance(exc, InvalidScheduleError):
         return HTTPProblem(400, str(exc))

@@ -250,11 +250,10 @@ def _run_id(request: Request) -> uuid.UUID:
 @api_route(Role.OPERATOR, writes=True)
 async def retry_run(request: Request) -> Response:
     key = _run_id(request)
-    await call(api.arun(key))
-    made = await call(api.aretry_runs([key], actor=actor_of(request)))
-    if not made:
-        raise HTTPProblem(409, "only a failed, timed-out or lost run of a schedule can be retried")
-    return ok({"execution_id": made[0], "retry_of": key}, 201)
+    result = await call(api.aretry_run(key, actor=actor_of(request)))
+    return ok(
+        {"execution_id": result.execution_id, "status": result.status.value, "retry_of": key}, 201
+    )
 
 
 @api_route(Role.OPERATOR, writes=True)
@@ -524,7 +523,7 @@ def openapi_document(base: str) -> dict[str, Any]:
             "/runs/{id}/retry": {
                 "parameters": [_ID],
                 "post": _op(
-                    "Run a failed run again as a new run",
+                    "Run a failed, timed-out, lost or revoked run again as a new run (trigger retry)",
                     "operator",
                     ok_status="201",
                     extra=("404", "409"),

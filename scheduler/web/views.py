@@ -362,7 +362,7 @@ async def bulk_runs(request: Request) -> Response:
         made = await call(api.aretry_runs(ids, actor=actor(request)))
         flash(
             request,
-            f"{len(made)} of {len(ids)} runs retried as new runs (only failed, timed-out and lost runs of a schedule are)",
+            f"{len(made)} of {len(ids)} runs retried as new runs (only failed, timed-out, lost and revoked runs of a schedule are)",
         )
     else:
         raise HTTPProblem(400, "choose retry or revoke")

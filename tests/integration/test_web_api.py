@@ -223,6 +223,16 @@ async def test_runs_filters_cursor_and_estimated_count(web: Web, database_url: s
         seen += [r["id"] for r in page["runs"]]
         cursor = page["next"]
     assert len(seen) == len(set(seen)) == 120
+    # trigger and worker have no index: past 10,000 candidates the count is estimated
+    wide = (
+        await web.client.get(
+            "/api/v1/runs",
+            params={"limit": 40, "trigger": "manual", "worker": "w1"},
+            headers=viewer,
+        )
+    ).json()
+    assert wide["estimated"] is True
+    assert wide["count"] >= 40
     recent = (await web.client.get(
         "/api/v1/runs", params={"schedule": "nightly", "since": "2000-01-01T00:00:00Z", "limit": 5},
         headers=viewer)).json()  # fmt: skip
@@ -284,7 +294,14 @@ async def test_retry_and_revoke(web: Web, database_url: str) -> None:
     retried = await web.client.post(f"/api/v1/runs/{failed}/retry", headers=operator)
     assert retried.status_code == 201, retried.text
     new = retried.json()["execution_id"]
-    assert (await web.client.post(f"/api/v1/runs/{new}/retry", headers=operator)).status_code == 409
+    assert retried.json()["retry_of"] == failed
+    made = (await web.client.get(f"/api/v1/runs/{new}", headers=operator)).json()
+    assert (made["trigger"], made["parent_id"], made["root_id"]) == ("retry", failed, failed)
+    assert made["scheduled_for"] is None
+    assert made["status"] in ("queued", "running", "success")
+    still = await web.client.post(f"/api/v1/runs/{new}/retry", headers=operator)
+    assert still.status_code == 409, still.text
+    assert "\n" not in still.json()["error"]
     revoked = await web.client.post(f"/api/v1/runs/{new}/revoke", headers=operator)
     assert revoked.status_code == 200, revoked.text
     assert (await web.client.get(f"/api/v1/runs/{new}", headers=operator)).json()[
@@ -295,6 +312,13 @@ async def test_retry_and_revoke(web: Web, database_url: str) -> None:
     ).status_code == 409
     actions = {(e["action"], e["target"]) for e in await call(api.aaudit_log())}
     assert {("run.retry", failed), ("run.revoke", new)} <= actions
+    # a revoked run can be retried too; the retry of a retry keeps the first run as root
+    again = await web.client.post(f"/api/v1/runs/{new}/retry", headers=operator)
+    assert again.status_code == 201, again.text
+    second = (
+        await web.client.get(f"/api/v1/runs/{again.json()['execution_id']}", headers=operator)
+    ).json()
+    assert (second["trigger"], second["parent_id"], second["root_id"]) == ("retry", new, failed)
 
 
 async def test_errors_are_json_with_one_line_and_the_right_status(web: Web) -> None:
