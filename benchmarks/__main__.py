@@ -715,7 +715,7 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="burst brokers pickup steady scale workers pools history observability web",
+        help="burst brokers pickup steady scale workers pools history observability web apply",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
@@ -732,6 +732,7 @@ def main() -> None:
             "history",
             "observability",
             "web",
+            "apply",
         ]
     )
     env = Env()
@@ -808,6 +809,11 @@ def main() -> None:
             n_schedules, n_runs = (10_000, 1_000_000) if args.full else (1_000, 100_000)
             results["web"] = bench_web(env, n_schedules, n_runs, repeats=30 if args.full else 10)
             table("dashboard: server time (Server-Timing), page weight, first load", results["web"])
+        if "apply" in only:
+            from benchmarks.apply import bench_apply
+
+            results["apply"] = bench_apply(env, 100_000 if args.full else 10_000)
+            table("scheduler apply FILE.yaml: seconds per CLI process", results["apply"])
     finally:
         env.close()
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -138,10 +138,21 @@ async def areconcile(
                 if not dry_run:
                     await repo.delete_schedule(s, name)
         if not dry_run:
-            for action in ("create", "update", "delete"):
-                for name in changes[action]:
-                    detail = to_mapping(wanted[name]) if name in wanted else {}
-                    await _audit(s, actor, f"schedule.{action}", "schedule", name, detail=detail)
+            who = actor or default_actor()
+            await store.add_audits(
+                s,
+                [
+                    {
+                        "actor": who,
+                        "action": f"schedule.{action}",
+                        "target_type": "schedule",
+                        "target": name,
+                        "detail": to_mapping(wanted[name]) if name in wanted else {},
+                    }
+                    for action in ("create", "update", "delete")
+                    for name in changes[action]
+                ],
+            )
     return changes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -58,7 +58,9 @@ class ScheduleDefinition:
     """Per-schedule Prometheus series (docs/OBSERVABILITY.md)."""
 
     def column_values(self) -> dict[str, Any]:
-        values = asdict(self)
+        # field by field, not `asdict` (its deep copy dominated bulk applies); the JSON
+        # fields are copied below
+        values = {name: getattr(self, name) for name in FIELD_NAMES}
         values["args"] = list(self.args or [])
         values["kwargs"] = dict(self.kwargs or {})
         values["options"] = dict(self.options or {})

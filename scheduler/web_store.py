@@ -114,6 +114,30 @@ class WebStore:
         )
 
     @staticmethod
+    async def add_audits(
+        session: AsyncSession, entries: Sequence[Mapping[str, Any]], *, chunk: int = 1000
+    ) -> None:
+        """Many audit entries (each with `add_audit`'s keywords) in multi-row statements."""
+        rows = [
+            {
+                "actor": e["actor"],
+                "action": e["action"],
+                "target_type": e["target_type"],
+                "target": e.get("target"),
+                "reason": e.get("reason"),
+                "detail": json.loads(json.dumps(dict(e.get("detail") or {}), default=str)),
+            }
+            for e in entries
+        ]
+        for start in range(0, len(rows), chunk):
+            # the Core table and a list of parameter sets: compiled once, sent as multi-row
+            # INSERTs (a 1,000-row `.values(rows)` costs about half a second to compile)
+            await session.execute(
+                insert(AuditEntry.metadata.tables[AuditEntry.__tablename__]),
+                rows[start : start + chunk],
+            )
+
+    @staticmethod
     async def audit_entries(
         session: AsyncSession,
         *,
