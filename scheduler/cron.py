@@ -288,12 +288,18 @@ def _days(dom_text: str, dow_text: str, expr: str, name: str | None, match_all: 
     )
 
 
-@lru_cache(maxsize=8192)
 def parse_cron(expr: str, name: str | None = None, day_match: str = "any") -> CronSpec:
     """Parse and validate `expr`; raises InvalidScheduleError with a one-line reason.
 
     `name` is the schedule name `H` is hashed from; `day_match` is `any` (POSIX: day of
-    month OR day of week when both are restricted) or `all` (both, as Celery's crontab)."""
+    month OR day of week when both are restricted) or `all` (both, as Celery's crontab).
+    Cached; the name is part of the key only when the expression can hold an `H`, so many
+    schedules sharing one expression share one parse."""
+    return _parse_cron(expr, name if "h" in expr.lower() else None, day_match)
+
+
+@lru_cache(maxsize=8192)
+def _parse_cron(expr: str, name: str | None, day_match: str) -> CronSpec:
     if day_match not in DAY_MATCHES:
         raise InvalidScheduleError(f"day_match {day_match!r}: use any or all")
     text = " ".join(expr.split())
