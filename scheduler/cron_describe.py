@@ -235,3 +235,19 @@ def describe_definition(definition: ScheduleDefinition, now: datetime | None = N
         day_match=definition.day_match,
         now=now,
     )
+
+
+def relative(when: datetime | None, now: datetime | None = None) -> str:
+    """`when` from `now` in the coarsest whole unit: `in 2h`, `5m ago`, `-` for None."""
+    if when is None:
+        return "-"
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    future = seconds >= 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            text = f"{int(seconds // size)}{unit}"
+            break
+    else:
+        text = f"{int(seconds)}s"
+    return f"in {text}" if future else f"{text} ago"

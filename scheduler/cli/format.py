@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from scheduler.bounds import plain
 from scheduler.cron import validate_timezone
+from scheduler.cron_describe import relative as relative
 from scheduler.schedules import ScheduleDefinition
 
 STATUS_STYLE = {
@@ -48,21 +49,6 @@ def local_time(when: datetime | None, tz: str = "UTC") -> str:
     except Exception:
         zone = validate_timezone("UTC")
     return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def relative(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "-"
-    seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    future = seconds >= 0
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{int(seconds // size)}{unit}"
-            break
-    else:
-        text = f"{int(seconds)}s"
-    return f"in {text}" if future else f"{text} ago"
 
 
 def describe_when(definition: ScheduleDefinition) -> str:

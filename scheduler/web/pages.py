@@ -4,12 +4,13 @@ fire times with DST notes. Pure functions (time is a parameter)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler.cron import next_fire_times, validate_timezone
+from scheduler.cron_describe import relative as relative
 from scheduler.exceptions import SchedulerError
 
 
@@ -24,21 +25,6 @@ def local_time(when: datetime | None, tz: str | None = "UTC") -> str:
     if when is None:
         return "-"
     return when.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def relative(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "-"
-    seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    future = seconds >= 0
-    seconds = abs(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            text = f"{int(seconds // size)}{unit}"
-            break
-    else:
-        text = f"{int(seconds)}s"
-    return f"in {text}" if future else f"{text} ago"
 
 
 def duration(ms: float | int | Decimal | None) -> str:
