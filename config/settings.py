@@ -51,8 +51,12 @@ class Settings(BaseSettings):
     beat_max_catchup: int = 100
     """Most missed slots one `run_all` schedule replays at once."""
     beat_lookahead_s: float = Field(default=2.0, ge=0.0, le=30.0)
-    """How far ahead the beat writes upcoming runs of `allow` schedules; each is held in memory
-    and published at its time, so a busy second costs only the publish. 0 turns it off."""
+    """How far ahead, at least, the beat writes upcoming runs of `allow` schedules; each is held
+    in memory and published at its time, so a busy second costs only the publish. When many
+    rows fall due at one instant the beat starts earlier, sized by their number and its
+    measured write rate (see `scheduler.writeahead`). 0 turns writing ahead off."""
+    beat_lookahead_max_s: float = Field(default=60.0, ge=0.0, le=600.0)
+    """How far ahead, at most, the beat writes runs (and how far it looks to size the lead)."""
     beat_max_sleep_s: float = 5.0
     """Longest the beat sleeps without looking at the database (a safety net for lost NOTIFYs)."""
     beat_sweep_after_s: float = 5.0

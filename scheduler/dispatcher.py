@@ -54,6 +54,7 @@ from scheduler.publisher import OutgoingMessage, Publisher
 from scheduler.reaper import QueuedRun, WorkerWatch, judge_queued, reap_lost
 from scheduler.repository import DueOutlook
 from scheduler.repository import SchedulerRepository as repo
+from scheduler.writeahead import Lead, WriteRate, lead
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 30.0
@@ -61,6 +62,11 @@ LOST_IN_TRANSIT_S = 10.0
 """Messages published this long before the broker was found down may have gone with it (a
 worker had popped them and could not record the delivery): they are published again."""
 REPUBLISH_LIMIT = 100_000
+PROFILE_STEP_S = 0.25
+"""The resolution, in seconds, of the count of rows due ahead that sizes the lead."""
+HELD_MAX = 200_000
+"""Most runs a beat holds written ahead; past it, it writes only what is due (memory: see
+docs/BENCHMARKS.md for what a held run costs)."""
 
 
 _REPORT_MAX = 20
@@ -184,6 +190,15 @@ class Dispatcher:
             max_catchup=settings.beat_max_catchup,
         )
         self.lookahead = timedelta(seconds=settings.beat_lookahead_s)
+        """The least lead: runs of `allow` rows due within it are always written ahead."""
+        self.window = (
+            max(self.lookahead, timedelta(seconds=settings.beat_lookahead_max_s))
+            if settings.beat_lookahead_s > 0
+            else timedelta(0)
+        )
+        """How far the beat looks to size the lead, and the most it writes ahead."""
+        self.write_rate = WriteRate()
+        self._lead = Lead(start_in_s=None, horizon_s=settings.beat_lookahead_s)
         self._last_sweep = 0.0
         self._last_reap = 0.0
         self._last_queued_check = 0.0
@@ -215,6 +230,7 @@ class Dispatcher:
     ) -> tuple[TickResult, list[PlannedRun]]:
         """The transactional half of a tick: returns the runs it inserted, not yet published
         (those of slots after `now` are to be held until their time)."""
+        started = time.perf_counter()
         async with self.sessions() as session, session.begin():
             await repo.mark_beat_transaction(session)
             rows = await repo.lock_due_schedules(
@@ -244,6 +260,7 @@ class Dispatcher:
             await repo.update_schedules(
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
+        self.write_rate.record(len(rows), time.perf_counter() - started)
         flagged = [u for u in result.updates if u.last_error]
         self._report_flagged(flagged, {d.id: d.name for d in due})
         if horizon > now:
@@ -378,19 +395,48 @@ class Dispatcher:
         return len(verdict.republish), lost
 
     async def outlook(self, now: datetime) -> DueOutlook:
+        """What is due in the window; with `allow` rows in it, the lead is sized anew from
+        their count per step and the measured write rate (see `scheduler.writeahead`)."""
         async with self.sessions() as session:
-            return await repo.due_outlook(session, horizon=now + self.lookahead)
+            outlook = await repo.due_outlook(session, horizon=now + self.window)
+            profile = (
+                await repo.allow_due_profile(
+                    session, now=now, until=now + self.window, step_s=PROFILE_STEP_S
+                )
+                if outlook.allow_within is not None
+                else []
+            )
+        self._lead = lead(
+            profile,
+            step_s=PROFILE_STEP_S,
+            rows_per_s=self.write_rate.rows_per_s,
+            base_s=self.lookahead.total_seconds(),
+            max_s=self.window.total_seconds(),
+        )
+        return outlook
+
+    @property
+    def horizon_s(self) -> float:
+        """How far ahead the next pass writes: the sized lead, or nothing ahead while the
+        beat already holds `HELD_MAX` runs."""
+        return 0.0 if len(self._held) >= HELD_MAX else self._lead.horizon_s
 
     def wake_at(self, outlook: DueOutlook, now: datetime) -> datetime | None:
-        """When the next pass has work: an `allow` row's slot minus the lookahead (it is
-        written ahead), a guarded row's slot, or the next held run's time."""
+        """When the next pass has work: when writing the `allow` rows of the window must
+        start (their slot minus the sized lead), a guarded row's slot, the next held run's
+        time, or when the earliest row beyond the window enters it."""
         candidates: list[datetime] = []
         if outlook.uncomputed:
             candidates.append(datetime.min.replace(tzinfo=UTC))
-        if outlook.earliest is not None and outlook.earliest > now + self.lookahead:
-            candidates.append(outlook.earliest - self.lookahead)
+        if outlook.earliest is not None and outlook.earliest > now + self.window:
+            candidates.append(outlook.earliest - self.window)
         if outlook.allow_within is not None:
-            candidates.append(outlook.allow_within - self.lookahead)
+            start_in = self._lead.start_in_s
+            candidates.append(
+                now + timedelta(seconds=start_in)
+                if start_in is not None
+                else outlook.allow_within - self.lookahead
+            )
         if outlook.guarded_within is not None:
             candidates.append(outlook.guarded_within)
         if self._held.next_at is not None:
@@ -451,7 +497,8 @@ class Dispatcher:
         in_flight: asyncio.Task[int] | None = None
         try:
             for _ in range(1000):
-                result, fired = await self._commit_batch(now, horizon=now + self.lookahead)
+                horizon = now + timedelta(seconds=self.horizon_s)
+                result, fired = await self._commit_batch(now, horizon=horizon)
                 if result.locked:
                     log.debug(
                         "tick: %d due, %d inserted, %d flagged",
@@ -478,13 +525,23 @@ class Dispatcher:
         self._held.hold(run, message, row)
 
     async def flush_held(self) -> int:
-        """Publish every held run at its time (shutdown: at most the lookahead away)."""
+        """Shutdown: publish the held runs due within the least lead, each at its time. Runs
+        written further ahead (a burst's lead) stay `pending`: any beat's sweep publishes them
+        shortly after their slot, so a stopping beat waits seconds, not the whole lead."""
         published = 0
-        while (next_at := self._held.next_at) is not None:
+        until = utcnow() + self.lookahead
+        while (next_at := self._held.next_at) is not None and next_at <= until:
             delay = (next_at - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
             published += await self._publish_and_mark(self._held.take_due(utcnow()))
+        if self._held:
+            log.info(
+                "%d runs written ahead for later slots stay pending: the sweep publishes "
+                "them at most %.0f s after their slot",
+                len(self._held),
+                self.settings.beat_sweep_after_s + 5,
+            )
         return published
 
     async def withdraw_changed(self) -> int:

@@ -533,6 +533,23 @@ class SchedulerRepository:
         )
 
     @staticmethod
+    async def allow_due_profile(
+        session: AsyncSession, *, now: datetime, until: datetime, step_s: float
+    ) -> list[tuple[float, int]]:
+        """Enabled `allow` rows due by `until`, counted per step of `step_s` seconds: (the
+        step's end as an offset from `now`, rows due in it), ascending; rows already due
+        fall in steps ending at or before zero. One range scan of the due index."""
+        result = await session.execute(
+            text(
+                "SELECT ceil(extract(epoch FROM next_run_at - :now) / :step) * :step AS upper, "
+                "count(*) FROM schedules WHERE enabled AND next_run_at <= :until "
+                "AND overlap_policy = :allow GROUP BY 1 ORDER BY 1"
+            ),
+            {"now": now, "until": until, "step": step_s, "allow": OverlapPolicy.ALLOW.value},
+        )
+        return [(float(upper), int(count)) for upper, count in result.all()]
+
+    @staticmethod
     async def schedule_identities(
         session: AsyncSession, schedule_ids: Sequence[int]
     ) -> dict[int, dict[str, Any]]:

@@ -17,6 +17,7 @@ from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.publisher import Publisher
+from scheduler.writeahead import WriteRate
 from tests.integration.sqlhelp import sql
 
 # an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot
@@ -205,3 +206,34 @@ async def test_each_beat_withdraws_its_own_and_the_edit_instant_stays_the_users(
     assert (first.held, second.held) == (0, 0)
     assert await runs(engine) == []
     assert published_ids(broker_url) == []
+
+
+async def test_a_burst_too_big_for_the_least_lead_is_written_earlier(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'burst-' || i, 'demo.noop', 3600, :slot FROM generate_series(1, 300) i",
+        slot=BASE + 10 * SECOND,
+    )
+    fast, slow = make_dispatcher(), make_dispatcher()
+    await fast.run_once(BASE)  # computes every row's first slot: 10 s away, nothing written
+    assert await runs(engine) == []
+
+    # a beat that writes 1,000 rows a second has 0.6 s of work: it waits for the least lead
+    fast.write_rate = WriteRate(initial=1_000)
+    wake = fast.wake_at(await fast.outlook(BASE), BASE)
+    assert wake == BASE + 10 * SECOND - timedelta(seconds=0.25 + 0.6 + 2)
+
+    # one that writes 50 a second needs 12 s with the margin: it writes the burst now
+    slow.write_rate = WriteRate(initial=50)
+    await slow.run_once(BASE)
+    written = await runs(engine)
+    assert len(written) == 300
+    assert {r["status_id"] for r in written} == {ExecutionStatus.PENDING.id}
+    assert slow.held == 300
+    assert published_ids(broker_url) == []
+    await slow.run_once(BASE + 10 * SECOND)
+    assert len(published_ids(broker_url)) == 300
+    assert slow.held == 0
