@@ -55,17 +55,22 @@ def json_depth(value: Any) -> int:
 
 def json_problem(label: str, value: Any) -> str | None:
     """Why `value` may not be stored as `label` (one line), or None when it may."""
+    return json_measure(label, value)[0]
+
+
+def json_measure(label: str, value: Any) -> tuple[str | None, int]:
+    """`json_problem` and the size of `value` as JSON text (0 when it cannot be measured)."""
     if isinstance(value, Unreadable):
-        return f"{label} cannot be read ({value.reason}): set it again"
+        return f"{label} cannot be read ({value.reason}): set it again", 0
     if json_depth(value) > MAX_JSON_DEPTH:
-        return f"{label} is nested deeper than {MAX_JSON_DEPTH} levels"
+        return f"{label} is nested deeper than {MAX_JSON_DEPTH} levels", 0
     try:
         size = len(json.dumps(value, ensure_ascii=False, allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:
-        return f"{label} is not JSON: {type(exc).__name__}"
+        return f"{label} is not JSON: {type(exc).__name__}", 0
     if size > MAX_JSON_BYTES:
-        return f"{label} is {size} bytes of JSON: at most {MAX_JSON_BYTES} (1 MB)"
-    return None
+        return f"{label} is {size} bytes of JSON: at most {MAX_JSON_BYTES} (1 MB)", size
+    return None, size
 
 
 def safe_loads(text: str) -> Any:

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from scheduler import clock, metrics
 from scheduler.bounds import plain
-from scheduler.domain import ExecutionStatus, OverlapPolicy, Trigger
+from scheduler.domain import STATUS_IDS, ExecutionStatus, OverlapPolicy, Trigger
 from scheduler.exceptions import ConflictError, InvalidScheduleError, NotFoundError
 from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
@@ -64,6 +64,8 @@ worker had popped them and could not record the delivery): they are published ag
 REPUBLISH_LIMIT = 100_000
 PROFILE_STEP_S = 0.25
 """The resolution, in seconds, of the count of rows due ahead that sizes the lead."""
+PIPELINE_DEPTH = 2
+"""Batch transactions a drain keeps in flight at once."""
 HELD_MAX = 200_000
 """Most runs a beat holds written ahead; past it, it writes only what is due (memory: see
 docs/BENCHMARKS.md for what a held run costs)."""
@@ -111,9 +113,9 @@ def _execution_values(run: PlannedRun, now: datetime) -> dict[str, Any]:
         "task": run.task,
         "args": run.args,
         "kwargs": run.kwargs,
-        "trigger": run.trigger.value,
+        "trigger": str.__str__(run.trigger),
         "scheduled_for": run.scheduled_for,
-        "status_id": run.status.id,
+        "status_id": STATUS_IDS[run.status],
         "created_at": now,
         "completed_at": None if run.fires else now,
     }
@@ -230,7 +232,6 @@ class Dispatcher:
     ) -> tuple[TickResult, list[PlannedRun]]:
         """The transactional half of a tick: returns the runs it inserted, not yet published
         (those of slots after `now` are to be held until their time)."""
-        started = time.perf_counter()
         async with self.sessions() as session, session.begin():
             await repo.mark_beat_transaction(session)
             rows = await repo.lock_due_schedules(
@@ -260,7 +261,6 @@ class Dispatcher:
             await repo.update_schedules(
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
-        self.write_rate.record(len(rows), time.perf_counter() - started)
         flagged = [u for u in result.updates if u.last_error]
         self._report_flagged(flagged, {d.id: d.name for d in due})
         if horizon > now:
@@ -491,34 +491,51 @@ class Dispatcher:
         return wake
 
     async def _drain(self, now: datetime) -> None:
-        """Batch after batch until one is not full; marking batch k `queued` overlaps batch
-        k+1's transaction. Runs of later slots are held; held runs whose time comes meanwhile
-        go out with the next publish."""
-        in_flight: asyncio.Task[int] | None = None
+        """Batch after batch until one is not full, `PIPELINE_DEPTH` transactions at a time
+        (SKIP LOCKED gives each its own rows; while one waits on the database the next plans),
+        each batch's publish and `queued` marking overlapping the next transactions. Runs of
+        later slots are held; held runs whose time comes meanwhile go out with the next
+        publish. The rows written per second of this drain feed the write rate."""
+        batches: set[asyncio.Task[tuple[datetime, TickResult, list[PlannedRun]]]] = set()
+        publishing: set[asyncio.Task[int]] = set()
+        started, locked, more = 0, 0, True
+        clock_start = time.perf_counter()
         try:
-            for _ in range(1000):
-                horizon = now + timedelta(seconds=self.horizon_s)
-                result, fired = await self._commit_batch(now, horizon=horizon)
-                if result.locked:
-                    log.debug(
-                        "tick: %d due, %d inserted, %d flagged",
-                        result.locked,
-                        result.inserted,
-                        result.flagged,
-                    )
-                ready = [r for r in fired if not _later(r, now)]  # later ones are held
-                if in_flight is not None:
-                    await in_flight
-                    in_flight = None
-                ready.extend(self._held.take_due(utcnow()))
-                if ready:
-                    in_flight = asyncio.create_task(self._publish_and_mark(ready))
-                if not result.full:
+            while True:
+                while more and len(batches) < PIPELINE_DEPTH and started < 1000:
+                    batches.add(asyncio.create_task(self._batch(utcnow() if started else now)))
+                    started += 1
+                if not batches:
                     break
-                now = utcnow()
+                done, batches = await asyncio.wait(batches, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    at, result, fired = task.result()
+                    locked += result.locked
+                    more = more and result.full
+                    ready = [r for r in fired if not _later(r, at)]  # later ones are held
+                    ready.extend(self._held.take_due(utcnow()))
+                    if ready:
+                        publishing.add(asyncio.create_task(self._publish_and_mark(ready)))
+            self.write_rate.record(locked, time.perf_counter() - clock_start)
         finally:
-            if in_flight is not None:
-                await in_flight
+            # a failed batch leaves its runs pending for the sweep; the others finish first
+            outcomes = await asyncio.gather(*batches, *publishing, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise failures[0]
+
+    async def _batch(self, now: datetime) -> tuple[datetime, TickResult, list[PlannedRun]]:
+        result, fired = await self._commit_batch(
+            now, horizon=now + timedelta(seconds=self.horizon_s)
+        )
+        if result.locked:
+            log.debug(
+                "tick: %d due, %d inserted, %d flagged",
+                result.locked,
+                result.inserted,
+                result.flagged,
+            )
+        return now, result, fired
 
     def _hold(self, run: PlannedRun, row: dict[str, Any]) -> None:
         message = self.publisher.prepare(_message(run), run.scheduled_for or utcnow())

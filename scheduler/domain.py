@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -39,6 +41,8 @@ class ExecutionStatus(enum.StrEnum):
 
 
 _STATUS_IDS: dict[ExecutionStatus, int] = {s: i for i, s in enumerate(ExecutionStatus, start=1)}
+STATUS_IDS: Mapping[ExecutionStatus, int] = MappingProxyType(_STATUS_IDS)
+"""Status -> id, for hot loops (a dict lookup costs a fraction of the `id` property)."""
 _STATUS_BY_ID: dict[int, ExecutionStatus] = {i: s for s, i in _STATUS_IDS.items()}
 _STATUS_NAMES: dict[ExecutionStatus, str] = {
     ExecutionStatus.PENDING: "Pending (written, not yet confirmed on the broker)",

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from scheduler.bounds import min_interval_s
 from scheduler.cron import (
     Timing,
     first_interval_fire,
@@ -138,8 +139,11 @@ def jitter_s(schedule_id: int, slot: datetime, jitter_seconds: int) -> float:
     return round(fraction * jitter_seconds, 3)
 
 
-def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
-    """Everything that makes a row unrunnable, as InvalidScheduleError with one line."""
+def validate_row(
+    row: DueSchedule, registered: frozenset[str] | None, *, floor: float | None = None
+) -> Timing:
+    """Everything that makes a row unrunnable, as InvalidScheduleError with one line.
+    `floor` is the shortest interval allowed (read from the environment when None)."""
     if registered is not None and row.task not in registered:
         raise InvalidScheduleError(f"task {row.task!r} is not registered with the beat's app")
     check_json_fields(row.args, row.kwargs, row.options)
@@ -151,7 +155,7 @@ def validate_row(row: DueSchedule, registered: frozenset[str] | None) -> Timing:
         raise InvalidScheduleError("options must be a JSON object")
     if row.options:
         check_options(row.options)
-    check_interval_floor(row.interval_seconds)
+    check_interval_floor(row.interval_seconds, floor)
     if row.misfire_policy not in _MISFIRE_POLICIES:
         raise InvalidScheduleError(f"unknown misfire_policy {row.misfire_policy!r}")
     if row.overlap_policy not in _OVERLAP_POLICIES:
@@ -193,10 +197,16 @@ def plan(
     horizon: datetime | None = None,
 ) -> Plan:
     result = Plan()
+    floor = min_interval_s()  # once a batch: the environment is not read per row
     for row in rows:
         try:
             runs, update = plan_row(
-                row, now=now, registered=registered, settings=settings, horizon=horizon
+                row,
+                now=now,
+                registered=registered,
+                settings=settings,
+                horizon=horizon,
+                floor=floor,
             )
         except Exception as exc:  # a value no check foresaw: this row stops, not the batch
             runs, update = _flagged(row, f"cannot be planned: {type(exc).__name__}: {exc}")
@@ -212,9 +222,10 @@ def plan_row(
     registered: frozenset[str] | None,
     settings: PlannerSettings,
     horizon: datetime | None = None,
+    floor: float | None = None,
 ) -> tuple[list[PlannedRun], ScheduleUpdate]:
     try:
-        timing = validate_row(row, registered)
+        timing = validate_row(row, registered, floor=floor)
     except InvalidScheduleError as exc:
         return _flagged(row, str(exc))
     slot = row.next_run_at

@@ -90,6 +90,13 @@ _MESSAGE_COLUMNS = (
 """What publishing a run again needs (select with an outer join on its schedule)."""
 
 
+def _json_text(value: Any) -> str:
+    """`json.dumps`, with the usual empty values of args and kwargs spelled out."""
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value)
+
+
 @dataclass(frozen=True)
 class DueOutlook:
     uncomputed: bool
@@ -279,8 +286,8 @@ class SchedulerRepository:
                 "ids": [r["id"] for r in rows],
                 "schedule_ids": [r["schedule_id"] for r in rows],
                 "tasks": [r["task"] for r in rows],
-                "args": [json.dumps(r["args"]) for r in rows],
-                "kwargs": [json.dumps(r["kwargs"]) for r in rows],
+                "args": [_json_text(r["args"]) for r in rows],
+                "kwargs": [_json_text(r["kwargs"]) for r in rows],
                 "triggers": [r["trigger"] for r in rows],
                 "scheduled_for": [r["scheduled_for"] for r in rows],
                 "status_ids": [r["status_id"] for r in rows],

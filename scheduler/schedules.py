@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from scheduler.bounds import MAX_JSON_BYTES, Unreadable, json_problem, min_interval_s
+from scheduler.bounds import MAX_JSON_BYTES, Unreadable, json_measure, json_problem, min_interval_s
 from scheduler.cron import DAY_MATCHES, make_timing, validate_timezone
 from scheduler.domain import (
     EARLIEST_INSTANT,
@@ -193,15 +193,17 @@ def validate(
     return definition
 
 
-def check_interval_floor(interval_seconds: Decimal | float | int | None) -> None:
-    """Refuse intervals below `SCHEDULER_MIN_INTERVAL_S` (default 1 s)."""
+def check_interval_floor(
+    interval_seconds: Decimal | float | int | None, floor: float | None = None
+) -> None:
+    """Refuse intervals below `floor`, by default `SCHEDULER_MIN_INTERVAL_S` (1 s)."""
     if interval_seconds is None or isinstance(interval_seconds, bool):
         return
     try:
         value = Decimal(str(interval_seconds))
     except InvalidOperation:
         return
-    floor = min_interval_s()
+    floor = min_interval_s() if floor is None else floor
     if value.is_finite() and value < Decimal(str(floor)):
         raise InvalidScheduleError(
             f"an interval must be at least {floor:g}s (SCHEDULER_MIN_INTERVAL_S lowers the floor)"
@@ -213,13 +215,12 @@ def check_json_fields(args: Any, kwargs: Any, options: Any) -> None:
     check for every entry point and the beat."""
     total = 0
     for label, value in (("args", args), ("kwargs", kwargs), ("options", options)):
-        if value is None:
-            continue
-        problem = json_problem(label, value)
+        if value is None or (type(value) in (list, dict) and not value):
+            continue  # nothing to measure (the beat's usual case, checked per run)
+        problem, size = json_measure(label, value)
         if problem:
             raise InvalidScheduleError(problem)
-        if not isinstance(value, Unreadable):
-            total += len(json.dumps(value, ensure_ascii=False))
+        total += size
     if total > MAX_JSON_BYTES:
         raise InvalidScheduleError(
             f"args, kwargs and options are {total} bytes of JSON together: at most 1 MB"
