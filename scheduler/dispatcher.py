@@ -66,7 +66,7 @@ PROFILE_STEP_S = 0.25
 """The resolution, in seconds, of the count of rows due ahead that sizes the lead."""
 PIPELINE_DEPTH = 2
 """Batch transactions a drain keeps in flight at once."""
-HELD_MAX = 200_000
+HELD_MAX = 100_000
 """Most runs a beat holds written ahead; past it, it writes only what is due (memory: see
 docs/BENCHMARKS.md for what a held run costs)."""
 
