@@ -30,8 +30,12 @@ from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import (
     ConflictError,
     DuplicateError,
+    ExecutionNotFound,
     InvalidScheduleError,
+    NotAnExecutionId,
     NotFoundError,
+    ScheduleNotFound,
+    UserNotFound,
 )
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
@@ -181,7 +185,7 @@ async def aremove_schedule(
 ) -> None:
     async with _unit(session) as s:
         if not await repo.delete_schedule(s, name):
-            raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+            raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.delete", "schedule", name)
 
 
@@ -217,7 +221,7 @@ def _execution_key(execution_id: uuid.UUID | str) -> uuid.UUID:
     try:
         return execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(execution_id)
     except ValueError:
-        raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
+        raise NotAnExecutionId(execution_id) from None
 
 
 async def aget_execution(
@@ -226,12 +230,12 @@ async def aget_execution(
     try:
         key = execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(execution_id)
     except ValueError:
-        raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
+        raise NotAnExecutionId(execution_id) from None
     async with _unit(session) as s:
         found = await repo.execution_details(s, key)
         tree = [] if found is None else await repo.run_tree(s, key)
     if found is None:
-        raise NotFoundError(f"no execution {key}: see `scheduler history`")
+        raise ExecutionNotFound(key)
     found["children"] = [node for node in tree if node["parent_id"] == key]
     found["tree"] = tree
     return found
@@ -247,7 +251,7 @@ async def arun_tree(
     async with _unit(session) as s:
         tree = await repo.run_tree(s, key)
     if not tree:
-        raise NotFoundError(f"no execution {key}: see `scheduler history`")
+        raise ExecutionNotFound(key)
     return tree
 
 
@@ -261,7 +265,7 @@ async def apause_schedule(
         raise InvalidScheduleError("a pause needs a reason (--reason TEXT)")
     async with _unit(session) as s:
         if not await repo.pause_schedule(s, name, reason=reason, actor=actor):
-            raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+            raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.pause", "schedule", name, reason=reason)
         return (await repo.list_schedules(s, names=[name]))[0]
 
@@ -273,7 +277,7 @@ async def aresume_schedule(
     the pause annotation is cleared. Audited as `schedule.resume` by `actor`."""
     async with _unit(session) as s:
         if not await repo.resume_schedule(s, name):
-            raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+            raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.resume", "schedule", name)
         return (await repo.list_schedules(s, names=[name]))[0]
 
@@ -550,7 +554,7 @@ async def aremove_user(
 ) -> None:
     async with _unit(session) as s:
         if not await store.remove_user(s, name):
-            raise NotFoundError(f"no user named {name!r}: see `scheduler web users list`")
+            raise UserNotFound(name)
         await _audit(s, actor, "user.delete", "user", name)
 
 
@@ -646,7 +650,7 @@ async def aschedule(name: str, *, session: AsyncSession | None = None) -> dict[s
     async with _unit(session) as s:
         row = await store.schedule_row(s, name)
     if row is None:
-        raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+        raise ScheduleNotFound(name)
     return row
 
 
@@ -679,9 +683,7 @@ async def aruns_page(
         if schedule:
             schedule_id = await store.schedule_id(s, schedule)
             if schedule_id is None:
-                raise NotFoundError(
-                    f"no schedule named {schedule!r}: see `scheduler schedules list`"
-                )
+                raise ScheduleNotFound(schedule)
         where = RunFilter(
             schedule_id=schedule_id, task=task or None, status_id=status_id,
             trigger=trigger or None, worker=worker or None, since=since, until=until,
@@ -723,11 +725,11 @@ async def arun(
     try:
         key = execution_id if isinstance(execution_id, uuid.UUID) else uuid.UUID(execution_id)
     except ValueError:
-        raise NotFoundError(f"{execution_id!r} is not an execution id (a UUID)") from None
+        raise NotAnExecutionId(execution_id) from None
     async with _unit(session) as s:
         found = await store.run_row(s, key)
     if found is None:
-        raise NotFoundError(f"no execution {key}: see `scheduler history`")
+        raise ExecutionNotFound(key)
     return found
 
 

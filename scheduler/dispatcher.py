@@ -34,7 +34,12 @@ from config.settings import Settings
 from scheduler import clock, metrics
 from scheduler.bounds import plain
 from scheduler.domain import STATUS_IDS, ExecutionStatus, OverlapPolicy, Trigger
-from scheduler.exceptions import ConflictError, InvalidScheduleError, NotFoundError
+from scheduler.exceptions import (
+    ConflictError,
+    ExecutionNotFound,
+    InvalidScheduleError,
+    ScheduleNotFound,
+)
 from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
 from scheduler.options import check_options
@@ -623,7 +628,7 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             values = await repo.lock_schedule_for_trigger(session, name)
             if values is None:
-                raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+                raise ScheduleNotFound(name)
             row = due_schedule_from_mapping(values)
             if args is not None:
                 row = dataclasses.replace(row, args=args)
@@ -678,7 +683,7 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             earlier = await repo.lock_run_for_retry(session, execution_id)
             if earlier is None:
-                raise NotFoundError(f"no execution {execution_id}: see `scheduler history`")
+                raise ExecutionNotFound(execution_id)
             status = ExecutionStatus.from_id(earlier["status_id"])
             if status not in RETRYABLE:
                 raise ConflictError(
@@ -747,7 +752,7 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             values = await repo.lock_schedule_for_trigger(session, name)
             if values is None:
-                raise NotFoundError(f"no schedule named {name!r}: see `scheduler schedules list`")
+                raise ScheduleNotFound(name)
             row = due_schedule_from_mapping(values)
             try:
                 timing = validate_row(row, self.registered)

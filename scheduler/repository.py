@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from scheduler.domain import ExecutionStatus, OverlapPolicy
-from scheduler.exceptions import DuplicateError, NotFoundError
+from scheduler.exceptions import DuplicateError, ScheduleNotFound
 from scheduler.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
@@ -1153,9 +1153,7 @@ class SchedulerRepository:
                 await session.execute(select(Schedule.id).where(Schedule.name == schedule))
             ).scalar()
             if schedule_id is None:
-                raise NotFoundError(
-                    f"no schedule named {schedule!r}: see `scheduler schedules list`"
-                )
+                raise ScheduleNotFound(schedule)
             stmt = stmt.where(Execution.schedule_id == schedule_id)
         if root is not None:
             key = _as_uuid(root)

@@ -8,7 +8,7 @@ import click
 
 from config.settings import get_settings
 from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.exceptions import NotFoundError
+from scheduler.exceptions import AlertRuleNotFound
 
 
 @click.group("alerts")
@@ -128,7 +128,7 @@ def remove(name: str) -> None:
             return await AlertsRepository.delete_rule(session, name)
 
     if not run_db(delete):
-        raise NotFoundError(f"no alert rule named {name!r}: see `scheduler alerts list`")
+        raise AlertRuleNotFound(name)
     click.echo(f"alert rule {name!r} removed")
 
 
@@ -150,7 +150,7 @@ def test(name: str) -> None:
 
     result = run_db(send)
     if result is None:
-        raise NotFoundError(f"no alert rule named {name!r}: see `scheduler alerts list`")
+        raise AlertRuleNotFound(name)
     delivery_id, outcome = result
     if not outcome.sent:
         fail(f"delivery {delivery_id} failed ({outcome.error}); the beats will retry it")

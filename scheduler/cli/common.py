@@ -48,28 +48,24 @@ def explain(exc: BaseException) -> str:
 
 
 def _explain(exc: BaseException) -> str:
+    """By class: the project's own errors carry their line; database errors are told apart
+    by their SQLSTATE (PostgreSQL's error class), never by the words of their message."""
     if isinstance(exc, SchedulerError):
         return str(exc)
-    text = f"{type(exc).__name__}: {exc}".strip()
     name = type(exc).__name__
-    module = type(exc).__module__
-    if isinstance(exc, (ConnectionError, OSError, TimeoutError)) or "asyncpg" in module:
-        if "does not exist" in str(exc) and "database" in str(exc):
-            return f"{exc}: create it, or point DATABASE_URL at an existing database"
-        if "relation" in str(exc) and "does not exist" in str(exc):
-            return "the database has no schema: run `scheduler db upgrade`"
+    text = f"{name}: {exc}".strip()
+    state = sqlstate(exc)
+    if state == "3D000":  # invalid_catalog_name
+        return f"{_reason(exc)}: create it, or point DATABASE_URL at an existing database"
+    if state == "42P01":  # undefined_table
+        return "the database has no schema: run `scheduler db upgrade`"
+    if state is not None and state[:2] in ("08", "53", "57"):  # connection, resources, shutdown
+        return f"cannot reach the database: {_reason(exc)}"
+    if state is not None and state[:2] in ("22", "23"):  # data exception, integrity violation
+        return f"the database refused a value: {_reason(exc)}"
+    if isinstance(exc, ConnectionError | OSError | TimeoutError) or _from_connection_failure(exc):
         reason = redact(str(exc)) or name
         return f"cannot reach the database or broker ({reason}): check DATABASE_URL / BROKER_URL"
-    if "sqlalchemy" in module and (
-        "UndefinedTable" in text or ("relation" in text and "does not exist" in text)
-    ):
-        return "the database has no schema: run `scheduler db upgrade`"
-    if "sqlalchemy" in module and ("connect" in text.lower() or "OperationalError" in name):
-        return f"cannot reach the database: {text.splitlines()[0]}"
-    if ("sqlalchemy" in module and "DBAPIError" in text) or "DataError" in name:
-        reason = str(getattr(exc, "orig", "") or exc).splitlines()[0]
-        reason = reason.split(") ", 1)[-1] if reason.startswith("(") else reason
-        return f"the database refused a value: {reason}"
     if isinstance(exc, OverflowError):
         return f"a number is out of range: {exc}"
     if isinstance(exc, TypeError | ValueError):
@@ -77,6 +73,48 @@ def _explain(exc: BaseException) -> str:
             f"a value has the wrong type or form: {str(exc).splitlines()[0] if str(exc) else name}"
         )
     return text.splitlines()[0] if text else name
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, what it wraps (SQLAlchemy's `orig`) and what caused it, outermost first."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(found) < 10:
+        item = pending.pop(0)
+        if item is None or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        orig = getattr(item, "orig", None)
+        pending.extend([orig if isinstance(orig, BaseException) else None, item.__cause__])
+    return found
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the PostgreSQL error behind `exc`, if there is one."""
+    for item in _chain(exc):
+        state = getattr(item, "sqlstate", None) or getattr(item, "pgcode", None)
+        if isinstance(state, str) and len(state) == 5:
+            return state
+    return None
+
+
+def _from_connection_failure(exc: BaseException) -> bool:
+    """SQLAlchemy's wrapper of a connection that could not be opened (the cause is an
+    OSError, or the pool's own timeout)."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or any(
+        isinstance(item, ConnectionError | OSError | TimeoutError) for item in _chain(exc)[1:]
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's own line, without SQLAlchemy's `(module.Class)` prefix or its SQL."""
+    chain = _chain(exc)
+    innermost = chain[-1] if chain else exc
+    line = (str(innermost) or type(innermost).__name__).splitlines()[0]
+    return redact(line.split(") ", 1)[-1] if line.startswith("(") else line)
 
 
 def run_db(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -26,7 +26,7 @@ from scheduler.cli.format import (
 )
 from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
 from scheduler.cron_describe import Description, describe_definition
-from scheduler.exceptions import SchedulerError
+from scheduler.exceptions import ScheduleNotFound, SchedulerError
 from scheduler.repository import SchedulerRepository as repo
 from scheduler.schedules import (
     ScheduleDefinition,
@@ -142,7 +142,7 @@ def _load(name: str) -> dict[str, Any]:
 
     found = run_db(find)
     if found is None:
-        fail(f"no schedule named {name!r}: see `scheduler schedules list`")
+        fail(str(ScheduleNotFound(name)))
     return found
 
 
