@@ -24,9 +24,15 @@ configure_logging(settings.log_level)
 TASK_MODULES = sorted(f"tasks.{m.name}" for m in pkgutil.iter_modules(tasks.__path__))
 
 app = Celery("scheduler", include=TASK_MODULES)
+# The broker URL is resolved when the app first needs it, not at import: without BROKER_URL
+# that starts the embedded Redis, which importing a module must never do.
+app.add_defaults(
+    lambda: {
+        "broker_url": resolve_broker_url(settings),
+        "broker_transport_options": broker_transport_options(settings),
+    }
+)
 app.conf.update(
-    broker_url=resolve_broker_url(settings),
-    broker_transport_options=broker_transport_options(settings),
     result_backend=settings.result_backend,
     task_serializer="json",
     result_serializer="json",
