@@ -79,7 +79,11 @@ async def sync(
     """Make the config-owned rows match `definitions` (validated) in the caller's transaction."""
     await repo.lock_config_sync(session)
     invalid = invalid or []
-    stored = {row["name"]: row for row in await repo.list_schedules(session)}
+    # the rows these definitions name (a user's row may hold one) and the config-owned ones
+    # (some may have left the config): not every schedule, which may be millions
+    names = [d.name for d in definitions] + [name for name, _ in invalid]
+    rows = await repo.list_schedules(session, names=names, origin=CONFIG)
+    stored = {row["name"]: row for row in rows}
     created: list[str] = []
     updated: list[str] = []
     unchanged: list[str] = []

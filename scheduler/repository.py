@@ -964,11 +964,15 @@ class SchedulerRepository:
 
     @staticmethod
     async def list_schedules(
-        session: AsyncSession, *, names: Sequence[str] | None = None
+        session: AsyncSession,
+        *,
+        names: Sequence[str] | None = None,
+        origin: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Every schedule (or the named ones) with the status code of its last run (the newest
-        that has started or finished, or was recorded missed/skipped: a run written ahead or
-        waiting on the broker is not "last") and how many runs are upcoming (pending, queued)."""
+        """Every schedule (or the named ones, and with `origin` those of that origin too) with
+        the status code of its last run (the newest that has started or finished, or was
+        recorded missed/skipped: a run written ahead or waiting on the broker is not "last") and
+        how many runs are upcoming (pending, queued)."""
         last = (
             select(ExecutionStatusRow.code)
             .join(Execution, Execution.status_id == ExecutionStatusRow.id)
@@ -993,8 +997,12 @@ class SchedulerRepository:
         stmt = select(
             Schedule, last.label("last_status"), upcoming.label("upcoming_runs")
         ).order_by(Schedule.name)
-        if names is not None:
+        if names is not None and origin is not None:
+            stmt = stmt.where(or_(Schedule.name.in_(names), Schedule.origin == origin))
+        elif names is not None:
             stmt = stmt.where(Schedule.name.in_(names))
+        elif origin is not None:
+            stmt = stmt.where(Schedule.origin == origin)
         result = await session.execute(stmt)
         return [
             {
