@@ -1,10 +1,13 @@
-"""Helpers for the benchmarks' child processes (beats, workers)."""
+"""Helpers for the benchmarks' child processes (beats, workers, a busy core)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -25,3 +28,36 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of group `pgid` (a beat started in a
+    session of its own), from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
+        if int(fields[2]) == pgid:  # fields: state ppid pgrp ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+@contextlib.contextmanager
+def busy_core() -> Iterator[int | None]:
+    """A CPU-bound busy loop in a process of its own, pinned to the last core this process
+    may use (when there are two or more), for the duration of the block. Yields that core."""
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[-1] if len(cores) > 1 else None
+    try:
+        if core is not None:
+            os.sched_setaffinity(loop.pid, {core})
+        yield core
+    finally:
+        stop(loop)
