@@ -171,3 +171,17 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         t.add_row(*(str(v) for v in row.values()))
     console.print(t)
+
+
+def vertical_table(title: str, rows: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> None:
+    """One column per row, one line per figure: for rows with many figures."""
+    if not rows:
+        return
+    t = Table(title=title, header_style="bold")
+    t.add_column("figure")
+    for i in range(len(rows)):
+        t.add_column(str(i + 1), overflow="fold")
+    for key in rows[0]:
+        if key not in skip:
+            t.add_row(key, *(str(row.get(key, "")) for row in rows))
+    console.print(t)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,3 +62,26 @@ def busy_core() -> Iterator[int | None]:
         yield core
     finally:
         stop(loop)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (the peak resident set) of a running process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def settled_rss_mb(pid: int, after_s: float = 6.0, bound_s: float = 120.0) -> float:
+    """VmRSS once a freshly started process stops growing (two readings a second apart
+    within 1 MB), read no sooner than `after_s` and no later than `bound_s`."""
+    time.sleep(after_s)
+    deadline = time.monotonic() + bound_s - after_s
+    last = rss_mb(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        current = rss_mb(pid)
+        if abs(current - last) < 1:
+            return current
+        last = current
+    return last
