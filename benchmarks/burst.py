@@ -225,7 +225,7 @@ def bench_burst(env: Env, n: int, *, anchors: bool = True) -> dict[str, Any]:
         "ours_overdue_s": round(overdue, 3),
         "overdue_rate_vs_kombu": round(anchor_s / overdue, 3),
         "overdue_goal_s": "<= 0.7" if n == 10_000 else "-",
-        "overdue_met": n != 10_000 or overdue <= 0.7,
+        "overdue_met": overdue <= 0.7 if n == 10_000 else "-",
     }
     if anchors:
         celery_s = bench_celery_beat(env, n)

@@ -169,7 +169,7 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
     for key in rows[0]:
         t.add_column(key, overflow="fold")
     for row in rows:
-        t.add_row(*(str(v) for v in row.values()))
+        t.add_row(*(str(row.get(key, "")) for key in rows[0]))
     console.print(t)
 
 
