@@ -169,6 +169,9 @@ def bench_sustained(env: Env, n: int, duration_s: int, beats: int = 1) -> dict[s
         "beat_cpu_share": [round(c / duration_s, 2) for c in cpu],
     }
     row |= _duplicates(url, start_at, end_at)
+    # > 0: some runs went out twice (the sweep republishes a run left `pending` with its
+    # task id; a worker's claim would run it once)
+    row["messages_over_runs"] = drain.consumed - row["runs_total"]
     warmup = run(
         sql(
             url,
@@ -272,12 +275,13 @@ def _duplicates(url: str, start_at: datetime, end_at: datetime) -> dict[str, Any
             end_at,
         )
     )[0]
-    queued = run(sql(url, "SELECT count(*) FROM executions WHERE queued_at IS NOT NULL"))
+    totals = run(sql(url, "SELECT count(*) AS runs, count(queued_at) AS queued FROM executions"))[0]
     return {
         "duplicate_slots": int(dup[0][0]),
         "runs_per_slot_min": per_slot["least"],
         "runs_per_slot_max": per_slot["most"],
-        "runs_queued_total": int(queued[0][0]),
+        "runs_total": int(totals["runs"]),
+        "runs_queued_total": int(totals["queued"]),
     }
 
 
