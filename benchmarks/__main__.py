@@ -13,356 +13,39 @@ import asyncio
 import json
 import logging
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from rich.progress import Progress
-from rich.table import Table
 
-from benchmarks.processes import rss_mb, stop
-from benchmarks.redbeat_anchor import configure_redbeat, redbeat_scale
-from scheduler.cli.format import console as cli_console
+from benchmarks.burst import last_queued_s
+from benchmarks.env import (
+    RESULTS,
+    ROOT,
+    Env,
+    console,
+    dsn,
+    machine_info,
+    percentile,
+    run,
+    sql,
+    start_beat,
+    table,
+    vertical_table,
+)
+from benchmarks.processes import stop
 
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-console = cli_console()
+__all__ = ["Env", "last_queued_s", "main", "percentile", "run", "sql"]
+"""Also imported from here by benchmarks.brokers (the shared pieces live in benchmarks.env)."""
 
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def sql(url: str, statement: str, *args: Any) -> list[Any]:
-    conn = await asyncpg.connect(dsn(url))
-    try:
-        return list(await conn.fetch(statement, *args))
-    finally:
-        await conn.close()
-
-
-class Env:
-    """Services, a fresh migrated database per benchmark, and the broker."""
-
-    def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="scheduler-bench-"))
-        self.tmp.chmod(0o755)
-        self.embedded: Any = None
-        db, broker = os.environ.get("BENCH_DATABASE_URL"), os.environ.get("BENCH_BROKER_URL")
-        if not (db and broker):
-            from scheduler.services import EmbeddedServices
-
-            self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
-            urls = self.embedded.up()
-            db, broker = db or urls.database_url, broker or urls.broker_url
-        from scheduler.services import normalize_database_url
-
-        self.server = normalize_database_url(db)
-        self.broker = broker
-        os.environ["BROKER_URL"] = broker
-        os.environ["SCHEDULER_STATE_DIR"] = str(self.tmp / "state")
-        self.databases: list[str] = []
-
-    def url(self, name: str) -> str:
-        base, _, query = self.server.partition("?")
-        root = base.rsplit("/", 1)[0]
-        return f"{root}/{name}" + (f"?{query}" if query else "")
-
-    def fresh_database(self) -> str:
-        from scheduler import migrate
-
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        run(sql(self.url("postgres"), f'CREATE DATABASE "{name}"'))
-        self.databases.append(name)
-        url = self.url(name)
-        run(migrate.upgrade(url))
-        os.environ["DATABASE_URL"] = url
-        from config.settings import get_settings
-
-        get_settings.cache_clear()
-        return url
-
-    def flush_broker(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.broker)
-        client.flushdb()
-        client.close()
-
-    def queue_length(self, queue: str = "celery") -> int:
-        import redis
-
-        client = redis.Redis.from_url(self.broker)
-        try:
-            return int(client.llen(queue))
-        finally:
-            client.close()
-
-    def close(self) -> None:
-        from scheduler.db import close_runtime
-
-        close_runtime()
-        for name in self.databases:
-            try:
-                run(sql(self.url("postgres"), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception as exc:  # cleanup is best effort
-                console.print(f"could not drop {name}: {exc}")
-        if self.embedded is not None:
-            self.embedded.down()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def machine_info(env: Env) -> dict[str, Any]:
-    import celery
-    import kombu
-    import sqlalchemy
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    pg = run(sql(env.url("postgres"), "SHOW server_version"))[0][0]
-    import redis
-
-    client = redis.Redis.from_url(env.broker)
-    redis_version = client.info()["redis_version"]
-    client.close()
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "postgresql": pg,
-        "redis": redis_version,
-        "celery": celery.__version__,
-        "kombu": kombu.__version__,
-        "sqlalchemy": sqlalchemy.__version__,
-    }
-
-
-# --- dispatch burst -----------------------------------------------------------------------
-
-
-def insert_due_schedules(url: str, n: int, at: datetime) -> None:
-    run(
-        sql(
-            url,
-            "INSERT INTO schedules (name, task, interval_seconds, next_run_at, start_at) "
-            "SELECT 'burst-' || i, 'demo.noop', 3600, $1, $1 FROM generate_series(1, $2) i",
-            at,
-            n,
-        )
-    )
-
-
-def bench_burst(env: Env, n: int) -> dict[str, Any]:
-    from config.celery import app
-    from config.settings import Settings
-    from scheduler.db import close_runtime, get_runtime
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.publisher import Publisher
-
-    # anchor: the same messages (built beforehand) published by kombu in one producer
-    # batch on a held connection: the broker's own pace through kombu
-    env.flush_broker()
-    built = [
-        app.amqp.as_task_v2(str(uuid.uuid4()), "demo.noop", args=[], kwargs={"execution_id": "x"})
-        for _ in range(n)
-    ]
-    with app.connection_for_write() as connection:
-        producer = connection.Producer(serializer="json")
-        producer.publish({}, exchange="", routing_key="warm-up", retry=False)
-        start = time.perf_counter()
-        with producer.batch(max_size=1000):
-            for headers, properties, body, _ in built:
-                producer.publish(
-                    body, exchange="", routing_key="celery", headers=headers, retry=False,
-                    **properties,
-                )  # fmt: skip
-        anchor_s = time.perf_counter() - start
-    assert env.queue_length() == n
-
-    url = env.fresh_database()
-    close_runtime()
-    runtime = get_runtime(url)
-    now = datetime.now(UTC).replace(microsecond=0)
-    insert_due_schedules(url, n, now)
-    env.flush_broker()
-    publisher = Publisher(app)
-    dispatcher = Dispatcher(
-        sessions=runtime.sessions,
-        publisher=publisher,
-        registered=frozenset({"demo.noop"}),
-        settings=Settings(_env_file=None),  # type: ignore[call-arg]
-    )
-    # as for the due case: from the start until the last run is on the broker (its
-    # `queued_at`, taken after the push), not until the last `queued` update is written
-    started = datetime.now(UTC)
-    runtime.run(dispatcher.run_once(now + timedelta(milliseconds=10)))
-    published = env.queue_length()
-    publisher.close()
-    close_runtime()
-    assert published == n, f"{published} of {n} published"
-    overdue_s = last_queued_s(url, n, started)
-
-    due_s = bench_burst_due(env, n)
-    celery_s = bench_celery_beat(env, n)
-    redbeat_s = bench_redbeat_burst(env, n)
-    return {
-        "n": n,
-        "kombu_batch_s": round(anchor_s, 3),
-        "ours_due_s": round(due_s, 3),
-        "rate_vs_kombu": round(anchor_s / due_s, 3),
-        "ours_overdue_s": round(overdue_s, 3),
-        "overdue_rate_vs_kombu": round(anchor_s / overdue_s, 3),
-        "celery_persistent_s": round(celery_s, 3),
-        "redbeat_s": round(redbeat_s, 3),
-        "speedup_vs_celery_beat": round(celery_s / overdue_s, 2),
-        "speedup_vs_redbeat": round(redbeat_s / overdue_s, 2),
-    }
-
-
-def bench_burst_due(env: Env, n: int) -> float:
-    """A running beat, n schedules due at the same instant T (inserted 5 s before): seconds
-    from T until the last of them is on the broker (its `queued_at`, taken after the push)."""
-    url = env.fresh_database()
-    env.flush_broker()
-    beat = start_beat(env, url, env.tmp / f"beat-burst-{n}.log")
-    try:
-        time.sleep(3)
-        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
-        run(
-            sql(
-                url,
-                "INSERT INTO schedules (name, task, interval_seconds, start_at) "
-                "SELECT 'due-' || i, 'demo.noop', 3600, $1 FROM generate_series(1, $2) i",
-                due,
-                n,
-            )
-        )
-        deadline = time.monotonic() + 60
-        while env.queue_length() < n and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.5)  # the last batch's `queued` update
-    finally:
-        stop(beat)
-    return last_queued_s(url, n, due)
-
-
-def last_queued_s(url: str, n: int, since: datetime) -> float:
-    """Seconds from `since` until the last of the n runs was confirmed on the broker."""
-    rows = run(
-        sql(
-            url,
-            "SELECT count(*) AS runs, extract(epoch FROM max(queued_at) - $1) AS seconds "
-            "FROM executions WHERE queued_at IS NOT NULL",
-            since,
-        )
-    )
-    assert rows[0]["runs"] == n, f"{rows[0]['runs']} of {n} queued"
-    return float(rows[0]["seconds"])
-
-
-def _redbeat_scheduler(env: Env, n: int, last_run_at: datetime | None) -> Any:
-    """A RedBeat scheduler over n saved entries (due now when `last_run_at` is None)."""
-    from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry
-
-    from config.celery import app
-
-    env.flush_broker()
-    configure_redbeat(app, env.broker)
-    for i in range(n):
-        entry = RedBeatSchedulerEntry(f"rb-{i}", "demo.noop", timedelta(hours=1), app=app)
-        entry.last_run_at = last_run_at
-        entry.save()
-    return RedBeatScheduler(app, lazy=False)
-
-
-def _ticks_until_sent(env: Env, scheduler: Any, n: int, bound_s: float = 120) -> float:
-    """Tick a Celery scheduler until n messages are on the broker, then close it. Past
-    `bound_s` the time is extrapolated from the rate reached."""
-    start = time.perf_counter()
-    while env.queue_length() < n and time.perf_counter() - start < bound_s:
-        scheduler.tick()
-    elapsed = time.perf_counter() - start
-    sent = env.queue_length()
-    scheduler.close()
-    return elapsed * n / max(sent, 1)
-
-
-def bench_redbeat_burst(env: Env, n: int) -> float:
-    """RedBeat given the same n entries, all due: time until all are on the broker."""
-    scheduler = _redbeat_scheduler(env, n, None)
-    elapsed = _ticks_until_sent(env, scheduler, n)
-    env.flush_broker()
-    return elapsed
-
-
-def bench_celery_beat(env: Env, n: int) -> float:
-    """celery's PersistentScheduler with n entries, all due: time until all are sent
-    (bounded at 120 s; past that the time is extrapolated from the rate reached)."""
-    import logging
-
-    from celery.beat import PersistentScheduler
-
-    from config.celery import app
-
-    logging.getLogger("celery.beat").setLevel(logging.WARNING)
-    env.flush_broker()
-    schedule_file = env.tmp / f"celerybeat-{n}"
-    app.conf.beat_schedule = {
-        f"entry-{i}": {"task": "demo.noop", "schedule": 3600.0} for i in range(n)
-    }
-    try:
-        scheduler = PersistentScheduler(app, schedule_filename=str(schedule_file), lazy=False)
-        past = datetime.now(UTC) - timedelta(hours=2)
-        for entry in scheduler.schedule.values():
-            entry.last_run_at = past
-        scheduler._heap = None
-        return _ticks_until_sent(env, scheduler, n)
-    finally:
-        app.conf.beat_schedule = {}
-        for path in env.tmp.glob(f"celerybeat-{n}*"):
-            path.unlink()
-
-
-# --- change pickup, idle tick, RSS ---------------------------------------------------------
-
-
-def start_beat(env: Env, url: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", "scheduler.cli", "beat", "-l", "WARNING"],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url, "BROKER_URL": env.broker},
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+# --- change pickup --------------------------------------------------------------------------
 
 
 def bench_pickup(env: Env, inserts: int) -> dict[str, Any]:
@@ -400,93 +83,6 @@ def bench_pickup(env: Env, inserts: int) -> dict[str, Any]:
         "p50_ms": round(statistics.median(lags), 1),
         "p99_ms": round(percentile(lags, 0.99), 1),
         "max_ms": round(max(lags), 1),
-    }
-
-
-def bench_steady(env: Env, duration_s: int) -> dict[str, Any]:
-    """1k every-minute + 1k every-second schedules: dispatch lag = queued_at - scheduled_for."""
-    url = env.fresh_database()
-    env.flush_broker()
-    start_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
-    run(
-        sql(
-            url,
-            "INSERT INTO schedules (name, task, interval_seconds, start_at) "
-            "SELECT 'sec-' || i, 'demo.noop', 1, $1::timestamptz FROM generate_series(1, 1000) i "
-            "UNION ALL SELECT 'min-' || i, 'demo.noop', 60, $1::timestamptz FROM generate_series(1, 1000) i",
-            start_at,
-        )
-    )
-    beat = start_beat(env, url, env.tmp / "beat-steady.log")
-    try:
-        with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("steady load", total=duration_s + 5)
-            for _ in range(duration_s + 5):
-                time.sleep(1)
-                env.flush_broker()  # nobody consumes: keep Redis small
-                progress.advance(bar)
-    finally:
-        stop(beat)
-    rows = run(
-        sql(
-            url,
-            "SELECT extract(epoch FROM queued_at - scheduled_for) * 1000 AS lag_ms "
-            "FROM executions WHERE queued_at IS NOT NULL AND scheduled_for >= $1",
-            start_at,
-        )
-    )
-    lags = [float(r[0]) for r in rows]
-    return {
-        "seconds": duration_s,
-        "runs": len(lags),
-        "lag_p50_ms": round(statistics.median(lags), 1),
-        "lag_p99_ms": round(percentile(lags, 0.99), 1),
-        "lag_max_ms": round(max(lags), 1),
-    }
-
-
-def bench_scale(env: Env, n: int) -> dict[str, Any]:
-    """Idle pass (what a beat does when it wakes and nothing is due) and beat RSS."""
-    from config.celery import app
-    from config.settings import Settings
-    from scheduler.db import close_runtime, get_runtime
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.publisher import Publisher
-
-    url = env.fresh_database()
-    later = datetime.now(UTC) + timedelta(days=1)
-    insert_due_schedules(url, n, later)
-    run(sql(url, "ANALYZE schedules"))
-    close_runtime()
-    runtime = get_runtime(url)
-    dispatcher = Dispatcher(
-        sessions=runtime.sessions,
-        publisher=Publisher(app),
-        registered=frozenset({"demo.noop"}),
-        settings=Settings(_env_file=None),  # type: ignore[call-arg]
-    )
-    for _ in range(5):
-        runtime.run(dispatcher.run_once(datetime.now(UTC)))
-    samples = []
-    for _ in range(100):
-        start = time.perf_counter()
-        runtime.run(dispatcher.run_once(datetime.now(UTC)))
-        samples.append((time.perf_counter() - start) * 1000)
-    close_runtime()
-    beat = start_beat(env, url, env.tmp / f"beat-scale-{n}.log")
-    try:
-        time.sleep(6)
-        rss = rss_mb(beat.pid)
-    finally:
-        stop(beat)
-    redbeat = redbeat_scale(env.broker, n, env.tmp)
-    return {
-        "schedules": n,
-        "idle_tick_ms_p50": round(statistics.median(samples), 2),
-        "idle_tick_ms_p99": round(percentile(samples, 0.99), 2),
-        "redbeat_idle_tick_ms_p50": round(redbeat["redbeat_idle_tick_ms_p50"], 2),
-        "beat_rss_mb": round(rss, 1),
-        "redbeat_rss_mb": round(redbeat["redbeat_rss_mb"], 1),
     }
 
 
@@ -697,17 +293,6 @@ def bench_history(env: Env, rows: int) -> dict[str, Any]:
     }
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    t = Table(title=title, header_style="bold")
-    for key in rows[0]:
-        t.add_column(key, overflow="fold")
-    for row in rows:
-        t.add_row(*(str(v) for v in row.values()))
-    console.print(t)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="Bigger sizes and more repeats.")
@@ -715,7 +300,8 @@ def main() -> None:
         "--only",
         nargs="*",
         default=None,
-        help="burst brokers pickup steady scale workers pools history observability web apply",
+        help="burst brokers pickup steady sustained scale workers pools history observability "
+        "web apply",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
@@ -726,6 +312,7 @@ def main() -> None:
             "brokers",
             "pickup",
             "steady",
+            "sustained",
             "scale",
             "workers",
             "pools",
@@ -741,9 +328,18 @@ def main() -> None:
         results["machine"] = machine_info(env)
         console.print(results["machine"])
         if "burst" in only:
-            results["burst"] = [bench_burst(env, n) for n in (1_000, 10_000)]
+            from benchmarks.burst import bench_burst, bench_burst_due
+
+            sizes = (1_000, 10_000, 100_000) if args.full else (1_000, 10_000)
+            results["burst_due"] = [row for n in sizes for row in bench_burst_due(env, n)]
             table(
-                "dispatch burst: n due at once (due: beat running; overdue: found already due)",
+                "burst due: n due at the same instant, seconds from the slot to the last on "
+                "the broker (kombu batch measured just before, same conditions)",
+                results["burst_due"],
+            )
+            results["burst"] = [bench_burst(env, n, anchors=n <= 10_000) for n in sizes]
+            table(
+                "burst overdue: n found already due by one pass, vs kombu, celery beat, RedBeat",
                 results["burst"],
             )
         if "brokers" in only:
@@ -765,12 +361,27 @@ def main() -> None:
             results["pickup"] = [bench_pickup(env, 200 if args.full else 40)]
             table("change pickup: raw INSERT -> message on the broker", results["pickup"])
         if "steady" in only:
+            from benchmarks.sustained import bench_steady
+
             results["steady"] = [bench_steady(env, 120 if args.full else 30)]
             table("steady load: 1k every-second + 1k every-minute schedules", results["steady"])
+        if "sustained" in only:
+            from benchmarks.sustained import bench_sustained_all
+
+            results["sustained"] = bench_sustained_all(env, args.full)
+            held = results["sustained"]["highest_rate_held_one_beat"]
+            vertical_table(
+                "sustained: n every-second schedules, a bare consumer draining the broker "
+                f"(highest rate held by one beat: {f'{held}/s' if held else 'none of those tried'})",
+                results["sustained"]["rows"],
+                skip=("queue_depth_per_s", "overdue_rows_per_s"),
+            )
         if "scale" in only:
-            sizes = (1_000, 10_000, 100_000)
-            results["scale"] = [bench_scale(env, n) for n in sizes]
-            table("scale: idle pass and beat RSS", results["scale"])
+            from benchmarks.scale import bench_scale_all, print_plans
+
+            results["scale"] = bench_scale_all(env, args.full)
+            table("scale: idle pass and beat RSS", results["scale"]["rows"])
+            print_plans(results["scale"]["plans"])
         if "workers" in only:
             n = 2000 if args.full else 500
             results["workers"] = [

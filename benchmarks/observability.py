@@ -13,14 +13,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from benchmarks.__main__ import Env
+    from benchmarks.env import Env
 
 
 def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     """Refreshing the database series of `n` monitored schedules (each with a success and a
     failure on record: the bounded queries and the rendering, off the scrape path), and one
     scrape of the beat's port over HTTP."""
-    from benchmarks.__main__ import run, sql
+    from benchmarks.env import run, sql
     from config.settings import Settings
     from scheduler import metrics
     from scheduler.db import close_runtime, get_runtime
@@ -91,7 +91,7 @@ def bench_metrics_overhead(env: Env, n: int = 500, rounds: int = 3) -> dict[str,
     the two alternated round after round (same database, same broker, same run)."""
     import redis
 
-    from benchmarks.__main__ import ROOT, run, sql
+    from benchmarks.env import ROOT, run, sql
     from benchmarks.processes import stop
     from config.celery import app
 

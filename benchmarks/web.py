@@ -89,7 +89,7 @@ def page_set(schedules: int) -> dict[str, str]:
 
 
 def bench_web(env: Any, schedules: int, runs: int, repeats: int) -> list[dict[str, Any]]:
-    from benchmarks.__main__ import run, sql
+    from benchmarks.env import run, sql
     from scheduler import api
 
     url = env.fresh_database()
