@@ -512,15 +512,19 @@ class Dispatcher:
                     started += 1
                 if not batches:
                     break
-                done, batches = await asyncio.wait(batches, return_when=asyncio.FIRST_COMPLETED)
+                # wake for the next held run's time too: a long drain (a burst written ahead,
+                # a high steady rate) does not hold back runs whose slot comes meanwhile
+                done, batches = await asyncio.wait(
+                    batches, timeout=self._until_next_held(), return_when=asyncio.FIRST_COMPLETED
+                )
+                ready = self._held.take_due(utcnow())
                 for task in done:
                     at, result, fired = task.result()
                     locked += result.locked
                     more = more and result.full
-                    ready = [r for r in fired if not _later(r, at)]  # later ones are held
-                    ready.extend(self._held.take_due(utcnow()))
-                    if ready:
-                        publishing.add(asyncio.create_task(self._publish_and_mark(ready)))
+                    ready.extend(r for r in fired if not _later(r, at))  # later ones are held
+                if ready:
+                    publishing.add(asyncio.create_task(self._publish_and_mark(ready)))
             self.write_rate.record(locked, time.perf_counter() - clock_start)
         finally:
             # a failed batch leaves its runs pending for the sweep; the others finish first
@@ -528,6 +532,10 @@ class Dispatcher:
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             raise failures[0]
+
+    def _until_next_held(self) -> float | None:
+        next_at = self._held.next_at
+        return None if next_at is None else max(0.0, (next_at - utcnow()).total_seconds())
 
     async def _batch(self, now: datetime) -> tuple[datetime, TickResult, list[PlannedRun]]:
         result, fired = await self._commit_batch(
