@@ -508,7 +508,9 @@ class Dispatcher:
         try:
             while True:
                 while more and len(batches) < PIPELINE_DEPTH and started < 1000:
-                    batches.add(asyncio.create_task(self._batch(utcnow() if started else now)))
+                    # the pass's time moved on by what the drain has taken so far
+                    at = now + timedelta(seconds=time.perf_counter() - clock_start)
+                    batches.add(asyncio.create_task(self._batch(at)))
                     started += 1
                 if not batches:
                     break

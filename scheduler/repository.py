@@ -349,6 +349,10 @@ class SchedulerRepository:
             return 0
         # A worker may have claimed the run already (it was on the broker): the status is
         # then left alone, but `queued_at` still records when the publish was confirmed.
+        # The commit need not wait for the disk: should the database crash before the mark is
+        # flushed, the run is `pending` again and the sweep publishes it again with the same
+        # task id, which a worker's claim runs at most once.
+        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         result = await session.execute(
             text(
                 "UPDATE executions SET queued_at = :now, status_id = CASE WHEN status_id = "

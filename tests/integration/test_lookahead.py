@@ -3,6 +3,7 @@ swept (or withdrawn) when the beat that wrote them is gone."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -237,3 +238,27 @@ async def test_a_burst_too_big_for_the_least_lead_is_written_earlier(
     await slow.run_once(BASE + 10 * SECOND)
     assert len(published_ids(broker_url)) == 300
     assert slow.held == 0
+
+
+async def test_two_beats_share_a_burst_written_early(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'burst-' || i, 'demo.noop', 3600, :slot FROM generate_series(1, 2500) i",
+        slot=BASE + 10 * SECOND,
+    )
+    first, second = make_dispatcher(), make_dispatcher()
+    await first.run_once(BASE)  # the first slots computed, nothing written yet
+    for beat in (first, second):
+        beat.write_rate = WriteRate(initial=50)  # both size the lead the same: start now
+    await asyncio.gather(first.run_once(BASE), second.run_once(BASE))
+    written = await runs(engine)
+    assert len(written) == 2500
+    assert first.held + second.held == 2500
+    assert first.held > 0  # SKIP LOCKED split the batches between them
+    assert second.held > 0
+    await asyncio.gather(first.run_once(BASE + 10 * SECOND), second.run_once(BASE + 10 * SECOND))
+    published = published_ids(broker_url)
+    assert sorted(published) == sorted(str(r["id"]) for r in written)
