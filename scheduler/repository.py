@@ -256,7 +256,8 @@ class SchedulerRepository:
         session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     ) -> set[uuid.UUID]:
         """Insert runs in one statement (arrays, so any batch size fits in one round trip);
-        a slot already taken (by another beat) is skipped. Returns the inserted ids.
+        a slot already taken (by another beat) is skipped: a slot's run has the slot's id
+        (`execution_ids.slot_execution_id`), so the primary key refuses a second one. Returns the inserted ids.
         `parent_id` and `root_id` are optional keys of a row (a retry has them)."""
         if not rows:
             return set()
@@ -273,7 +274,7 @@ class SchedulerRepository:
                 "CAST(:parent_ids AS uuid[]), CAST(:root_ids AS uuid[])) "
                 "AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, "
                 "created_at, completed_at, parent_id, root_id) "
-                "ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id"
+                "ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
             {
                 "ids": [r["id"] for r in rows],

@@ -1,0 +1,190 @@
+"""How long finished runs are kept, by outcome, and how they go: whole partitions first.
+
+Three classes, each with a default age (settings) and a per-schedule override
+(`options.retention_days`, e.g. `{"success": 30, "failure": 365}`, checked by
+scheduler.options):
+
+- success: `success` (`SCHEDULER_RETENTION_SUCCESS`, default 14 days);
+- failure: `failed`, `timeout`, `lost` and `revoked` (`SCHEDULER_RETENTION_FAILURE`, 90 days);
+- skipped: `skipped`, `missed` (`SCHEDULER_RETENTION_SKIPPED`, 7 days).
+
+A run's age counts from `created_at`. Runs not yet terminal are never removed. A partition
+whose every row is past its retention is dropped whole (a catalog change, milliseconds); in the
+others, the runs past retention are deleted in bounded batches, one transaction each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from config.settings import Settings
+from scheduler import partitions
+from scheduler.domain import ExecutionStatus
+from scheduler.exceptions import InvalidScheduleError
+from scheduler.models import NON_TERMINAL_STATUS_IDS
+from scheduler.partitions import SCHEMA, Interval, MaintainReport, Partition
+from scheduler.schedules import parse_duration
+
+log = logging.getLogger(__name__)
+
+CLASSES: dict[str, tuple[ExecutionStatus, ...]] = {
+    "success": (ExecutionStatus.SUCCESS,),
+    "failure": (
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMEOUT,
+        ExecutionStatus.LOST,
+        ExecutionStatus.REVOKED,
+    ),
+    "skipped": (ExecutionStatus.SKIPPED, ExecutionStatus.MISSED),
+}
+OVERRIDE_KEY = "retention_days"
+
+
+def parse_retention(value: str) -> timedelta:
+    """`14d`, `36h`, ... or a plain number of days."""
+    try:
+        days = Decimal(value.strip())
+    except InvalidOperation:
+        return timedelta(seconds=float(parse_duration(value)))
+    if days <= 0:
+        raise InvalidScheduleError(f"retention must be above 0: {value!r}")
+    return timedelta(days=float(days))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Ages per class; `single` (prune --older-than) replaces all three."""
+
+    ages: dict[str, timedelta]
+    single: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            {
+                "success": parse_retention(settings.retention_success),
+                "failure": parse_retention(settings.retention_failure),
+                "skipped": parse_retention(settings.retention_skipped),
+            }
+        )
+
+    @classmethod
+    def older_than(cls, age: timedelta) -> Policy:
+        return cls(dict.fromkeys(CLASSES, age), single=True)
+
+
+@dataclass
+class PruneReport:
+    dropped: list[str] = field(default_factory=list)
+    dropped_rows: int = 0
+    deleted: int = 0
+
+
+def _kept_condition(policy: Policy) -> str:
+    """SQL true for a row of `e` (schedule `s`) that retention keeps at `:now`."""
+    parts = [f"e.status_id IN ({', '.join(map(str, NON_TERMINAL_STATUS_IDS))})"]
+    for name, statuses in CLASSES.items():
+        ids = ", ".join(str(s.id) for s in statuses)
+        days = policy.ages[name] / timedelta(days=1)
+        age = (
+            f"{days!r}"
+            if policy.single
+            else f"coalesce((s.options->'{OVERRIDE_KEY}'->>'{name}')::float8, {days!r})"
+        )
+        parts.append(
+            f"(e.status_id IN ({ids}) AND e.created_at >= CAST(:now AS timestamptz)"
+            f" - make_interval(secs => {age} * 86400))"
+        )
+    return " OR ".join(parts)
+
+
+async def partition_is_past(
+    session: AsyncSession, partition: Partition, policy: Policy, now: datetime
+) -> bool:
+    """Whether every row of `partition` is terminal and past its retention. Stops at the
+    first row kept (a partition in use answers at once)."""
+    result = await session.execute(
+        text(
+            f"SELECT NOT EXISTS (SELECT 1 FROM {SCHEMA}.{partition.name} e"
+            " LEFT JOIN schedules s ON s.id = e.schedule_id"
+            f" WHERE {_kept_condition(policy)})"
+        ),
+        {"now": now},
+    )
+    return bool(result.scalar_one())
+
+
+async def past_partitions(
+    session: AsyncSession, policy: Policy, now: datetime, existing: Sequence[Partition]
+) -> list[Partition]:
+    """The time partitions that ended before today whose every row is past retention, each
+    locked against writes (SHARE) until the transaction ends, so none can change between
+    this look and the drop. Call after `partitions.set_lock_timeout`."""
+    keep_from = partitions.period_start(now, Interval.DAY)
+    doomed = []
+    for partition in existing:
+        if partition.is_default or partition.end is None or partition.end > keep_from:
+            continue
+        await partitions.lock_for_drop(session, partition.name)
+        if await partition_is_past(session, partition, policy, now):
+            doomed.append(partition)
+    return doomed
+
+
+async def delete_batch(
+    session: AsyncSession, partition: str, policy: Policy, now: datetime, *, batch: int
+) -> int:
+    """Delete up to `batch` runs of one partition that retention no longer keeps."""
+    result = await session.execute(
+        text(
+            f"DELETE FROM {SCHEMA}.{partition} WHERE id IN ("
+            f" SELECT e.id FROM {SCHEMA}.{partition} e LEFT JOIN schedules s"
+            " ON s.id = e.schedule_id"
+            f" WHERE e.created_at < CAST(:oldest AS timestamptz) AND NOT ({_kept_condition(policy)})"
+            " LIMIT :batch)"
+        ),
+        {"now": now, "oldest": now - min(policy.ages.values()), "batch": batch},
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def maintain(
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    *,
+    wait: bool,
+    drop: bool = True,
+) -> MaintainReport:
+    """Create the partitions ahead and drop those wholly past retention, in the caller's
+    transaction. `wait`: wait for the maintenance lock (CLI); else give up at once (a beat:
+    another process is doing it)."""
+    if not await partitions.take_lock(session, wait=wait):
+        return MaintainReport(Interval.DAY, [], [], busy=True)
+    interval = partitions.choose_interval(
+        settings.partition_interval,
+        await partitions.runs_per_day(session),
+        settings.partition_daily_from_runs_per_day,
+    )
+    policy = Policy.from_settings(settings)
+    await partitions.set_lock_timeout(session)
+    existing = await partitions.list_partitions(session)
+    doomed = await past_partitions(session, policy, now, existing) if drop else []
+    created = []
+    ahead = timedelta(days=settings.partition_ahead_days)
+    for start, end in partitions.wanted_periods(now, interval, ahead):
+        if partitions.overlaps(start, end, existing):
+            continue
+        name = await partitions.create_partition(session, start, end, interval)
+        if name is not None:
+            created.append(name)
+    for partition in doomed:
+        await partitions.drop_partition(session, partition.name)
+    return MaintainReport(interval, created, [p.name for p in doomed])
