@@ -15,11 +15,14 @@ others, the runs past retention are deleted in bounded batches, one transaction 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,3 +191,89 @@ async def maintain(
     for partition in doomed:
         await partitions.drop_partition(session, partition.name)
     return MaintainReport(interval, created, [p.name for p in doomed])
+
+
+async def prune(
+    sessions: Any,
+    policy: Policy,
+    now: datetime,
+    *,
+    batch: int,
+    keep_last: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> PruneReport:
+    """Drop the partitions wholly past `policy`, then delete the remaining runs past it in
+    batches of `batch` (one transaction each). `keep_last` (each schedule's newest N are kept)
+    needs a single age (`Policy.older_than`) and deletes rows only: a whole partition may hold
+    some schedule's newest runs."""
+    report = PruneReport()
+    if keep_last == 0:
+        async with sessions() as session, session.begin():
+            await partitions.set_lock_timeout(session)
+            existing = await partitions.list_partitions(session)
+            for partition in await past_partitions(session, policy, now, existing):
+                await partitions.drop_partition(session, partition.name)
+                report.dropped.append(partition.name)
+                report.dropped_rows += partition.rows_estimate
+    if keep_last > 0:
+        from scheduler.repository import SchedulerRepository as repo
+
+        cutoff = now - policy.ages["success"]
+        while True:
+            async with sessions() as session, session.begin():
+                n = await repo.prune_batch(
+                    session, older_than=cutoff, keep_last=keep_last, batch=batch
+                )
+            report.deleted += n
+            if on_batch is not None:
+                on_batch(n)
+            if n < batch:
+                return report
+    async with sessions() as session:
+        names = [p.name for p in await partitions.list_partitions(session)]
+    for name in names:
+        while True:
+            async with sessions() as session, session.begin():
+                n = await delete_batch(session, name, policy, now, batch=batch)
+            report.deleted += n
+            if on_batch is not None:
+                on_batch(n)
+            if n < batch:
+                break
+    return report
+
+
+class Upkeep:
+    """A beat's partition duty: `maintain` at start and every `partition_maintain_s`, as a
+    task beside the passes (a pass never waits for it), one at a time; a failure (a busy
+    table, a role that may not run DDL) is logged and tried again next time."""
+
+    def __init__(self, sessions: Any, settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self._last: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def poke(self, now: datetime) -> None:
+        """Start a maintenance if one is due; call from the process's event loop."""
+        clock = time.monotonic()
+        if self._task is not None and not self._task.done():
+            return
+        if self._last is not None and clock - self._last < self.settings.partition_maintain_s:
+            return
+        self._last = clock
+        self._task = asyncio.get_running_loop().create_task(self.run(now))
+
+    async def run(self, now: datetime) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                report = await maintain(session, self.settings, now, wait=False)
+        except Exception as exc:
+            log.warning("partition maintenance failed (%s): tried again later", exc)
+            return
+        if report.created or report.dropped:
+            log.info(
+                "partitions of executions: created %s, dropped %s",
+                ", ".join(report.created) or "none",
+                ", ".join(report.dropped) or "none",
+            )
