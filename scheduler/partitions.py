@@ -147,6 +147,21 @@ async def list_partitions(session: AsyncSession) -> list[Partition]:
     return sorted(partitions, key=lambda p: p.start or far)
 
 
+async def created_range(
+    session: AsyncSession, names: Sequence[str]
+) -> dict[str, tuple[datetime | None, datetime | None]]:
+    """Per partition, the oldest and newest `created_at` (two index endpoints each, one
+    round trip for all): which partitions may hold runs past an age, which may be dropped."""
+    if not names:
+        return {}
+    parts = [
+        f"SELECT '{_identifier(n)}', min(created_at), max(created_at) FROM {SCHEMA}.{n}"
+        for n in names
+    ]
+    result = await session.execute(text(" UNION ALL ".join(parts)))
+    return {str(name): (low, high) for name, low, high in result.all()}
+
+
 async def runs_per_day(session: AsyncSession) -> float:
     """Observed volume: the runs created in the last hour, times 24."""
     result = await session.execute(

@@ -124,6 +124,23 @@ async def partition_is_past(
     return bool(result.scalar_one())
 
 
+async def youngest_age(session: AsyncSession, policy: Policy) -> timedelta:
+    """The shortest retention in force (the per-schedule overrides included): a row younger
+    than it is kept whatever its outcome."""
+    shortest = min(policy.ages.values())
+    if policy.single:
+        return shortest
+    result = await session.execute(
+        text(
+            "SELECT min(v::float8) FROM schedules, jsonb_each_text("
+            f"CASE WHEN jsonb_typeof(options->'{OVERRIDE_KEY}') = 'object'"
+            f" THEN options->'{OVERRIDE_KEY}' END) AS t(k, v)"
+        )
+    )
+    days = result.scalar_one()
+    return shortest if days is None else min(shortest, timedelta(days=float(days)))
+
+
 async def past_partitions(
     session: AsyncSession, policy: Policy, now: datetime, existing: Sequence[Partition]
 ) -> list[Partition]:
@@ -131,10 +148,16 @@ async def past_partitions(
     locked against writes (SHARE) until the transaction ends, so none can change between
     this look and the drop. Call after `partitions.set_lock_timeout`."""
     keep_from = partitions.period_start(now, Interval.DAY)
+    ended = [p for p in existing if not p.is_default and p.end is not None and p.end <= keep_from]
+    if not ended:
+        return []
+    young = now - await youngest_age(session, policy)
+    ranges = await partitions.created_range(session, [p.name for p in ended])
     doomed = []
-    for partition in existing:
-        if partition.is_default or partition.end is None or partition.end > keep_from:
-            continue
+    for partition in ended:
+        newest = ranges[partition.name][1]
+        if newest is not None and newest >= young:
+            continue  # holds a run younger than any retention
         await partitions.lock_for_drop(session, partition.name)
         if await partition_is_past(session, partition, policy, now):
             doomed.append(partition)
@@ -142,9 +165,16 @@ async def past_partitions(
 
 
 async def delete_batch(
-    session: AsyncSession, partition: str, policy: Policy, now: datetime, *, batch: int
+    session: AsyncSession,
+    partition: str,
+    policy: Policy,
+    now: datetime,
+    *,
+    batch: int,
+    before: datetime,
 ) -> int:
-    """Delete up to `batch` runs of one partition that retention no longer keeps."""
+    """Delete up to `batch` runs of one partition that retention no longer keeps (all are
+    created before `before`: now minus `youngest_age`)."""
     result = await session.execute(
         text(
             f"DELETE FROM {SCHEMA}.{partition} WHERE id IN ("
@@ -153,7 +183,7 @@ async def delete_batch(
             f" WHERE e.created_at < CAST(:oldest AS timestamptz) AND NOT ({_kept_condition(policy)})"
             " LIMIT :batch)"
         ),
-        {"now": now, "oldest": now - min(policy.ages.values()), "batch": batch},
+        {"now": now, "oldest": before, "batch": batch},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
@@ -231,10 +261,15 @@ async def prune(
                 return report
     async with sessions() as session:
         names = [p.name for p in await partitions.list_partitions(session)]
+        young = now - await youngest_age(session, policy)
+        ranges = await partitions.created_range(session, names)
     for name in names:
+        oldest = ranges[name][0]
+        if oldest is None or oldest >= young:
+            continue  # nothing in it is old enough to go
         while True:
             async with sessions() as session, session.begin():
-                n = await delete_batch(session, name, policy, now, batch=batch)
+                n = await delete_batch(session, name, policy, now, batch=batch, before=young)
             report.deleted += n
             if on_batch is not None:
                 on_batch(n)
