@@ -87,6 +87,8 @@ class Policy:
 class PruneReport:
     dropped: list[str] = field(default_factory=list)
     dropped_rows: int = 0
+    compacted: list[str] = field(default_factory=list)
+    """Partitions rewritten with only their kept runs (counted in `deleted`)."""
     deleted: int = 0
 
 
@@ -162,6 +164,60 @@ async def past_partitions(
         if await partition_is_past(session, partition, policy, now):
             doomed.append(partition)
     return doomed
+
+
+async def compact(
+    session: AsyncSession, partition: Partition, policy: Policy, now: datetime
+) -> int | None:
+    """Rewrite a partition with only the runs retention keeps, when at least half of it goes:
+    the kept runs are copied aside, the partition truncated (its space and index entries
+    returned at once, no dead rows), the kept runs written back with their ids. Writes to the
+    partition wait meanwhile (old runs: seldom written); reads wait only for the truncate and
+    the write back. Returns the runs removed, or None when fewer than half would go (the
+    batched delete is then cheaper)."""
+    kept = _kept_condition(policy)
+    name = partition.name
+    await partitions.lock_for_drop(session, name)
+    counts = (
+        await session.execute(
+            text(
+                f"SELECT count(*) FILTER (WHERE NOT ({kept})), count(*) FROM {SCHEMA}.{name} e"
+                " LEFT JOIN schedules s ON s.id = e.schedule_id"
+            ),
+            {"now": now},
+        )
+    ).one()
+    gone, total = int(counts[0]), int(counts[1])
+    if gone == 0 or gone * 2 < total:
+        return None
+    await partitions.mark_moving(session)
+    await session.execute(
+        text(
+            f"CREATE TEMP TABLE scheduler_kept ON COMMIT DROP AS SELECT e.* FROM {SCHEMA}.{name} e"
+            f" LEFT JOIN schedules s ON s.id = e.schedule_id WHERE {kept}"
+        ),
+        {"now": now},
+    )
+    await session.execute(text(f"TRUNCATE {SCHEMA}.{name}"))
+    await session.execute(text(f"INSERT INTO {SCHEMA}.{name} SELECT * FROM scheduler_kept"))
+    await session.execute(text("DROP TABLE scheduler_kept"))
+    return gone
+
+
+async def compact_candidates(
+    session: AsyncSession, policy: Policy, now: datetime
+) -> list[Partition]:
+    """Time partitions that ended before today and hold runs older than every retention."""
+    keep_from = partitions.period_start(now, Interval.DAY)
+    ended = [
+        p
+        for p in await partitions.list_partitions(session)
+        if not p.is_default and p.end is not None and p.end <= keep_from
+    ]
+    young = now - await youngest_age(session, policy)
+    ranges = await partitions.created_range(session, [p.name for p in ended])
+    oldest = {name: low for name, (low, _) in ranges.items()}
+    return [p for p in ended if (low := oldest[p.name]) is not None and low < young]
 
 
 async def delete_batch(
@@ -260,6 +316,17 @@ async def prune(
             if n < batch:
                 return report
     async with sessions() as session:
+        candidates = await compact_candidates(session, policy, now)
+    for partition in candidates:
+        async with sessions() as session, session.begin():
+            await partitions.set_lock_timeout(session)
+            gone = await compact(session, partition, policy, now)
+        if gone is not None:
+            report.compacted.append(partition.name)
+            report.deleted += gone
+            if on_batch is not None:
+                on_batch(gone)
+    async with sessions() as session:
         names = [p.name for p in await partitions.list_partitions(session)]
         young = now - await youngest_age(session, policy)
         ranges = await partitions.created_range(session, names)
@@ -306,9 +373,28 @@ class Upkeep:
         except Exception as exc:
             log.warning("partition maintenance failed (%s): tried again later", exc)
             return
+        try:
+            compacted = await self.compact_one(now)
+        except Exception as exc:
+            log.warning("partition compaction failed (%s): tried again later", exc)
+            compacted = None
+        if compacted is not None:
+            log.info("partition %s rewritten with its kept runs", compacted)
         if report.created or report.dropped:
             log.info(
                 "partitions of executions: created %s, dropped %s",
                 ", ".join(report.created) or "none",
                 ", ".join(report.dropped) or "none",
             )
+
+    async def compact_one(self, now: datetime) -> str | None:
+        """Rewrite at most one partition mostly past retention (bounded work per run)."""
+        policy = Policy.from_settings(self.settings)
+        async with self.sessions() as session:
+            candidates = await compact_candidates(session, policy, now)
+        for partition in candidates:
+            async with self.sessions() as session, session.begin():
+                await partitions.set_lock_timeout(session)
+                if await compact(session, partition, policy, now) is not None:
+                    return partition.name
+        return None

@@ -107,10 +107,12 @@ PLAIN_INDEXES = [
     "CREATE INDEX ix_executions_root_id ON executions (root_id)",
     "CREATE INDEX ix_executions_status_created ON executions (status_id, created_at DESC)",
 ]
+MOVING = "current_setting('scheduler.moving', true) IS DISTINCT FROM 'on'"
+"""Rows moved between partitions (`SET LOCAL scheduler.moving = 'on'`) are not new runs."""
 TRIGGERS = [
     """
 CREATE TRIGGER scheduler_alert_run_inserted AFTER INSERT ON executions FOR EACH ROW
-WHEN (NEW.schedule_id IS NOT NULL AND (NEW.status_id = 10 OR NEW.queued_at IS NOT NULL))
+WHEN (NEW.schedule_id IS NOT NULL AND (NEW.status_id = 10 OR NEW.queued_at IS NOT NULL){moving})
 EXECUTE FUNCTION scheduler_alert_run_events()
 """,
     """
@@ -198,7 +200,7 @@ def _rebuild(*, partitioned: bool) -> None:
     for statement in COMMON_INDEXES + (PARTITIONED_INDEXES if partitioned else PLAIN_INDEXES):
         op.execute(statement)
     for statement in TRIGGERS:
-        op.execute(statement)
+        op.execute(statement.replace("{moving}", f" AND {MOVING}" if partitioned else ""))
     for grantee, privileges in grants:
         op.execute(f'GRANT {privileges} ON executions TO "{grantee}"')
     op.execute("ANALYZE executions")

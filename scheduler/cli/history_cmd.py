@@ -205,8 +205,9 @@ def _ms(value: Any) -> str:
 @click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
 @json_option
 def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> None:
-    """Remove finished runs past their retention: whole partitions first, then the rest in
-    batches (one transaction each). Runs not yet finished are never removed.
+    """Remove finished runs past their retention: whole partitions first, then partitions
+    mostly past it are rewritten with their kept runs, then the rest goes in batches (one
+    transaction each). Runs not yet finished are never removed.
 
     Without --older-than: success runs after SCHEDULER_RETENTION_SUCCESS (14d), failed,
     timed-out, lost and revoked ones after SCHEDULER_RETENTION_FAILURE (90d), skipped and
@@ -254,6 +255,7 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
                 "retention": ages,
                 "dropped_partitions": report.dropped,
                 "dropped_runs_estimate": report.dropped_rows,
+                "compacted_partitions": report.compacted,
             }
         )
         return
@@ -261,6 +263,11 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
         click.echo(
             f"dropped {len(report.dropped)} partitions ({', '.join(report.dropped)}):"
             f" about {report.dropped_rows} runs"
+        )
+    if report.compacted:
+        click.echo(
+            f"rewrote {len(report.compacted)} partitions with only their kept runs"
+            f" ({', '.join(report.compacted)})"
         )
     if cutoff is not None:
         click.echo(f"deleted {report.deleted} runs created before {cutoff.isoformat()}")

@@ -114,6 +114,7 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
         policy = retention.Policy.from_settings(Settings())
         report = await retention.prune(sessions, policy, NOW, batch=5)
         assert report.dropped == [partitions.partition_name(old, Interval.DAY)]
+        assert report.compacted == [partitions.partition_name(mixed, Interval.DAY)]
         assert report.deleted == len(successes) + 2  # the skipped run and the direct call
         left = {r["id"] for r in await conn.fetch("SELECT id FROM executions")}
         assert left == {failure, running, overridden}
