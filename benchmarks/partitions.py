@@ -120,7 +120,7 @@ class Side:
             " SELECT 's-' || i, 'demo.noop', 60 FROM generate_series(1, $1) i",
             schedules,
         )
-        await self.make_days(now - timedelta(days=DAYS + 1), now + timedelta(days=DAYS + 2))
+        await self.make_days(now - timedelta(days=DAYS + 1), now + timedelta(days=8))
         step_s = DAYS * 86400 / (rows / schedules)
         chunk = 250_000
         for first in range(1, rows + 1, chunk):
@@ -257,6 +257,7 @@ async def _churn(side: Side, now: datetime, days: int, rows_per_day: int, schedu
     """`days` times: prune the oldest day, write a day of runs past the newest."""
     for k in range(days):
         day = now + timedelta(days=1 + k)
+        await side.make_days(day, day + timedelta(days=8))  # what the maintenance does
         await _prune_oldest_day(side, now + timedelta(days=1 + k))
         runs = _runs(schedules, day, rows_per_day, 86400 / (rows_per_day / schedules))
         for i in range(0, len(runs), 5000):
@@ -345,5 +346,7 @@ def report(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]
             if key in row:
                 lines.append(f"-- {row['side']}: {key[5:]}")
                 lines.extend(row[key])
-    table = [{k: v for k, v in row.items() if not k.startswith("plan_")} for row in rows]
+    keys = [k for row in rows for k in row if not k.startswith("plan_")]
+    columns = list(dict.fromkeys(keys))
+    table = [{k: row.get(k, "-") for k in columns} for row in rows]
     return table, lines
