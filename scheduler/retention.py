@@ -356,15 +356,17 @@ class Upkeep:
         self._last: float | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def poke(self, now: datetime) -> None:
-        """Start a maintenance if one is due; call from the process's event loop."""
+    def poke(self, now: datetime) -> asyncio.Task[None] | None:
+        """Start a maintenance if one is due (the task started, else None); call from the
+        process's event loop."""
         clock = time.monotonic()
         if self._task is not None and not self._task.done():
-            return
+            return None
         if self._last is not None and clock - self._last < self.settings.partition_maintain_s:
-            return
+            return None
         self._last = clock
         self._task = asyncio.get_running_loop().create_task(self.run(now))
+        return self._task
 
     async def run(self, now: datetime) -> None:
         try:

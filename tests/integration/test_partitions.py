@@ -162,3 +162,48 @@ def test_cli_partitions_and_prune(database_url: str, broker_url: str) -> None:
     pruned = json.loads(cli("prune", "--json").output)
     assert pruned["retention"] == {"success": "14d", "failure": "90d", "skipped": "7d"}
     assert cli("prune", "--keep-last", "3").exit_code == 2
+
+
+async def test_the_beat_upkeep_maintains_and_rewrites_without_alerting_again(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    sessions = scheduler_db.session_factory(engine)
+    day = partitions.period_start(NOW - timedelta(days=3), Interval.DAY)
+    async with sessions() as session, session.begin():
+        assert await partitions.create_partition(
+            session, day, day + timedelta(days=1), Interval.DAY
+        )
+    conn = await asyncpg.connect(_dsn(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO schedules (name, task, interval_seconds, options) VALUES"
+            " ('short', 'demo.noop', 60, '{\"retention_days\": {\"success\": 1}}')"
+        )
+        await conn.execute(
+            "INSERT INTO notification_rules (name, schedules, schedules_regex, events,"
+            " webhook_url) VALUES ('r', '*', '^.*$', ARRAY['missed'], 'http://127.0.0.1:9/x')"
+        )
+        for minute in range(3):
+            await _run(conn, day + timedelta(minutes=minute), ExecutionStatus.SUCCESS)
+        missed = await _run(conn, day + timedelta(hours=1), ExecutionStatus.MISSED)
+        assert await conn.fetchval("SELECT count(*) FROM notification_deliveries") == 1
+        await conn.execute("DELETE FROM notification_deliveries")
+        upkeep = retention.Upkeep(
+            sessions, Settings(partition_interval="day", partition_ahead_days=21)
+        )
+        task = upkeep.poke(NOW)
+        assert task is not None
+        await task
+        assert upkeep.poke(NOW) is None  # not due again before partition_maintain_s
+        # the successes (1 day for this schedule) went, the missed run (7 days) was moved back
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM executions")] == [missed]
+        assert await conn.fetchval("SELECT count(*) FROM notification_deliveries") == 0
+    finally:
+        await conn.close()
+    names = await _partition_names(engine)
+    assert (
+        partitions.partition_name(
+            partitions.period_start(NOW + timedelta(days=21), Interval.DAY), Interval.DAY
+        )
+        in names
+    )
