@@ -92,17 +92,23 @@ class PruneReport:
     deleted: int = 0
 
 
+def _override(name: str) -> str:
+    """A schedule's override of class `name` in days, NULL unless a positive number (a raw SQL
+    row may hold anything: it then follows the default rather than failing the prune)."""
+    value = f"s.options->'{OVERRIDE_KEY}'->'{name}'"
+    return (
+        f"CASE WHEN jsonb_typeof({value}) = 'number' AND ({value})::text::float8 > 0"
+        f" THEN ({value})::text::float8 END"
+    )
+
+
 def _kept_condition(policy: Policy) -> str:
     """SQL true for a row of `e` (schedule `s`) that retention keeps at `:now`."""
     parts = [f"e.status_id IN ({', '.join(map(str, NON_TERMINAL_STATUS_IDS))})"]
     for name, statuses in CLASSES.items():
         ids = ", ".join(str(s.id) for s in statuses)
         days = policy.ages[name] / timedelta(days=1)
-        age = (
-            f"{days!r}"
-            if policy.single
-            else f"coalesce((s.options->'{OVERRIDE_KEY}'->>'{name}')::float8, {days!r})"
-        )
+        age = f"{days!r}" if policy.single else f"coalesce({_override(name)}, {days!r})"
         parts.append(
             f"(e.status_id IN ({ids}) AND e.created_at >= CAST(:now AS timestamptz)"
             f" - make_interval(secs => {age} * 86400))"
@@ -134,9 +140,10 @@ async def youngest_age(session: AsyncSession, policy: Policy) -> timedelta:
         return shortest
     result = await session.execute(
         text(
-            "SELECT min(v::float8) FROM schedules, jsonb_each_text("
-            f"CASE WHEN jsonb_typeof(options->'{OVERRIDE_KEY}') = 'object'"
-            f" THEN options->'{OVERRIDE_KEY}' END) AS t(k, v)"
+            "SELECT min(CASE WHEN jsonb_typeof(v) = 'number' AND v::text::float8 > 0"
+            " THEN v::text::float8 END) FROM schedules s, jsonb_each("
+            f"CASE WHEN jsonb_typeof(s.options->'{OVERRIDE_KEY}') = 'object'"
+            f" THEN s.options->'{OVERRIDE_KEY}' END) AS t(k, v)"
         )
     )
     days = result.scalar_one()

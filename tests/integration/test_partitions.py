@@ -20,6 +20,7 @@ from scheduler.cli import main
 from scheduler.domain import ExecutionStatus
 from scheduler.execution_ids import id_floor, slot_execution_id
 from scheduler.partitions import Interval
+from tests.acceptance.procs import query
 
 NOW = datetime.now(UTC)
 
@@ -159,6 +160,11 @@ def test_cli_partitions_and_prune(database_url: str, broker_url: str) -> None:
     listed = json.loads(cli("partitions", "list", "--json").output)
     assert listed[-1]["name"] == "executions_default"
     assert {p["name"] for p in listed} >= set(created["created"])
+    query(  # a raw row with a bad override follows the defaults, it does not fail the prune
+        database_url,
+        "INSERT INTO schedules (name, task, interval_seconds, options) VALUES ('raw', 'demo.noop',"
+        ' 60, \'{"retention_days": {"success": "x", "failure": -1}}\')',
+    )
     pruned = json.loads(cli("prune", "--json").output)
     assert pruned["retention"] == {"success": "14d", "failure": "90d", "skipped": "7d"}
     assert cli("prune", "--keep-last", "3").exit_code == 2
