@@ -233,6 +233,17 @@ async def drop_partition(session: AsyncSession, name: str) -> None:
     await session.execute(text(f"DROP TABLE {SCHEMA}.{_identifier(name)}"))
 
 
+async def has_active_runs(session: AsyncSession, name: str) -> bool:
+    """Whether a partition holds a run not yet finished (`ix_executions_active`: tiny)."""
+    result = await session.execute(
+        text(
+            f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.{_identifier(name)}"
+            " WHERE status_id IN (1, 2, 3, 4))"
+        )
+    )
+    return bool(result.scalar_one())
+
+
 async def lock_for_drop(session: AsyncSession, name: str) -> None:
     await session.execute(text(f"LOCK TABLE {SCHEMA}.{_identifier(name)} IN SHARE MODE"))
 

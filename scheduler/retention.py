@@ -150,6 +150,24 @@ async def youngest_age(session: AsyncSession, policy: Policy) -> timedelta:
     return shortest if days is None else min(shortest, timedelta(days=float(days)))
 
 
+async def longest_age(session: AsyncSession, policy: Policy) -> timedelta:
+    """The longest retention in force (overrides included): a finished run older than it
+    goes whatever its outcome and schedule."""
+    longest = max(policy.ages.values())
+    if policy.single:
+        return longest
+    result = await session.execute(
+        text(
+            "SELECT max(CASE WHEN jsonb_typeof(v) = 'number' AND v::text::float8 > 0"
+            " THEN v::text::float8 END) FROM schedules s, jsonb_each("
+            f"CASE WHEN jsonb_typeof(s.options->'{OVERRIDE_KEY}') = 'object'"
+            f" THEN s.options->'{OVERRIDE_KEY}' END) AS t(k, v)"
+        )
+    )
+    days = result.scalar_one()
+    return longest if days is None else max(longest, timedelta(days=float(days)))
+
+
 async def past_partitions(
     session: AsyncSession, policy: Policy, now: datetime, existing: Sequence[Partition]
 ) -> list[Partition]:
@@ -161,6 +179,7 @@ async def past_partitions(
     if not ended:
         return []
     young = now - await youngest_age(session, policy)
+    old = now - await longest_age(session, policy)
     ranges = await partitions.created_range(session, [p.name for p in ended])
     doomed = []
     for partition in ended:
@@ -168,7 +187,11 @@ async def past_partitions(
         if newest is not None and newest >= young:
             continue  # holds a run younger than any retention
         await partitions.lock_for_drop(session, partition.name)
-        if await partition_is_past(session, partition, policy, now):
+        if newest is None or newest < old:
+            # older than every retention: only a run not yet finished could keep it
+            if not await partitions.has_active_runs(session, partition.name):
+                doomed.append(partition)
+        elif await partition_is_past(session, partition, policy, now):
             doomed.append(partition)
     return doomed
 

@@ -79,8 +79,10 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
     sessions = scheduler_db.session_factory(engine)
     old = partitions.period_start(NOW - timedelta(days=40), Interval.DAY)
     mixed = partitions.period_start(NOW - timedelta(days=20), Interval.DAY)
+    ancient = partitions.period_start(NOW - timedelta(days=120), Interval.DAY)
+    active = partitions.period_start(NOW - timedelta(days=100), Interval.DAY)
     async with sessions() as session, session.begin():
-        for start in (old, mixed):
+        for start in (ancient, active, old, mixed):
             assert await partitions.create_partition(
                 session, start, start + timedelta(days=1), Interval.DAY
             )
@@ -93,6 +95,9 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
         )
         for minute in range(30):
             await _run(conn, old + timedelta(minutes=minute), ExecutionStatus.SUCCESS)
+        # past every retention: dropped without a scan; unless a run there is still going
+        await _run(conn, ancient, ExecutionStatus.FAILED)
+        stuck = await _run(conn, active, ExecutionStatus.RUNNING)
         # 20 days old: success is past 14 days, the failure is within 90, the running run stays
         successes = [
             await _run(conn, mixed + timedelta(minutes=m), ExecutionStatus.SUCCESS)
@@ -114,11 +119,14 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
         )
         policy = retention.Policy.from_settings(Settings())
         report = await retention.prune(sessions, policy, NOW, batch=5)
-        assert report.dropped == [partitions.partition_name(old, Interval.DAY)]
+        assert report.dropped == [
+            partitions.partition_name(ancient, Interval.DAY),
+            partitions.partition_name(old, Interval.DAY),
+        ]
         assert report.compacted == [partitions.partition_name(mixed, Interval.DAY)]
         assert report.deleted == len(successes) + 2  # the skipped run and the direct call
         left = {r["id"] for r in await conn.fetch("SELECT id FROM executions")}
-        assert left == {failure, running, overridden}
+        assert left == {failure, running, overridden, stuck}
     finally:
         await conn.close()
     assert partitions.partition_name(mixed, Interval.DAY) in await _partition_names(engine)
