@@ -301,7 +301,7 @@ def main() -> None:
         nargs="*",
         default=None,
         help="burst brokers pickup steady sustained scale workers pools history observability "
-        "web apply",
+        "web apply partitions",
     )
     args = parser.parse_args()
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per benchmark
@@ -320,6 +320,7 @@ def main() -> None:
             "observability",
             "web",
             "apply",
+            "partitions",
         ]
     )
     env = Env()
@@ -425,6 +426,17 @@ def main() -> None:
 
             results["apply"] = bench_apply(env, 100_000 if args.full else 10_000)
             table("scheduler apply FILE.yaml: seconds per CLI process", results["apply"])
+        if "partitions" in only:
+            from benchmarks.partitions import bench_partitions, report
+
+            rows, schedules, churn = (10_000_000, 10_000, 7) if args.full else (1_000_000, 1_000, 3)
+            results["partitions"] = bench_partitions(env, rows, schedules, churn)
+            shown, plans = report(results["partitions"])
+            table(
+                f"executions partitioned vs plain: {rows:,} runs, {schedules:,} schedules, 30 days",
+                shown,
+            )
+            console.print("\n".join(plans))
     finally:
         env.close()
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     backfill_max: int = Field(default=1000, ge=1)
     """Most slots one backfill may create (`SCHEDULER_BACKFILL_MAX`); a longer range is refused."""
 
+    partition_interval: Literal["auto", "day", "week"] = "auto"
+    """Span of one `executions` partition (`SCHEDULER_PARTITION_INTERVAL`); `auto`: daily
+    when the observed volume reaches `partition_daily_from_runs_per_day`, else weekly."""
+    partition_daily_from_runs_per_day: int = Field(default=100_000, ge=1)
+    partition_ahead_days: int = Field(default=7, ge=1, le=366)
+    """How far ahead partitions are created (by any beat, and `scheduler partitions maintain`)."""
+    partition_maintain_s: float = Field(default=3600.0, gt=0)
+    """How often a beat maintains the partitions (create ahead, drop those past retention);
+    0 < value; the beat also does it at start."""
+    retention_success: str = "14d"
+    """How long `success` runs are kept (`SCHEDULER_RETENTION_SUCCESS`: 14d, 36h, or days)."""
+    retention_failure: str = "90d"
+    """`failed`, `timeout`, `lost`, `revoked` runs (`SCHEDULER_RETENTION_FAILURE`)."""
+    retention_skipped: str = "7d"
+    """`skipped`, `missed` runs (`SCHEDULER_RETENTION_SKIPPED`)."""
+
     worker_progress_throttle_s: float = 0.5
     worker_result_summary_max: int = 2000
     worker_lost_margin_s: float = 60.0

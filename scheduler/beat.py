@@ -26,6 +26,7 @@ from scheduler.dispatcher import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.leader import LeaderLock
 from scheduler.publisher import Publisher
 from scheduler.reaper import WorkerWatch
+from scheduler.retention import Upkeep
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._runtime: Runtime | None = None
         self._dispatcher: Dispatcher | None = None
         self._listener: ChangeListener | None = None
+        self._upkeep: Upkeep | None = None
         self._leader: LeaderLock | None = None
         self._heartbeat = health.Heartbeat(health.liveness_bound_s(self.settings))
         self._http: health.ObservabilityServer | None = None
@@ -81,6 +83,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
                 master_name=(self.app.conf.broker_transport_options or {}).get("master_name"),
             )
         self._listener = ChangeListener(self._runtime.url, self._on_change)
+        self._upkeep = Upkeep(self._runtime.sessions, self.settings)
         if self.settings.beat_http_port is not None:
             self._http = health.serve(self.settings.beat_http_port, heartbeat=self._heartbeat)
         self._observer = Observer(
@@ -208,7 +211,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             await clock.CLOCK.read(self._runtime.autocommit)
         except Exception as exc:
             log.warning("could not read the database clock (%s): keeping the last reading", exc)
-        return await dispatcher.run_once(utcnow())
+        next_due = await dispatcher.run_once(utcnow())
+        if self._upkeep is not None:
+            self._upkeep.poke(utcnow())
+        return next_due
 
     def _call(self, coro: Any) -> Any:
         """Run on the process loop; the future is kept so shutdown can let it finish."""

@@ -1,7 +1,7 @@
 """The beat's engine: ticks, the outbox sweep, change notifications, manual triggers.
 
 A tick is one transaction: lock due rows (SKIP LOCKED, so beats share the work), plan,
-insert the runs (`ON CONFLICT (schedule_id, scheduled_for) DO NOTHING`: a slot exists once,
+insert the runs (`ON CONFLICT (id) DO NOTHING`, a slot's id derived from it: a slot exists once,
 whichever beat gets there), advance the schedules, commit; then publish only the rows this
 tick inserted and mark them `queued`. A crash between commit and publish leaves rows
 `pending`, which the sweep republishes with the same task id.
@@ -40,6 +40,7 @@ from scheduler.exceptions import (
     InvalidScheduleError,
     ScheduleNotFound,
 )
+from scheduler.execution_ids import new_execution_id
 from scheduler.held import HeldRuns
 from scheduler.models import NOTIFY_CHANNEL
 from scheduler.options import check_options
@@ -713,7 +714,7 @@ class Dispatcher:
                     "retry of %s goes out without its schedule's options: %s", execution_id, exc
                 )
                 options = {}
-            new_id = uuid.uuid4()
+            new_id = new_execution_id()
             kwargs = dict(earlier["kwargs"] or {})
             kwargs["execution_id"] = str(new_id)
             run = PlannedRun(

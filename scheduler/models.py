@@ -40,6 +40,13 @@ NAMING_CONVENTION = {
 NOTIFY_CHANNEL = "scheduler_schedules"
 NON_TERMINAL_STATUS_IDS = (1, 2, 3, 4)
 """pending, queued, running, retrying (see `domain.ExecutionStatus`)."""
+SLOT_ID_CHECK = (
+    "schedule_id IS NULL OR scheduled_for IS NULL OR substr(id::text, 15, 1) <> '7'"
+    " OR id = scheduler_slot_id(schedule_id, scheduled_for)"
+)
+"""A UUIDv7 slot row carries its slot's id (`scheduler_slot_id`, migration 0009): two runs of
+one slot would share an id, which the primary key refuses. Ids of other versions (Celery's
+uuid4 task ids, rows written before 0009) are not checked."""
 
 
 class Base(DeclarativeBase):
@@ -119,16 +126,26 @@ class Schedule(Base):
 
 
 class Execution(Base):
+    """One run. Partitioned by id range (scheduler.partitions): an id is a UUIDv7 whose time
+    places the row; a slot's id is derived from (schedule_id, scheduled_for)
+    (scheduler.execution_ids), so the primary key is also the slot's uniqueness."""
+
     __tablename__ = "executions"
     __table_args__ = (
-        UniqueConstraint("schedule_id", "scheduled_for", name="uq_executions_slot"),
         CheckConstraint(
             "trigger IN ('schedule', 'catchup', 'manual', 'direct', 'backfill', 'retry')",
             name="trigger",
         ),
-        Index("ix_executions_root_id", "root_id"),
+        CheckConstraint(SLOT_ID_CHECK, name="slot_id"),
+        # each index and the query it serves: docs/ARCHITECTURE.md, "executions"
+        Index("ix_executions_root_id", "root_id", postgresql_where=text("root_id IS NOT NULL")),
         Index("ix_executions_schedule_created", "schedule_id", text("created_at DESC")),
-        Index("ix_executions_status_created", "status_id", text("created_at DESC")),
+        Index(
+            "ix_executions_status_created",
+            "status_id",
+            text("created_at DESC"),
+            postgresql_where=text("status_id <> 5"),
+        ),
         Index("ix_executions_created", text("created_at DESC")),
         Index("ix_executions_task_created", "task", text("created_at DESC")),
         Index(
@@ -142,6 +159,7 @@ class Execution(Base):
             "schedule_id",
             postgresql_where=text("status_id IN (1, 2, 3, 4)"),
         ),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

@@ -23,9 +23,12 @@ OPTION_NAMES = (
     "soft_time_limit",
     "queued_timeout_s",
     "queued_lost_after_s",
+    "retention_days",
 )
 """`queued_timeout_s` / `queued_lost_after_s` are not sent: they bound how long the beat lets a
-run sit `queued` unclaimed (see scheduler.reaper)."""
+run sit `queued` unclaimed (see scheduler.reaper). Nor is `retention_days`: how long this
+schedule's finished runs are kept, by outcome (`{"success": 30}`; see scheduler.retention)."""
+RETENTION_CLASSES = ("success", "failure", "skipped")
 PROTOCOL_HEADERS = frozenset(
     {
         "lang",
@@ -102,4 +105,25 @@ def check_options(options: dict[str, Any]) -> None:
         if taken:
             raise InvalidScheduleError(
                 f"option headers may not set Celery's own header(s) {', '.join(taken)}"
+            )
+    retention = options.get("retention_days")
+    if retention is not None:
+        _check_retention(retention)
+
+
+def _check_retention(retention: Any) -> None:
+    if not isinstance(retention, dict) or not retention:
+        raise InvalidScheduleError(
+            'option retention_days must be an object like {"success": 30, "failure": 365}'
+        )
+    unknown = sorted(set(retention) - set(RETENTION_CLASSES))
+    if unknown:
+        raise InvalidScheduleError(
+            f"option retention_days: unknown outcome(s) {', '.join(map(repr, unknown))}:"
+            f" use {', '.join(RETENTION_CLASSES)}"
+        )
+    for name, days in retention.items():
+        if not _seconds(days, allow_zero=False) or days > 36_500:
+            raise InvalidScheduleError(
+                f"option retention_days.{name} must be a number of days above 0"
             )

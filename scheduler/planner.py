@@ -1,8 +1,8 @@
 """What to fire: pure decisions over due schedule rows, with `now` passed in.
 
 The dispatcher loads due rows (locked), hands them here, and writes back what comes out:
-executions to insert (each a slot: `(schedule_id, scheduled_for)` is unique, so two beats
-planning the same slot insert it once) and one update per schedule.
+executions to insert (each a slot, whose run has an id derived from `(schedule_id,
+scheduled_for)`, so two beats planning the same slot insert it once) and one update per schedule.
 
 Rules:
 - a slot within grace (`misfire_grace_seconds`, else the global default) fires with trigger
@@ -40,6 +40,7 @@ from scheduler.cron import (
 )
 from scheduler.domain import ExecutionStatus, MisfirePolicy, OverlapPolicy, Trigger
 from scheduler.exceptions import InvalidScheduleError
+from scheduler.execution_ids import new_execution_id, slot_execution_id
 from scheduler.options import check_options
 from scheduler.schedules import check_interval_floor, check_json_fields
 
@@ -363,7 +364,7 @@ def make_run(
 ) -> PlannedRun:
     """A run of `row` for `slot` (None: a manual run, no slot and no jitter); a run to publish
     carries its execution id in kwargs. `held`: a buffered run, published later."""
-    execution_id = uuid.uuid4()
+    execution_id = new_execution_id() if slot is None else slot_execution_id(row.id, slot)
     kwargs = dict(row.kwargs)
     if status is ExecutionStatus.PENDING:
         kwargs["execution_id"] = str(execution_id)

@@ -263,7 +263,8 @@ class SchedulerRepository:
         session: AsyncSession, rows: Sequence[Mapping[str, Any]]
     ) -> set[uuid.UUID]:
         """Insert runs in one statement (arrays, so any batch size fits in one round trip);
-        a slot already taken (by another beat) is skipped. Returns the inserted ids.
+        a slot already taken (by another beat) is skipped: a slot's run has the slot's id
+        (`execution_ids.slot_execution_id`), so the primary key refuses a second one. Returns the inserted ids.
         `parent_id` and `root_id` are optional keys of a row (a retry has them)."""
         if not rows:
             return set()
@@ -280,7 +281,7 @@ class SchedulerRepository:
                 "CAST(:parent_ids AS uuid[]), CAST(:root_ids AS uuid[])) "
                 "AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, "
                 "created_at, completed_at, parent_id, root_id) "
-                "ON CONFLICT (schedule_id, scheduled_for) DO NOTHING RETURNING id"
+                "ON CONFLICT (id) DO NOTHING RETURNING id"
             ),
             {
                 "ids": [r["id"] for r in rows],
@@ -652,7 +653,10 @@ class SchedulerRepository:
         "UPDATE executions SET status_id = $2, duration_ms = $3, completed_at = $4,"
         " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
         " progress = COALESCE($9::jsonb, progress)"
-        f" WHERE id = $1 AND status_id = {ExecutionStatus.RUNNING.id}"
+        # `status_id + 0`: the primary key finds the row, never ix_executions_active (a
+        # generic plan may pick it when the statistics hold no running row, then scan every
+        # running and dead entry: 12 ms a finish in docs/BENCHMARKS.md, "History at scale")
+        f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
     )
     _FINISH_RETURNING_SQL = (
         _FINISH_SQL + " RETURNING schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
@@ -661,7 +665,7 @@ class SchedulerRepository:
     )
     _PROGRESS_SQL = (
         "UPDATE executions SET progress = $2::jsonb"
-        f" WHERE id = $1 AND status_id = {ExecutionStatus.RUNNING.id}"
+        f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
     )
     _CLAIMABLE = [
         ExecutionStatus.PENDING.id,

@@ -11,6 +11,7 @@ from scheduler.cli.history_cmd import history, prune, show_execution, stats
 from scheduler.cli.import_cmd import import_
 from scheduler.cli.metrics_cmd import metrics_
 from scheduler.cli.misc_cmd import next_, reap, tasks
+from scheduler.cli.partitions_cmd import partitions_
 from scheduler.cli.processes import beat, run, worker
 from scheduler.cli.schedules_cmd import schedules
 from scheduler.cli.services_cmd import db, services
@@ -66,6 +67,7 @@ for command in (
     reap,
     alerts,
     metrics_,
+    partitions_,
     web,
     audit,
 ):

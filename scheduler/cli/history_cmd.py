@@ -191,43 +191,86 @@ def _ms(value: Any) -> str:
 
 
 @click.command()
-@click.option("--older-than", required=True, help="Age of runs to delete: 30d, 12h, ...")
 @click.option(
-    "--keep-last", type=click.IntRange(0), default=0, help="Keep each schedule's newest N."
+    "--older-than",
+    help="One age for every finished run (30d, 12h, ...); default: the retention settings"
+    " per outcome and per schedule.",
+)
+@click.option(
+    "--keep-last",
+    type=click.IntRange(0),
+    default=0,
+    help="Keep each schedule's newest N (with --older-than).",
 )
 @click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
 @json_option
-def prune(older_than: str, keep_last: int, batch: int, as_json: bool) -> None:
-    """Delete finished runs older than a given age, in batches (one transaction each).
+def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> None:
+    """Remove finished runs past their retention: whole partitions first, then partitions
+    mostly past it are rewritten with their kept runs, then the rest goes in batches (one
+    transaction each). Runs not yet finished are never removed.
+
+    Without --older-than: success runs after SCHEDULER_RETENTION_SUCCESS (14d), failed,
+    timed-out, lost and revoked ones after SCHEDULER_RETENTION_FAILURE (90d), skipped and
+    missed ones after SCHEDULER_RETENTION_SKIPPED (7d); a schedule's
+    options.retention_days overrides them ({"success": 30}).
 
     \b
+    scheduler prune
     scheduler prune --older-than 30d --keep-last 100
     """
-    cutoff = datetime.now(UTC) - timedelta(seconds=float(parse_duration(older_than)))
+    from config.settings import get_settings
+    from scheduler import retention
     from scheduler.db import get_runtime
-    from scheduler.repository import SchedulerRepository as repo
 
-    async def count() -> int:
-        async with get_runtime().sessions() as session:
-            return await repo.count_prunable(session, older_than=cutoff)
-
-    async def one_batch() -> int:
-        async with get_runtime().sessions() as session, session.begin():
-            return await repo.prune_batch(
-                session, older_than=cutoff, keep_last=keep_last, batch=batch
+    if keep_last and older_than is None:
+        raise click.UsageError("--keep-last needs --older-than")
+    try:
+        policy = (
+            retention.Policy.from_settings(get_settings())
+            if older_than is None
+            else retention.Policy.older_than(timedelta(seconds=float(parse_duration(older_than))))
+        )
+    except InvalidScheduleError as exc:
+        raise click.BadParameter(str(exc)) from None
+    now = datetime.now(UTC)
+    with Progress(disable=as_json, transient=True) as progress:
+        bar = progress.add_task("pruning", total=None)
+        report = run_db(
+            lambda: retention.prune(
+                get_runtime().sessions,
+                policy,
+                now,
+                batch=batch,
+                keep_last=keep_last,
+                on_batch=lambda n: progress.update(bar, advance=n),
             )
-
-    total = run_db(count)
-    deleted = 0
-    with Progress(disable=as_json or total == 0, transient=True) as progress:
-        bar = progress.add_task("pruning", total=total)
-        while True:
-            n = run_db(one_batch)
-            deleted += n
-            progress.update(bar, advance=n)
-            if n < batch:
-                break
+        )
+    cutoff = now - policy.ages["success"] if policy.single else None
+    ages = {name: f"{age / timedelta(days=1):g}d" for name, age in policy.ages.items()}
     if as_json:
-        print_json({"deleted": deleted, "older_than": cutoff})
+        print_json(
+            {
+                "deleted": report.deleted,
+                "older_than": cutoff,
+                "retention": ages,
+                "dropped_partitions": report.dropped,
+                "dropped_runs_estimate": report.dropped_rows,
+                "compacted_partitions": report.compacted,
+            }
+        )
+        return
+    if report.dropped:
+        click.echo(
+            f"dropped {len(report.dropped)} partitions ({', '.join(report.dropped)}):"
+            f" about {report.dropped_rows} runs"
+        )
+    if report.compacted:
+        click.echo(
+            f"rewrote {len(report.compacted)} partitions with only their kept runs"
+            f" ({', '.join(report.compacted)})"
+        )
+    if cutoff is not None:
+        click.echo(f"deleted {report.deleted} runs created before {cutoff.isoformat()}")
     else:
-        click.echo(f"deleted {deleted} runs created before {cutoff.isoformat()}")
+        kept = ", ".join(f"{name} {age}" for name, age in ages.items())
+        click.echo(f"deleted {report.deleted} runs past their retention ({kept})")
