@@ -167,9 +167,11 @@ class Publisher:
         ahead): publishing it then is a push of ready bytes."""
         if self._amqp:
             route = self.route(message.task, message.options)
-            return dataclasses.replace(
-                message, amqp_message=amqp_message(message, route, self._origin, at)
-            )
+            encoded = amqp_message(message, route, self._origin, at)
+            link = self._link
+            if link is not None:
+                encoded.framed(*link.framing)
+            return dataclasses.replace(message, amqp_message=encoded)
         if not self._fast(message):
             return message
         queue = self._queue_for(message.task, message.options)
