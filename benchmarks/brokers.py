@@ -6,7 +6,9 @@ Ours: a running beat, n schedules due at one instant; seconds from that instant 
 last run was confirmed by the broker (its `queued_at`, written after the confirmation: the
 Redis pipeline reply, RabbitMQ's publisher confirms).
 
-RabbitMQ comes from BENCH_AMQP_URL (or TEST_AMQP_URL); without one its rows are skipped.
+RabbitMQ comes from BENCH_AMQP_URL (or TEST_AMQP_URL); without one its rows are skipped. The
+burst runs on RabbitMQ twice: persistent messages (the default) and transient ones
+(SCHEDULER_BROKER_DELIVERY_MODE=transient, the loop's messages transient too).
 Each benchmark uses a queue of its own, deleted afterwards.
 """
 
@@ -38,10 +40,16 @@ def amqp_url() -> str | None:
 class Broker:
     """One broker and one queue of the benchmark's own."""
 
-    def __init__(self, kind: str, url: str) -> None:
+    def __init__(self, kind: str, url: str, delivery_mode: str = "persistent") -> None:
         self.kind = kind
         self.url = url
+        self.delivery_mode = delivery_mode
         self.queue = f"bench-{uuid.uuid4().hex[:10]}"
+
+    @property
+    def label(self) -> str:
+        transient = self.kind == "rabbitmq" and self.delivery_mode == "transient"
+        return f"{self.kind} transient" if transient else self.kind
 
     def depth(self) -> int:
         if self.kind == "redis":
@@ -85,17 +93,18 @@ class Broker:
                 return
 
 
-def _app_on(url: str) -> Any:
+def _app_on(url: str, delivery_mode: str = "persistent") -> Any:
     from config.celery import app
 
     app.conf.broker_url = url
+    app.conf.task_default_delivery_mode = delivery_mode
     return app
 
 
 def send_task_loop_s(broker: Broker, n: int, bound_s: float = 60) -> float:
     """`send_task` n times with one held producer; seconds until the broker holds all n.
     Past `bound_s` the time is extrapolated from the rate reached."""
-    app = _app_on(broker.url)
+    app = _app_on(broker.url, broker.delivery_mode)
     ids = [str(uuid.uuid4()) for _ in range(n)]
     with app.connection_for_write() as connection:
         producer = connection.Producer()
@@ -126,7 +135,11 @@ def send_task_loop_s(broker: Broker, n: int, bound_s: float = 60) -> float:
 
 
 def start_beat(
-    database_url: str, broker_url: str, log: Path, lookahead_s: float = 2.0
+    database_url: str,
+    broker_url: str,
+    log: Path,
+    lookahead_s: float = 2.0,
+    delivery_mode: str = "persistent",
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:
         return subprocess.Popen(
@@ -137,6 +150,7 @@ def start_beat(
                 "DATABASE_URL": database_url,
                 "BROKER_URL": broker_url,
                 "SCHEDULER_BEAT_LOOKAHEAD_S": str(lookahead_s),
+                "SCHEDULER_BROKER_DELIVERY_MODE": delivery_mode,
             },
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -152,7 +166,8 @@ def beat_due_s(env: Any, broker: Broker, n: int, lookahead_s: float = 2.0) -> fl
     from benchmarks.__main__ import last_queued_s, run, sql
 
     url = env.fresh_database()
-    beat = start_beat(url, broker.url, env.tmp / f"beat-{broker.kind}-{n}.log", lookahead_s)
+    log = env.tmp / f"beat-{broker.kind}-{broker.delivery_mode}-{n}.log"
+    beat = start_beat(url, broker.url, log, lookahead_s, broker.delivery_mode)
     try:
         time.sleep(3)
         due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5 + lookahead_s)
@@ -222,11 +237,13 @@ def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
     }
 
 
-def brokers(env: Any) -> list[Broker]:
+def brokers(env: Any, *, transient: bool = False) -> list[Broker]:
     found = [Broker("redis", env.broker)]
     url = amqp_url()
     if url:
         found.append(Broker("rabbitmq", url))
+        if transient:
+            found.append(Broker("rabbitmq", url, "transient"))
     return found
 
 
@@ -236,7 +253,7 @@ def bench_broker_burst(env: Any, n: int) -> list[dict[str, Any]]:
     original = app.conf.broker_url
     rows = []
     try:
-        for broker in brokers(env):
+        for broker in brokers(env, transient=True):
             try:
                 loop_s = send_task_loop_s(broker, n)
                 due_s = beat_due_s(env, broker, n)
@@ -246,7 +263,7 @@ def bench_broker_burst(env: Any, n: int) -> list[dict[str, Any]]:
                 broker.drop()
             rows.append(
                 {
-                    "broker": broker.kind,
+                    "broker": broker.label,
                     "n": n,
                     "send_task_loop_s": round(loop_s, 3),
                     "ours_due_confirmed_s": round(due_s, 3),

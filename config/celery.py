@@ -39,6 +39,7 @@ app.conf.update(
     accept_content=["json"],
     result_accept_content=["json"],
     task_protocol=2,
+    task_default_delivery_mode=settings.broker_delivery_mode,
     timezone="UTC",
     enable_utc=True,
     task_acks_late=False,

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     broker_master_name: str | None = None
     """The Redis Sentinel master to follow (Celery's `master_name` transport option); required
     with a `sentinel://` BROKER_URL."""
+    broker_delivery_mode: Literal["persistent", "transient"] = "persistent"
+    """RabbitMQ: task messages written to disk by the broker before it confirms them
+    (`persistent`), or kept in its memory (`transient`: confirmed about twice as fast, but
+    lost if the broker restarts before a worker took them; the beat then sends them again
+    past SCHEDULER_QUEUED_TIMEOUT_S). Celery's `task_default_delivery_mode`; Redis ignores it."""
     # URLs may hold passwords: kept out of repr(); print them through services.redact().
     result_backend: str | None = Field(
         default=None,

@@ -17,7 +17,7 @@ import logging
 import struct
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -180,6 +180,17 @@ class EncodedMessage:
     method: bytes
     header: bytes
     body: bytes
+    _framed: dict[tuple[int, int], bytes] = field(default_factory=dict, compare=False, repr=False)
+
+    def framed(self, channel_id: int, frame_max: int) -> bytes:
+        """The message's frames on `channel_id`, built once per channel and frame size (a
+        run written ahead is framed when it is prepared, so its slot costs only the write)."""
+        key = (channel_id, frame_max)
+        data = self._framed.get(key)
+        if data is None:
+            self._framed.clear()  # a reconnect: the old channel's framing is of no use
+            data = self._framed[key] = b"".join(frames(self, channel_id, frame_max))
+        return data
 
 
 def encode_publish(
@@ -271,16 +282,16 @@ class ConfirmingChannel:
     def publish(self, messages: Iterable[EncodedMessage]) -> None:
         """Write the messages in one go (the confirms are awaited by `wait_confirmed`)."""
         connection = self.connection.connection
-        channel_id = self.channel.channel_id
-        frame_max = connection.frame_max
-        parts: list[bytes] = []
-        sent = 0
-        for message in messages:
-            parts += frames(message, channel_id, frame_max)
-            sent += 1
-        if sent:
+        channel_id, frame_max = self.framing
+        parts = [message.framed(channel_id, frame_max) for message in messages]
+        if parts:
             connection.transport.write(b"".join(parts))
-            self._sent += sent
+            self._sent += len(parts)
+
+    @property
+    def framing(self) -> tuple[int, int]:
+        """(channel id, frame size) of this channel: what a message's frames depend on."""
+        return int(self.channel.channel_id), int(self.connection.connection.frame_max)
 
     def wait_confirmed(self, timeout_s: float) -> None:
         """Block until every message sent so far is acked; raise PublishNotConfirmed if one

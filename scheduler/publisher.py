@@ -29,13 +29,14 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Celery
 from kombu import messaging
 from kombu.entity import Exchange
 
+from scheduler import clock
 from scheduler.brokers import (
     ConfirmingChannel,
     EncodedMessage,
@@ -166,9 +167,11 @@ class Publisher:
         ahead): publishing it then is a push of ready bytes."""
         if self._amqp:
             route = self.route(message.task, message.options)
-            return dataclasses.replace(
-                message, amqp_message=amqp_message(message, route, self._origin, at)
-            )
+            encoded = amqp_message(message, route, self._origin, at)
+            link = self._link
+            if link is not None:
+                encoded.framed(*link.framing)
+            return dataclasses.replace(message, amqp_message=encoded)
         if not self._fast(message):
             return message
         queue = self._queue_for(message.task, message.options)
@@ -188,7 +191,7 @@ class Publisher:
         return self._redis
 
     def _publish_redis(self, messages: Sequence[OutgoingMessage]) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         by_queue: dict[str, list[str]] = {}
         for message in messages:
             queue, payload = message.wire or self._wire(message, now)
@@ -215,7 +218,7 @@ class Publisher:
         return queue, redis_payload(message, queue, self._origin, now)
 
     def _publish_amqp(self, messages: Sequence[OutgoingMessage]) -> None:
-        now = datetime.now(UTC)
+        now = clock.now()
         with self._lock:
             try:
                 link = self._ensure_link()
@@ -248,16 +251,18 @@ class Publisher:
             try:
                 producer = self._ensure()
                 amqp = self.app.amqp
+                now = clock.now()
                 with producer.batch(max_size=BATCH_SIZE):
                     for message in messages:
                         options = message.options
+                        # instants given whole: Celery would add a countdown to the host's clock
                         headers, properties, body, _ = amqp.as_task_v2(
                             message.execution_id,
                             message.task,
                             args=message.args,
                             kwargs=message.kwargs,
-                            countdown=message.countdown_s or None,
-                            expires=options.get("expires"),
+                            eta=_after(now, message.countdown_s),
+                            expires=_after(now, options.get("expires")),
                             time_limit=options.get("time_limit"),
                             soft_time_limit=options.get("soft_time_limit"),
                         )
@@ -329,12 +334,18 @@ class Publisher:
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def _iso_after(now: datetime, seconds: Any) -> str | None:
+def _after(now: datetime, seconds: Any) -> Any:
+    """`seconds` after `now` (the database clock's): None for none, a given instant as is."""
     if seconds is None or seconds == 0:
         return None
-    if isinstance(seconds, str):
+    if isinstance(seconds, (str, datetime)):
         return seconds
-    return (now + timedelta(seconds=float(seconds))).isoformat()
+    return now + timedelta(seconds=float(seconds))
+
+
+def _iso_after(now: datetime, seconds: Any) -> str | None:
+    instant = _after(now, seconds)
+    return instant.isoformat() if isinstance(instant, datetime) else instant
 
 
 def task_headers(message: OutgoingMessage, origin: str, now: datetime) -> dict[str, Any]:

@@ -50,6 +50,10 @@ from scheduler.repository import SchedulerRepository as repo
 REQUEUE_DELAY_S = 2.0
 """How long a message waits before it is tried again when the database is unreachable."""
 OUTCOME_LANE = "outcomes"
+LANES = 3
+"""Held connections per kind of run-path write (claims, outcomes) in one process: the runs of
+a threads, gevent or eventlet pool commit side by side (PostgreSQL flushes their commits
+together) instead of queueing behind one connection. 2 x 3 of the engine's 10 connections."""
 RETRY_WAIT_KWARG = "_scheduler_retry_wait"
 RETRY_WAIT_S = 0.5
 RETRY_WAITS = 20
@@ -179,6 +183,7 @@ class TrackedTask(Task):  # type: ignore[misc]
                     reclaim_running=reclaim,
                     parent_id=getattr(request, "parent_id", None),
                     root_id=getattr(request, "root_id", None),
+                    lane=_lane("claims"),
                 )
             )
         except DatabaseUnreachable as exc:
@@ -340,19 +345,24 @@ class TrackedTask(Task):  # type: ignore[misc]
             # Nothing waits on a success: the worker takes its next message while the row is
             # written. Other outcomes are written before Celery acts on them (a retry's next
             # attempt must find the row `retrying`); eager calls return with the row written.
-            runtime.submit(_write_outcome(execution_id, outcome))
+            runtime.submit(_write_outcome(execution_id, outcome, _lane(OUTCOME_LANE)))
         else:
-            runtime.run(_write_outcome(execution_id, outcome))
+            runtime.run(_write_outcome(execution_id, outcome, _lane(OUTCOME_LANE)))
 
 
-async def _write_outcome(execution_id: str, outcome: dict[str, Any]) -> None:
+def _lane(kind: str) -> str:
+    """The held connection this thread (or green thread) writes `kind` on."""
+    return f"{kind}-{threading.get_ident() % LANES}"
+
+
+async def _write_outcome(
+    execution_id: str, outcome: dict[str, Any], lane: str = OUTCOME_LANE
+) -> None:
     """Write a run's outcome; while the database is restarting, keep trying (~30 s)."""
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
             # a lane of its own: the next run's claim does not queue behind this write
-            await _on_held_connection(
-                followup.finish_run, True, execution_id, lane=OUTCOME_LANE, **outcome
-            )
+            await _on_held_connection(followup.finish_run, True, execution_id, lane=lane, **outcome)
             return
         except DatabaseUnreachable as exc:
             if attempt == FINISH_ATTEMPTS:

@@ -44,6 +44,10 @@ class Procs:
     def beat(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self.start("beat", "-m", "scheduler.cli", "beat", "-l", "INFO", env=env)
 
+    def beat_under(self, wrap: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """A beat run under the command `wrap` (e.g. faketime)."""
+        return self.start("beat", "-m", "scheduler.cli", "beat", "-l", "INFO", env=env, wrap=wrap)
+
     def worker(self, *extra: str) -> subprocess.Popen[bytes]:
         return self.start(
             "worker",

@@ -114,3 +114,44 @@ def test_wrong_host_clock_fires_on_time_and_records_true_instants(
     print(f"faketime {offset}: dispatch delay by the database clock, s: {sorted(delays)}")
     on_time = [d for d in delays if d <= ON_TIME_S]
     assert len(on_time) >= len(delays) - 1, (offset, delays)  # one may meet a busy machine
+
+
+def test_a_jittered_slots_eta_is_counted_on_the_database_clock(
+    database_url: str, broker_url: str, tmp_path: Path
+) -> None:
+    """The ETA a schedule's jitter puts on its message is counted on the database clock: a beat
+    whose host clock is 7 minutes fast must not delay the run by 7 minutes. The slot is due
+    when the beat starts (its message is built at the publish, not written ahead)."""
+    import json
+
+    import redis
+
+    from scheduler.planner import jitter_s
+
+    faketime = require_binary("faketime")
+    (row,) = query(
+        database_url,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at, jitter_seconds, options) "
+        "VALUES ('jittered', 'demo.noop', 3600, clock_timestamp(), 20, "
+        '\'{"queue": "clock-jitter"}\') RETURNING id',
+    )
+    with processes(tmp_path) as procs:
+        procs.beat_under([faketime, "-f", "+7m"], {"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+        queued = wait_for(
+            lambda: query(
+                database_url,
+                "SELECT scheduled_for, queued_at FROM executions WHERE queued_at IS NOT NULL",
+            ),
+            timeout_s=30,
+            interval_s=0.05,
+        )
+    client = redis.Redis.from_url(broker_url)
+    try:
+        (raw,) = client.lrange("clock-jitter", 0, -1)
+    finally:
+        client.close()
+    slot, queued_at = queued[0]["scheduled_for"], queued[0]["queued_at"]
+    eta = datetime.fromisoformat(json.loads(raw)["headers"]["eta"])
+    jitter = timedelta(seconds=jitter_s(row["id"], slot, 20))
+    # built just before the publish, which `queued_at` records just after
+    assert queued_at + jitter - LAG <= eta <= queued_at + jitter, (eta, queued_at, jitter)

@@ -49,6 +49,19 @@ def test_a_body_over_the_frame_size_is_split_into_body_frames() -> None:
     assert all(p == b"\xce" for p in parts[2::3])
 
 
+def test_a_message_framed_ahead_is_reframed_for_another_channel() -> None:
+    message = encode_publish("", "q", encode_properties(
+        content_type="application/json", content_encoding="utf-8", headers={"id": "x"},
+        delivery_mode=2, priority=0, correlation_id="c", reply_to="",
+    ), b"[[], {}, {}]")  # fmt: skip
+    ahead = message.framed(1, 131072)
+    assert ahead == b"".join(frames(message, channel_id=1, frame_max=131072))
+    assert message.framed(1, 131072) is ahead  # built once
+    again = message.framed(2, 131072)  # after a reconnect on another channel
+    assert again == b"".join(frames(message, channel_id=2, frame_max=131072))
+    assert again != ahead
+
+
 def _run(queue: str, queued_s_ago: float, created_s_ago: float) -> QueuedRun:
     return QueuedRun(
         id=uuid.uuid4(),
