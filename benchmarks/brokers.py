@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Any
 import redis
 
 from benchmarks.processes import stop
+from benchmarks.sustained import steady_lags
 
 ROOT = Path(__file__).resolve().parents[1]
 Connection: Any = importlib.import_module("kombu").Connection
@@ -195,7 +195,7 @@ def beat_due_s(env: Any, broker: Broker, n: int, lookahead_s: float = 2.0) -> fl
 
 def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
     """1k every-second + 1k every-minute schedules: lag = queued_at - scheduled_for."""
-    from benchmarks.__main__ import percentile, run, sql
+    from benchmarks.__main__ import run, sql
 
     url = env.fresh_database()
     start_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
@@ -218,23 +218,7 @@ def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
             broker.purge()  # nobody consumes: keep the broker small
     finally:
         stop(beat)
-    rows = run(
-        sql(
-            url,
-            "SELECT extract(epoch FROM queued_at - scheduled_for) * 1000 AS lag_ms "
-            "FROM executions WHERE queued_at IS NOT NULL AND scheduled_for >= $1",
-            start_at,
-        )
-    )
-    lags = [float(r[0]) for r in rows]
-    return {
-        "broker": broker.kind,
-        "seconds": duration_s,
-        "runs": len(lags),
-        "lag_p50_ms": round(statistics.median(lags), 1),
-        "lag_p99_ms": round(percentile(lags, 0.99), 1),
-        "lag_max_ms": round(max(lags), 1),
-    }
+    return {"broker": broker.kind, "seconds": duration_s, **steady_lags(url, start_at)}
 
 
 def brokers(env: Any, *, transient: bool = False) -> list[Broker]:

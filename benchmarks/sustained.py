@@ -53,6 +53,11 @@ def bench_steady(env: Env, duration_s: int) -> dict[str, Any]:
                 progress.advance(bar)
     finally:
         stop(beat)
+    return {"seconds": duration_s, **steady_lags(url, start_at)}
+
+
+def steady_lags(url: str, start_at: datetime) -> dict[str, Any]:
+    """Dispatch lag (`queued_at - scheduled_for`) of every run queued from `start_at` on."""
     rows = run(
         sql(
             url,
@@ -63,7 +68,6 @@ def bench_steady(env: Env, duration_s: int) -> dict[str, Any]:
     )
     lags = [float(r[0]) for r in rows]
     return {
-        "seconds": duration_s,
         "runs": len(lags),
         "lag_p50_ms": round(statistics.median(lags), 1),
         "lag_p99_ms": round(percentile(lags, 0.99), 1),

@@ -135,37 +135,31 @@ async def partition_is_past(
 async def youngest_age(session: AsyncSession, policy: Policy) -> timedelta:
     """The shortest retention in force (the per-schedule overrides included): a row younger
     than it is kept whatever its outcome."""
-    shortest = min(policy.ages.values())
-    if policy.single:
-        return shortest
-    result = await session.execute(
-        text(
-            "SELECT min(CASE WHEN jsonb_typeof(v) = 'number' AND v::text::float8 > 0"
-            " THEN v::text::float8 END) FROM schedules s, jsonb_each("
-            f"CASE WHEN jsonb_typeof(s.options->'{OVERRIDE_KEY}') = 'object'"
-            f" THEN s.options->'{OVERRIDE_KEY}' END) AS t(k, v)"
-        )
-    )
-    days = result.scalar_one()
-    return shortest if days is None else min(shortest, timedelta(days=float(days)))
+    return await _bound_age(session, policy, "min")
 
 
 async def longest_age(session: AsyncSession, policy: Policy) -> timedelta:
     """The longest retention in force (overrides included): a finished run older than it
     goes whatever its outcome and schedule."""
-    longest = max(policy.ages.values())
+    return await _bound_age(session, policy, "max")
+
+
+async def _bound_age(session: AsyncSession, policy: Policy, bound: str) -> timedelta:
+    """The `min` or `max` retention over the defaults and every schedule's valid override."""
+    pick = min if bound == "min" else max
+    default = pick(policy.ages.values())
     if policy.single:
-        return longest
+        return default
     result = await session.execute(
         text(
-            "SELECT max(CASE WHEN jsonb_typeof(v) = 'number' AND v::text::float8 > 0"
+            f"SELECT {bound}(CASE WHEN jsonb_typeof(v) = 'number' AND v::text::float8 > 0"
             " THEN v::text::float8 END) FROM schedules s, jsonb_each("
             f"CASE WHEN jsonb_typeof(s.options->'{OVERRIDE_KEY}') = 'object'"
             f" THEN s.options->'{OVERRIDE_KEY}' END) AS t(k, v)"
         )
     )
     days = result.scalar_one()
-    return longest if days is None else max(longest, timedelta(days=float(days)))
+    return default if days is None else pick(default, timedelta(days=float(days)))
 
 
 async def past_partitions(

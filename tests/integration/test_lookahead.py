@@ -67,6 +67,17 @@ async def add(engine: AsyncEngine, name: str, every_s: int, policy: str = "allow
     )
 
 
+async def add_burst(engine: AsyncEngine, n: int, slot: datetime) -> None:
+    """n hourly `allow` schedules whose first slot is `slot`."""
+    await sql(
+        engine,
+        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
+        "SELECT 'burst-' || i, 'demo.noop', 3600, :slot FROM generate_series(1, :n) i",
+        slot=slot,
+        n=n,
+    )
+
+
 async def runs(engine: AsyncEngine) -> list[dict[str, object]]:
     return await sql(
         engine, "SELECT id, scheduled_for, status_id FROM executions ORDER BY scheduled_for"
@@ -212,12 +223,7 @@ async def test_each_beat_withdraws_its_own_and_the_edit_instant_stays_the_users(
 async def test_a_burst_too_big_for_the_least_lead_is_written_earlier(
     engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
 ) -> None:
-    await sql(
-        engine,
-        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
-        "SELECT 'burst-' || i, 'demo.noop', 3600, :slot FROM generate_series(1, 300) i",
-        slot=BASE + 10 * SECOND,
-    )
+    await add_burst(engine, 300, BASE + 10 * SECOND)
     fast, slow = make_dispatcher(), make_dispatcher()
     await fast.run_once(BASE)  # computes every row's first slot: 10 s away, nothing written
     assert await runs(engine) == []
@@ -243,12 +249,7 @@ async def test_a_burst_too_big_for_the_least_lead_is_written_earlier(
 async def test_two_beats_share_a_burst_written_early(
     engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
 ) -> None:
-    await sql(
-        engine,
-        "INSERT INTO schedules (name, task, interval_seconds, start_at) "
-        "SELECT 'burst-' || i, 'demo.noop', 3600, :slot FROM generate_series(1, 2500) i",
-        slot=BASE + 10 * SECOND,
-    )
+    await add_burst(engine, 2500, BASE + 10 * SECOND)
     first, second = make_dispatcher(), make_dispatcher()
     await first.run_once(BASE)  # the first slots computed, nothing written yet
     for beat in (first, second):
