@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from tests.acceptance.procs import processes, query, wait_for
+from tests.support.procs import processes, query, wait_for
 
 
 def _queue_length(broker_url: str) -> int:

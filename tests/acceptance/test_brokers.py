@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from scheduler.domain import ExecutionStatus
-from tests.acceptance.procs import processes, query, wait_for
 from tests.conftest import BrokerUnderTest
+from tests.support.procs import processes, query, wait_for
 
 QUEUED, SUCCESS, LOST = (
     s.id for s in (ExecutionStatus.QUEUED, ExecutionStatus.SUCCESS, ExecutionStatus.LOST)

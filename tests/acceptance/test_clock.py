@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.acceptance.procs import processes, query, require_binary, wait_for
+from tests.support.procs import processes, query, require_binary, wait_for
 
 POLL_SQL = (
     "SELECT e.id, s.code AS status, e.scheduled_for, e.created_at, e.queued_at, e.started_at, "

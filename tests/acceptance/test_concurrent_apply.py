@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.acceptance.procs import ROOT, query
+from tests.support.procs import ROOT, query
 
 
 def plan(path: Path, prefix: str, count: int) -> set[str]:

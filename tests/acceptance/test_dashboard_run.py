@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.acceptance.procs import ROOT, wait_for
+from tests.support.procs import ROOT, wait_for
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from kombu.connection import Connection as _Connection
 from kombu.entity import Exchange as _Exchange
 from kombu.entity import Queue as _Queue
 
-from tests.acceptance.procs import ROOT, processes, wait_for
+from tests.support.procs import ROOT, processes, wait_for
 
 Connection: Any = _Connection
 Exchange: Any = _Exchange

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.acceptance.observe import Relay, free_port, get, prometheus
-from tests.acceptance.procs import Procs, processes, query, wait_for
+from tests.support.observe import Relay, free_port, get, prometheus
+from tests.support.procs import Procs, processes, query, wait_for
 
 FAST = {
     "SCHEDULER_BEAT_MAX_SLEEP_S": "1",

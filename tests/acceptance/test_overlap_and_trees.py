@@ -18,8 +18,8 @@ import redis
 from click.testing import CliRunner
 
 from config.celery import app
-from tests.acceptance.procs import Procs, processes, query, wait_for
 from tests.conftest import SessionServices
+from tests.support.procs import Procs, processes, query, wait_for
 
 TERMINAL = ("success", "failed", "timeout", "revoked", "skipped", "missed", "lost")
 

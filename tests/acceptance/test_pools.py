@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from config.celery import app
-from tests.acceptance.procs import processes, wait_for
-from tests.acceptance.test_worker import finished as finished_within
-from tests.acceptance.test_worker import row, send
 from tests.conftest import SessionServices
+from tests.support.procs import processes, wait_for
+from tests.support.runs import finished as finished_within
+from tests.support.runs import row, send
 
 
 def finished(execution_id: str) -> dict[str, Any]:
@@ -174,7 +174,7 @@ def test_revoked_before_it_runs(worker: PoolWorker) -> None:
     execution_id = str(uuid.uuid4())
     app.control.revoke(execution_id)
     time.sleep(0.5)  # the revoke is a broadcast: let the worker hear it before the message
-    from tests.acceptance.test_worker import send_with_id
+    from tests.support.runs import send_with_id
 
     send_with_id(execution_id, "demo.noop", _options={"queue": worker.queue})
     revoked = finished(execution_id)

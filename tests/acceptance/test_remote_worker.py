@@ -14,7 +14,7 @@ from typing import Any
 from config.celery import app
 from scheduler.db import close_runtime, get_runtime
 from scheduler.reaper import WorkerWatch, reap_lost
-from tests.acceptance.procs import processes, query, wait_for
+from tests.support.procs import processes, query, wait_for
 
 NODE = "remote@elsewhere.invalid"
 

@@ -23,7 +23,7 @@ import redis
 
 from scheduler.domain import ExecutionStatus
 from scheduler.services import redis_server_binary
-from tests.acceptance.procs import processes, query, wait_for
+from tests.support.procs import processes, query, wait_for
 
 MASTER_NAME = "scheduler-test"
 ACTIVE = tuple(

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from celery import chain
 
 from config.celery import app
-from tests.acceptance.procs import Procs, processes, query, wait_for
 from tests.conftest import SessionServices
+from tests.support.procs import Procs, processes, query, wait_for
+from tests.support.runs import finished, row, send
 
 
 @pytest.fixture(scope="module")
@@ -46,47 +45,6 @@ def worker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             os.environ["DATABASE_URL"] = previous
         get_settings.cache_clear()
         services.drop_database(name)
-
-
-def send(name: str, **kwargs: Any) -> str:
-    """Publish like the beat: a pending row first, then task_id = execution_id."""
-    execution_id = str(uuid.uuid4())
-    return send_with_id(execution_id, name, **kwargs)
-
-
-def send_with_id(execution_id: str, name: str, **kwargs: Any) -> str:
-    url = os.environ["DATABASE_URL"]
-    query(
-        url,
-        "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
-        "VALUES ($1, $2, '[]', $3, 'manual', 2) ON CONFLICT (id) DO NOTHING",
-        uuid.UUID(execution_id),
-        name,
-        json.dumps(kwargs),
-    )
-    options = kwargs.pop("_options", {})
-    app.send_task(
-        name, kwargs={**kwargs, "execution_id": execution_id}, task_id=execution_id, **options
-    )
-    return execution_id
-
-
-def row(execution_id: str) -> dict[str, Any]:
-    rows = query(
-        os.environ["DATABASE_URL"],
-        "SELECT e.*, s.code AS status FROM executions e "
-        "JOIN execution_statuses s ON s.id = e.status_id WHERE e.id = $1",
-        uuid.UUID(execution_id),
-    )
-    return rows[0] if rows else {}
-
-
-def finished(execution_id: str, timeout_s: float = 20) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        r = row(execution_id)
-        return r if r and r["status"] not in ("pending", "queued", "running", "retrying") else None
-
-    return wait_for(done, timeout_s=timeout_s, interval_s=0.05)
 
 
 def test_success_failure_and_retry(worker_env: tuple[str, Procs]) -> None:

@@ -20,8 +20,8 @@ import redis
 
 from scheduler import api
 from scheduler.domain import ExecutionStatus
-from tests.acceptance.procs import Procs, processes, wait_for
-from tests.acceptance.procs import query as _query
+from tests.support.procs import Procs, processes, wait_for
+from tests.support.procs import query as _query
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -21,8 +21,8 @@ from scheduler.alerts import (
     verify,
 )
 from scheduler.domain import ExecutionStatus
-from tests.acceptance.observe import Receiver
-from tests.acceptance.procs import query
+from tests.support.observe import Receiver
+from tests.support.procs import query
 
 SECRET = "s3cret"
 

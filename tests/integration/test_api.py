@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler import api
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 
 def test_sync_upsert_trigger_history_stats_remove(database_url: str, broker_url: str) -> None:

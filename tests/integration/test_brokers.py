@@ -22,7 +22,7 @@ from scheduler.domain import ExecutionStatus
 from scheduler.publisher import OutgoingMessage, Publisher
 from scheduler.repository import SchedulerRepository as repo
 from tests.conftest import BrokerUnderTest, Connection
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TIMEOUT_S = 60.0

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from scheduler.cli import main
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import config_sync
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 REGISTERED = frozenset({"demo.noop", "demo.sleep"})
 

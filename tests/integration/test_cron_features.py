@@ -19,7 +19,7 @@ from scheduler.cron import next_fire_times
 from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.publisher import Publisher
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

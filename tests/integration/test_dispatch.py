@@ -19,7 +19,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.publisher import Publisher
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

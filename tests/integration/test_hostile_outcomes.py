@@ -8,31 +8,13 @@ from typing import Any
 
 import pytest
 
-from config.celery import app
 from scheduler.bounds import SANITISED_MARK
 from scheduler.domain import ExecutionStatus
-from scheduler.tracking import tracked_task
-from tests.integration.test_tracking import execution, insert
+from tests.support.hostile_tasks import echo, other, raise_, ran
+from tests.support.rows import execution, insert
 
 pytestmark = pytest.mark.usefixtures("database_url")
 HOSTILE = ["nul\x00byte", "lone \ud800 surrogate", "\x1b[31mred\x1b[0m [bold]x[/]"]
-ran: list[str] = []
-
-
-@tracked_task(name="tests.hostile.echo", app=app, shared=False)
-def echo(text: str) -> str:
-    ran.append("echo")
-    return text
-
-
-@tracked_task(name="tests.hostile.raise_", app=app, shared=False)
-def raise_(text: str) -> None:
-    raise RuntimeError(text)
-
-
-@tracked_task(name="tests.hostile.other", app=app, shared=False)
-def other() -> None:
-    ran.append("other")
 
 
 @pytest.mark.parametrize("text", HOSTILE)

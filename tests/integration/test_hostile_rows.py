@@ -25,7 +25,7 @@ from scheduler import api
 from scheduler.db import session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.publisher import Publisher
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DEEP = '{"a": ' * 3000 + "1" + "}" * 3000

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from scheduler.cli import main
 from scheduler.cron import next_fire_times
-from tests.acceptance.procs import query
 from tests.conftest import SessionServices
+from tests.support.procs import query
 
 
 def invoke(*args: str) -> Any:

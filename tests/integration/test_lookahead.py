@@ -19,7 +19,7 @@ from scheduler.dispatcher import Dispatcher
 from scheduler.domain import ExecutionStatus
 from scheduler.publisher import Publisher
 from scheduler.writeahead import WriteRate
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 # an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot
 BASE = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)

@@ -20,7 +20,7 @@ from scheduler.cli import main
 from scheduler.domain import ExecutionStatus
 from scheduler.execution_ids import id_floor, slot_execution_id
 from scheduler.partitions import Interval
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 NOW = datetime.now(UTC)
 

@@ -22,7 +22,7 @@ from scheduler.cli import main
 from scheduler.domain import ExecutionStatus
 from scheduler.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.publisher import Publisher
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 HOUR = datetime(2026, 11, 2, tzinfo=UTC)
 

@@ -22,9 +22,9 @@ from scheduler.db import create_engine, session_factory
 from scheduler.dispatcher import Dispatcher
 from scheduler.publisher import Publisher
 from tasks import demo
-from tests.acceptance.procs import query
 from tests.conftest import run_sync
-from tests.integration.sqlhelp import sql
+from tests.support.procs import query
+from tests.support.sqlhelp import sql
 
 ROLES = ("beat", "worker", "operator", "readonly")
 

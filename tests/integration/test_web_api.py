@@ -21,8 +21,8 @@ from scheduler.cli import main
 from scheduler.domain import ExecutionStatus
 from scheduler.web import create_app
 from scheduler.web.app import call
-from tests.acceptance.procs import query
 from tests.conftest import run_sync
+from tests.support.procs import query
 
 PASSWORD = "correct horse battery"
 XSS = "<script>alert(1)</script>"

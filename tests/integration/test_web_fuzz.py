@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from scheduler import api
 from scheduler.domain import ExecutionStatus
 from scheduler.web import create_app
-from tests.acceptance.procs import query
+from tests.support.procs import query
 
 
 @pytest.fixture

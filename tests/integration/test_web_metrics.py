@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from scheduler.web import create_app
-from tests.integration.sqlhelp import sql
+from tests.support.sqlhelp import sql
 
 
 async def test_web_metrics_serve_the_database_series(engine: AsyncEngine, broker_url: str) -> None:

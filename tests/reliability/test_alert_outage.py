@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from scheduler.alerts import DELIVERY_HEADER, SIGNATURE_HEADER, rule_values, verify
-from tests.acceptance.observe import Receiver
-from tests.acceptance.procs import processes, query, wait_for
+from tests.support.observe import Receiver
+from tests.support.procs import processes, query, wait_for
 
 RUNS = 6
 OUTAGE_S = 30.0

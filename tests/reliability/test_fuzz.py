@@ -208,8 +208,8 @@ def test_fuzzed_rows_never_crash_the_beat(
 @given(text=HOSTILE_TEXT)
 def test_fuzzed_outcome_texts_are_always_recorded(database_url: str, text: str) -> None:
     """Whatever a result or an error holds, the run ends recorded, never left running."""
-    from tests.integration.test_hostile_outcomes import echo, raise_
-    from tests.integration.test_tracking import execution
+    from tests.support.hostile_tasks import echo, raise_
+    from tests.support.rows import execution
 
     for task in (echo, raise_):
         record = execution(task.apply(kwargs={"text": text}).id)

@@ -12,8 +12,8 @@ import time
 
 import redis
 
-from tests.acceptance.procs import processes, query, wait_for
 from tests.reliability.conftest import LONG, OwnServices
+from tests.support.procs import processes, query, wait_for
 
 SCHEDULES = 500 if LONG else 50
 RUN_S = 60 if LONG else 10

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.acceptance.procs import Procs, processes, query, wait_for
 from tests.reliability.conftest import LONG, OwnServices
+from tests.support.procs import Procs, processes, query, wait_for
 
 SCHEDULES = 200 if LONG else 20
 RUN_S = 30 if LONG else 6

@@ -1,0 +1,1 @@
+"""Helpers every test tier shares: processes, SQL, broker readers, run rows."""
