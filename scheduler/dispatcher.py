@@ -119,7 +119,7 @@ def _execution_values(run: PlannedRun, now: datetime) -> dict[str, Any]:
         "task": run.task,
         "args": run.args,
         "kwargs": run.kwargs,
-        "trigger": str.__str__(run.trigger),
+        "trigger": str.__str__(run.trigger),  # its text, without the enum's slow `.value`
         "scheduled_for": run.scheduled_for,
         "status_id": STATUS_IDS[run.status],
         "created_at": now,

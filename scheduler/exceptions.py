@@ -23,36 +23,36 @@ class NotFoundError(SchedulerError):
     """A named schedule or an execution id that does not exist."""
 
 
-class ScheduleNotFound(NotFoundError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no schedule named {name!r}: see `scheduler schedules list`")
-        self.name = name
+class _KeyNotFound(NotFoundError):
+    """Nothing is known by `key`; the subclass's `line` says what and where to look."""
+
+    line = "{key!r} not found"
+
+    def __init__(self, key: object) -> None:
+        super().__init__(self.line.format(key=key))
+        self.key = key
 
 
-class ExecutionNotFound(NotFoundError):
-    def __init__(self, execution_id: object) -> None:
-        super().__init__(f"no execution {execution_id}: see `scheduler history`")
-        self.execution_id = execution_id
+class ScheduleNotFound(_KeyNotFound):
+    line = "no schedule named {key!r}: see `scheduler schedules list`"
 
 
-class NotAnExecutionId(NotFoundError):
+class ExecutionNotFound(_KeyNotFound):
+    line = "no execution {key}: see `scheduler history`"
+
+
+class NotAnExecutionId(_KeyNotFound):
     """A value that cannot be an execution id (not a UUID): nothing can be found by it."""
 
-    def __init__(self, value: object) -> None:
-        super().__init__(f"{value!r} is not an execution id (a UUID)")
-        self.value = value
+    line = "{key!r} is not an execution id (a UUID)"
 
 
-class UserNotFound(NotFoundError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no user named {name!r}: see `scheduler web users list`")
-        self.name = name
+class UserNotFound(_KeyNotFound):
+    line = "no user named {key!r}: see `scheduler web users list`"
 
 
-class AlertRuleNotFound(NotFoundError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no alert rule named {name!r}: see `scheduler alerts list`")
-        self.name = name
+class AlertRuleNotFound(_KeyNotFound):
+    line = "no alert rule named {key!r}: see `scheduler alerts list`"
 
 
 class DuplicateError(SchedulerError):

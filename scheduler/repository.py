@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Integer, and_, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
@@ -264,8 +264,9 @@ class SchedulerRepository:
     ) -> set[uuid.UUID]:
         """Insert runs in one statement (arrays, so any batch size fits in one round trip);
         a slot already taken (by another beat) is skipped: a slot's run has the slot's id
-        (`execution_ids.slot_execution_id`), so the primary key refuses a second one. Returns the inserted ids.
-        `parent_id` and `root_id` are optional keys of a row (a retry has them)."""
+        (`execution_ids.slot_execution_id`), so the primary key refuses a second one. Returns
+        the inserted ids. `parent_id` and `root_id` are optional keys of a row (a retry has
+        them)."""
         if not rows:
             return set()
         result = await session.execute(
@@ -1005,12 +1006,11 @@ class SchedulerRepository:
         stmt = select(
             Schedule, last.label("last_status"), upcoming.label("upcoming_runs")
         ).order_by(Schedule.name)
-        if names is not None and origin is not None:
-            stmt = stmt.where(or_(Schedule.name.in_(names), Schedule.origin == origin))
-        elif names is not None:
-            stmt = stmt.where(Schedule.name.in_(names))
-        elif origin is not None:
-            stmt = stmt.where(Schedule.origin == origin)
+        chosen: list[ColumnElement[bool]] = [Schedule.name.in_(names)] if names is not None else []
+        if origin is not None:
+            chosen.append(Schedule.origin == origin)
+        if chosen:
+            stmt = stmt.where(or_(*chosen))
         result = await session.execute(stmt)
         return [
             {
