@@ -258,8 +258,8 @@ async def test_pause_resume_backfill_are_audited(web: Web) -> None:
     assert resumed.status_code == 200
     assert resumed.json()["enabled"] is True
     now = datetime.now(UTC)
-    body = {
-        "from": (now - timedelta(days=3)).isoformat(),
+    body = {  # exactly three days long: three nightly slots whatever the time of day
+        "from": (now - timedelta(days=3, hours=1)).isoformat(),
         "to": (now - timedelta(hours=1)).isoformat(),
     }
     done = await web.client.post("/api/v1/schedules/nightly/backfill", json=body, headers=operator)
