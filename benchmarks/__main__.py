@@ -235,8 +235,8 @@ def bench_pools(env: Env, n: int) -> list[dict[str, Any]]:
 
 
 def bench_history(env: Env, rows: int) -> dict[str, Any]:
-    from scheduler.db import close_runtime, get_runtime
     from scheduler.repository import SchedulerRepository as repo
+    from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()
     start = time.perf_counter()

@@ -51,12 +51,12 @@ class Env:
         self.embedded: Any = None
         db, broker = os.environ.get("BENCH_DATABASE_URL"), os.environ.get("BENCH_BROKER_URL")
         if not (db and broker):
-            from scheduler.services import EmbeddedServices
+            from scheduler.runtime.services import EmbeddedServices
 
             self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
             urls = self.embedded.up()
             db, broker = db or urls.database_url, broker or urls.broker_url
-        from scheduler.services import normalize_database_url
+        from scheduler.runtime.services import normalize_database_url
 
         self.server = normalize_database_url(db)
         self.broker = broker
@@ -70,7 +70,7 @@ class Env:
         return f"{root}/{name}" + (f"?{query}" if query else "")
 
     def fresh_database(self) -> str:
-        from scheduler import migrate
+        from scheduler.runtime import migrate
 
         name = f"bench_{uuid.uuid4().hex[:10]}"
         run(sql(self.url("postgres"), f'CREATE DATABASE "{name}"'))
@@ -100,7 +100,7 @@ class Env:
             client.close()
 
     def close(self) -> None:
-        from scheduler.db import close_runtime
+        from scheduler.runtime.db import close_runtime
 
         close_runtime()
         for name in self.databases:

@@ -22,8 +22,8 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     scrape of the beat's port over HTTP."""
     from benchmarks.env import run, sql
     from config.settings import Settings
-    from scheduler import metrics
-    from scheduler.db import close_runtime, get_runtime
+    from scheduler.observability import metrics
+    from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()
     run(
@@ -62,7 +62,7 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
         refresh_ms.append((time.perf_counter() - start) * 1000)
     import urllib.request
 
-    from scheduler.health import ObservabilityServer
+    from scheduler.observability.health import ObservabilityServer
 
     server = ObservabilityServer("127.0.0.1", 0, readiness=None).start()
     scrape_ms: list[float] = []
@@ -191,7 +191,7 @@ def _hooks_main(calls: int) -> None:
     import tempfile
     from pathlib import Path
 
-    from scheduler import metrics
+    from scheduler.observability import metrics
 
     def timed() -> float:
         start = time.perf_counter()

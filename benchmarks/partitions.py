@@ -74,7 +74,7 @@ class Side:
         self.sessions: Any = None
 
     async def open(self) -> None:
-        from scheduler.db import create_engine, session_factory
+        from scheduler.runtime.db import create_engine, session_factory
 
         self.conn = await asyncpg.connect(_dsn(self.url))
         self.engine = create_engine(self.url, pool_size=2, max_overflow=0)
@@ -95,8 +95,8 @@ class Side:
         """Daily partitions covering [first, last) (the migration's own ones dropped first)."""
         if not self.partitioned:
             return
-        from scheduler import partitions
-        from scheduler.partitions import Interval
+        from scheduler.store import partitions
+        from scheduler.store.partitions import Interval
 
         async with self.sessions() as session, session.begin():
             for p in await partitions.list_partitions(session):
@@ -155,7 +155,7 @@ async def _timed(fn: Callable[[], Awaitable[Any]], times: int) -> list[float]:
 def _runs(
     schedules: int, first: datetime, n: int, step_s: float
 ) -> list[tuple[Any, int, datetime]]:
-    from scheduler.execution_ids import slot_execution_id
+    from scheduler.core.execution_ids import slot_execution_id
 
     out = []
     for i in range(n):
@@ -207,8 +207,8 @@ def _partitions_read(plan: list[str]) -> int:
 
 
 async def _prune_oldest_day(side: Side, now: datetime) -> dict[str, float]:
-    from scheduler import partitions, retention
-    from scheduler.partitions import Interval
+    from scheduler.store import partitions, retention
+    from scheduler.store.partitions import Interval
 
     oldest = partitions.period_start(now - timedelta(days=DAYS), Interval.DAY)
     cut = oldest + timedelta(days=1)
@@ -317,7 +317,7 @@ async def _bench(
 
 
 def bench_partitions(env: Any, rows: int, schedules: int, churn_days: int) -> list[dict[str, Any]]:
-    from scheduler import migrate
+    from scheduler.runtime import migrate
 
     partitioned = env.fresh_database()
     plain_name = f"bench_plain_{int(time.time())}"

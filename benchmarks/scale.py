@@ -37,9 +37,9 @@ def bench_scale(env: Env, n: int) -> tuple[dict[str, Any], dict[str, list[str]]]
 
     from config.celery import app
     from config.settings import Settings
-    from scheduler.db import close_runtime, get_runtime
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.publisher import Publisher
+    from scheduler.beat.engine import Dispatcher
+    from scheduler.beat.publisher import Publisher
+    from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()
     later = datetime.now(UTC) + timedelta(days=1)

@@ -15,8 +15,8 @@ from celery import Celery
 import tasks
 from config.logging import configure_logging
 from config.settings import get_settings
-from scheduler.health import install_worker_hooks
-from scheduler.services import broker_transport_options, redact, resolve_broker_url
+from scheduler.observability.health import install_worker_hooks
+from scheduler.runtime.services import broker_transport_options, redact, resolve_broker_url
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -49,7 +49,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     beat_scheduler="scheduler.beat:DatabaseScheduler",
-    worker_consumer="scheduler.worker_guard:GuardedConsumer",
+    worker_consumer="scheduler.worker.guard:GuardedConsumer",
     beat_max_loop_interval=settings.beat_max_sleep_s,
 )
 install_worker_hooks()

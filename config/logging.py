@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from scheduler.logs import TEXT_FORMAT as FORMAT
-from scheduler.logs import formatter
+from scheduler.runtime.logs import TEXT_FORMAT as FORMAT
+from scheduler.runtime.logs import formatter
 
 __all__ = ["FORMAT", "configure_logging"]
 

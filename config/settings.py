@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     """How far ahead, at least, the beat writes upcoming runs of `allow` schedules; each is held
     in memory and published at its time, so a busy second costs only the publish. When many
     rows fall due at one instant the beat starts earlier, sized by their number and its
-    measured write rate (see `scheduler.writeahead`). 0 turns writing ahead off."""
+    measured write rate (see `scheduler.core.writeahead`). 0 turns writing ahead off."""
     beat_lookahead_max_s: float = Field(default=60.0, ge=0.0, le=600.0)
     """How far ahead, at most, the beat writes runs (and how far it looks to size the lead)."""
     beat_max_sleep_s: float = 5.0

@@ -1,6 +1,6 @@
 """Alembic environment, async (asyncpg).
 
-Called two ways: by `scheduler.migrate` with an open connection in
+Called two ways: by `scheduler.runtime.migrate` with an open connection in
 `config.attributes["connection"]`, or by the plain `alembic` command, which gets its URL
 from the project settings (DATABASE_URL or the embedded PostgreSQL).
 """
@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from scheduler.models import Base
+from scheduler.store.models import Base
 
 target_metadata = Base.metadata
 
@@ -45,7 +45,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from scheduler.services import resolve_database_url
+    from scheduler.runtime.services import resolve_database_url
 
     asyncio.run(_run_async(resolve_database_url()))
 

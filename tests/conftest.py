@@ -33,9 +33,9 @@ import redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config.settings import get_settings
-from scheduler import db as scheduler_db
-from scheduler import migrate
-from scheduler.services import EmbeddedServices, normalize_database_url
+from scheduler.runtime import db as scheduler_db
+from scheduler.runtime import migrate
+from scheduler.runtime.services import EmbeddedServices, normalize_database_url
 
 T = TypeVar("T")
 Connection: Any = importlib.import_module("kombu").Connection

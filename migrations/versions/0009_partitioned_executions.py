@@ -6,7 +6,7 @@ runs, and `executions_default` takes every other id (the rows written before thi
 Celery's uuid4 ids of direct calls). A unique constraint on a partitioned table must hold the
 partition key, so `UNIQUE (schedule_id, scheduled_for)` gives way: the run of a slot has the id
 `scheduler_slot_id(schedule_id, scheduled_for)` (UUIDv7 of the slot time and an MD5 of the
-pair, computed identically by scheduler.execution_ids), the check `ck_executions_slot_id`
+pair, computed identically by scheduler.core.execution_ids), the check `ck_executions_slot_id`
 refuses a UUIDv7 slot row with any other id, and the primary key refuses a second run of a slot.
 
 Indexes: `uq_executions_slot` goes (the primary key does its work); `ix_executions_root_id`
@@ -127,13 +127,13 @@ EXECUTE FUNCTION scheduler_alert_run_events()
 
 
 def _id_floor(instant: datetime) -> str:
-    """The smallest UUIDv7 of `instant`'s millisecond (scheduler.execution_ids.id_floor)."""
+    """The smallest UUIDv7 of `instant`'s millisecond (scheduler.core.execution_ids.id_floor)."""
     ms = (instant - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     return str(uuid.UUID(int=ms << 80))
 
 
 def _partitions(daily: bool) -> list[str]:
-    """The partitions from today's period to AHEAD_DAYS ahead (scheduler.partitions names)."""
+    """The partitions from today's period to AHEAD_DAYS ahead (scheduler.store.partitions names)."""
     now = datetime.now(UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     length = timedelta(days=1 if daily else 7)

@@ -8,7 +8,7 @@ import click
 
 from config.settings import get_settings
 from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.exceptions import AlertRuleNotFound
+from scheduler.core.exceptions import AlertRuleNotFound
 
 
 @click.group("alerts")
@@ -51,7 +51,7 @@ def add(
     as_json: bool,
 ) -> None:
     """Add rule NAME."""
-    from scheduler.alerts import parse_events, rule_values
+    from scheduler.observability.alerts import parse_events, rule_values
 
     values = rule_values(
         name=name,
@@ -66,8 +66,8 @@ def add(
     )
 
     async def insert() -> int:
-        from scheduler.db import get_runtime
-        from scheduler.repository import AlertsRepository
+        from scheduler.runtime.db import get_runtime
+        from scheduler.store.repository import AlertsRepository
 
         async with get_runtime().session() as session, session.begin():
             return await AlertsRepository.insert_rule(session, values)
@@ -86,8 +86,8 @@ def list_(show_deliveries: bool, as_json: bool) -> None:
     """List rules (secrets are never shown), or recent deliveries."""
 
     async def read() -> list[dict[str, Any]]:
-        from scheduler.db import get_runtime
-        from scheduler.repository import AlertsRepository
+        from scheduler.runtime.db import get_runtime
+        from scheduler.store.repository import AlertsRepository
 
         async with get_runtime().session() as session:
             if show_deliveries:
@@ -121,8 +121,8 @@ def remove(name: str) -> None:
     """Remove rule NAME (and its delivery records)."""
 
     async def delete() -> bool:
-        from scheduler.db import get_runtime
-        from scheduler.repository import AlertsRepository
+        from scheduler.runtime.db import get_runtime
+        from scheduler.store.repository import AlertsRepository
 
         async with get_runtime().session() as session, session.begin():
             return await AlertsRepository.delete_rule(session, name)
@@ -136,10 +136,10 @@ def remove(name: str) -> None:
 @click.argument("name")
 def test(name: str) -> None:
     """Send a `test` event through rule NAME now and say whether it arrived."""
-    from scheduler.alerts import celery_send_task, send_test
+    from scheduler.observability.alerts import celery_send_task, send_test
 
     async def send() -> Any:
-        from scheduler.db import get_runtime
+        from scheduler.runtime.db import get_runtime
 
         send_task = None
         if get_settings().broker_url is not None:

@@ -25,12 +25,9 @@ import click
 import yaml
 
 from scheduler import api
-from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.db import get_runtime
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.repository import SchedulerRepository as repo
-from scheduler.schedules import (
+from scheduler.core.bounds import plain
+from scheduler.core.definitions import (
     ScheduleDefinition,
     broken_fields,
     from_mapping,
@@ -39,6 +36,9 @@ from scheduler.schedules import (
     to_mapping,
     validate,
 )
+from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.runtime.db import get_runtime
+from scheduler.store.repository import SchedulerRepository as repo
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""

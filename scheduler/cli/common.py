@@ -13,9 +13,9 @@ from uuid import UUID
 
 import click
 
-from scheduler.bounds import plain
-from scheduler.exceptions import SchedulerError
-from scheduler.services import redact, redact_text
+from scheduler.core.bounds import plain
+from scheduler.core.exceptions import SchedulerError
+from scheduler.runtime.services import redact, redact_text
 
 T = TypeVar("T")
 USER_ERROR = 2
@@ -119,7 +119,7 @@ def _reason(exc: BaseException) -> str:
 
 def run_db(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine on this process's runtime (one loop, one pooled engine)."""
-    from scheduler.db import get_runtime
+    from scheduler.runtime.db import get_runtime
 
     return get_runtime().run(coro_factory())
 

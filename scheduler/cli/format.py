@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.markup import escape
 
-from scheduler.bounds import plain
-from scheduler.cron import validate_timezone
-from scheduler.cron_describe import relative as relative
-from scheduler.schedules import ScheduleDefinition
+from scheduler.core.bounds import plain
+from scheduler.core.cron import validate_timezone
+from scheduler.core.cron_describe import relative as relative
+from scheduler.core.definitions import ScheduleDefinition
 
 STATUS_STYLE = {
     "success": "green",

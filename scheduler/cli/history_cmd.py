@@ -10,12 +10,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
-from scheduler.bounds import plain
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.cli.format import console, data, local_time, status_text
-from scheduler.domain import ExecutionStatus
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.schedules import parse_duration, parse_instant
+from scheduler.core.bounds import plain
+from scheduler.core.definitions import parse_duration, parse_instant
+from scheduler.core.domain import ExecutionStatus
+from scheduler.core.exceptions import InvalidScheduleError
 
 STATUS_CODES = [s.value for s in ExecutionStatus]
 
@@ -219,8 +219,8 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
     scheduler prune --older-than 30d --keep-last 100
     """
     from config.settings import get_settings
-    from scheduler import retention
-    from scheduler.db import get_runtime
+    from scheduler.runtime.db import get_runtime
+    from scheduler.store import retention
 
     if keep_last and older_than is None:
         raise click.UsageError("--keep-last needs --older-than")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import click
 
 from scheduler import api
-from scheduler.bounds import plain
-from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.importers import (
+from scheduler.api.importers import (
     ImportPlan,
     from_celery_app,
     from_django_celery_beat,
     from_redbeat,
 )
-from scheduler.schedules import registered_tasks, validate
+from scheduler.cli.common import fail, json_option, print_json, run_db
+from scheduler.core.bounds import plain
+from scheduler.core.definitions import registered_tasks, validate
+from scheduler.core.exceptions import InvalidScheduleError
 
 
 def _apply(
@@ -125,7 +125,7 @@ def import_redbeat(
 
     Crontab entries keep Celery's meaning: day of month AND day of week (day_match all).
     Exits 2, writing nothing, when some entries cannot be imported, unless --allow-partial."""
-    from scheduler.services import resolve_broker_url
+    from scheduler.runtime.services import resolve_broker_url
 
     plan = from_redbeat(redis_url or resolve_broker_url(), key_prefix)
     _apply(plan, dry_run=dry_run, update=update, as_json=as_json, allow_partial=allow_partial)

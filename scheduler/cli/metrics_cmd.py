@@ -28,10 +28,10 @@ def metrics_(ctx: click.Context, port: int | None, host: str | None) -> None:
     import os
 
     from config.settings import get_settings
-    from scheduler import health, metrics
-    from scheduler.alerts import Observer
     from scheduler.cli.processes import prepare
-    from scheduler.db import get_runtime
+    from scheduler.observability import health, metrics
+    from scheduler.observability.alerts import Observer
+    from scheduler.runtime.db import get_runtime
 
     if host:
         os.environ["SCHEDULER_HTTP_HOST"] = host
@@ -64,18 +64,18 @@ def metrics_(ctx: click.Context, port: int | None, host: str | None) -> None:
 @click.option("--off", is_flag=True, help="Stop monitoring them.")
 def monitor(glob: str, off: bool) -> None:
     """Give the schedules matching GLOB their own series (or take them away with --off)."""
-    from scheduler.alerts import glob_regex
+    from scheduler.observability.alerts import glob_regex
 
     async def mark() -> list[str]:
-        from scheduler.db import get_runtime
-        from scheduler.repository import ObservabilityRepository
+        from scheduler.runtime.db import get_runtime
+        from scheduler.store.repository import ObservabilityRepository
 
         async with get_runtime().session() as session, session.begin():
             return await ObservabilityRepository.set_monitored(session, glob_regex(glob), not off)
 
     names = run_db(mark)
     if not names:
-        from scheduler.exceptions import NotFoundError
+        from scheduler.core.exceptions import NotFoundError
 
         raise NotFoundError(f"no schedule matches {glob!r}: see `scheduler schedules list`")
     click.echo(f"{len(names)} schedules {'no longer ' if off else ''}monitored")

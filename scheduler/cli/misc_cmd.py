@@ -10,9 +10,9 @@ from rich.table import Table
 
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.cli.format import console, data
-from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
-from scheduler.cron_describe import describe
-from scheduler.schedules import parse_instant
+from scheduler.core.cron import DAY_MATCHES, next_fire_times, validate_timezone
+from scheduler.core.cron_describe import describe
+from scheduler.core.definitions import parse_instant
 
 
 @click.command("next")
@@ -71,7 +71,7 @@ TASK_OPTIONS = ("queue", "rate_limit", "max_retries", "default_retry_delay", "so
 def tasks(as_json: bool) -> None:
     """Registered tasks (the names a schedule may use) with their options."""
     from config.celery import app
-    from scheduler.tracking import TrackedTask
+    from scheduler.worker.tracked import TrackedTask
 
     app.loader.import_default_modules()
     rows: list[dict[str, Any]] = []
@@ -111,8 +111,8 @@ def reap(as_json: bool) -> None:
     import time
 
     from config.celery import app
-    from scheduler.db import get_runtime
-    from scheduler.reaper import WorkerWatch, reap_lost
+    from scheduler.beat.reaper import WorkerWatch, reap_lost
+    from scheduler.runtime.db import get_runtime
 
     app.loader.import_default_modules()
     limits = {

@@ -30,9 +30,9 @@ def maintain(no_drop: bool, as_json: bool) -> None:
     Waits for a beat that is doing the same; safe to run from cron on any host.
     """
     from config.settings import get_settings
-    from scheduler import retention
-    from scheduler.db import get_runtime
-    from scheduler.partitions import MaintainReport
+    from scheduler.runtime.db import get_runtime
+    from scheduler.store import retention
+    from scheduler.store.partitions import MaintainReport
 
     async def work() -> MaintainReport:
         async with get_runtime().sessions() as session, session.begin():
@@ -63,8 +63,8 @@ def maintain(no_drop: bool, as_json: bool) -> None:
 def list_(as_json: bool) -> None:
     """Each partition: its name, its time range (UTC), its rows (the planner's estimate) and
     its size with indexes. `executions_default` holds the ids outside every range."""
-    from scheduler import partitions
-    from scheduler.db import get_runtime
+    from scheduler.runtime.db import get_runtime
+    from scheduler.store import partitions
 
     async def work() -> list[partitions.Partition]:
         async with get_runtime().sessions() as session:

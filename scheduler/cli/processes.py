@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 from config.settings import get_settings
-from scheduler import migrate
 from scheduler.cli.common import run_db
-from scheduler.services import ServiceUrls, redact, resolve_urls
+from scheduler.runtime import migrate
+from scheduler.runtime.services import ServiceUrls, redact, resolve_urls
 
 DEMO_SCHEDULES: list[dict[str, Any]] = [
     {
@@ -207,8 +207,8 @@ def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: b
 
 
 async def _create_demo_schedules() -> int:
-    from scheduler.db import get_runtime
-    from scheduler.repository import SchedulerRepository
+    from scheduler.runtime.db import get_runtime
+    from scheduler.store.repository import SchedulerRepository
 
     async with get_runtime().session() as session:
         created = await SchedulerRepository.create_schedules_if_absent(session, DEMO_SCHEDULES)

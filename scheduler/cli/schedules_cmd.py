@@ -14,7 +14,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
-from scheduler.bounds import plain
 from scheduler.cli.common import fail, json_option, print_json, run_db
 from scheduler.cli.format import (
     console,
@@ -24,11 +23,10 @@ from scheduler.cli.format import (
     relative,
     status_text,
 )
-from scheduler.cron import DAY_MATCHES, next_fire_times, validate_timezone
-from scheduler.cron_describe import Description, describe_definition
-from scheduler.exceptions import ScheduleNotFound, SchedulerError
-from scheduler.repository import SchedulerRepository as repo
-from scheduler.schedules import (
+from scheduler.core.bounds import plain
+from scheduler.core.cron import DAY_MATCHES, next_fire_times, validate_timezone
+from scheduler.core.cron_describe import Description, describe_definition
+from scheduler.core.definitions import (
     ScheduleDefinition,
     from_row,
     parse_duration,
@@ -36,6 +34,8 @@ from scheduler.schedules import (
     parse_json,
     to_mapping,
 )
+from scheduler.core.exceptions import ScheduleNotFound, SchedulerError
+from scheduler.store.repository import SchedulerRepository as repo
 
 
 def definition_options(for_update: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -134,7 +134,7 @@ def apply_flags(base: ScheduleDefinition, flags: dict[str, Any]) -> ScheduleDefi
 
 def _load(name: str) -> dict[str, Any]:
     async def find() -> dict[str, Any] | None:
-        from scheduler.db import get_runtime
+        from scheduler.runtime.db import get_runtime
 
         async with get_runtime().sessions() as session:
             rows = await repo.list_schedules(session, names=[name])
@@ -187,7 +187,7 @@ def add(name: str, as_json: bool, **flags: Any) -> None:
 
 
 async def _exists(name: str) -> bool:
-    from scheduler.db import get_runtime
+    from scheduler.runtime.db import get_runtime
 
     async with get_runtime().sessions() as session:
         return await repo.get_schedule_by_name(session, name) is not None

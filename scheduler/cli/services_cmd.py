@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from config.settings import get_settings
-from scheduler import migrate
 from scheduler.cli.common import json_option, print_json, run_db
-from scheduler.services import EmbeddedServices, redact, resolve_database_url
+from scheduler.runtime import migrate
+from scheduler.runtime.services import EmbeddedServices, redact, resolve_database_url
 
 
 @click.group()
@@ -97,9 +97,9 @@ def db_roles(apply_: bool, prefix: str) -> None:
       CREATE ROLE beat_host1 LOGIN PASSWORD '...' IN ROLE scheduler_beat;
     Run `db upgrade` as the owner of the tables, never as one of these roles.
     """
-    from scheduler.db import get_runtime
-    from scheduler.exceptions import InvalidScheduleError
-    from scheduler.repository import apply_statements, role_statements
+    from scheduler.core.exceptions import InvalidScheduleError
+    from scheduler.runtime.db import get_runtime
+    from scheduler.store.repository import apply_statements, role_statements
 
     try:
         statements = role_statements(prefix)

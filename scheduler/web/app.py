@@ -42,10 +42,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from config.settings import get_settings
 from scheduler import api
-from scheduler import metrics as project_metrics
-from scheduler.accounts import Role
-from scheduler.db import get_runtime
-from scheduler.exceptions import (
+from scheduler.core.accounts import Role
+from scheduler.core.exceptions import (
     ConflictError,
     DatabaseUnreachable,
     DuplicateError,
@@ -53,7 +51,9 @@ from scheduler.exceptions import (
     NotFoundError,
     SchedulerError,
 )
-from scheduler.services import redact
+from scheduler.observability import metrics as project_metrics
+from scheduler.runtime.db import get_runtime
+from scheduler.runtime.services import redact
 from scheduler.web import charts, pages
 from scheduler.web.auth import (
     LOCAL_ACTOR,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from scheduler.accounts import Role
+from scheduler.core.accounts import Role
 
 LOCAL_ACTOR = "local"
 SIGN_IN_ATTEMPTS = 5

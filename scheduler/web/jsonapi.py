@@ -15,8 +15,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from scheduler import api
-from scheduler.accounts import Role
-from scheduler.schedules import ScheduleDefinition, from_mapping, from_row, to_mapping, validate
+from scheduler.core.accounts import Role
+from scheduler.core.definitions import (
+    ScheduleDefinition,
+    from_mapping,
+    from_row,
+    to_mapping,
+    validate,
+)
 from scheduler.web.app import (
     actor_of,
     api_route,

@@ -9,9 +9,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.cron import next_fire_times, validate_timezone
-from scheduler.cron_describe import relative as relative
-from scheduler.exceptions import SchedulerError
+from scheduler.core.cron import next_fire_times, validate_timezone
+from scheduler.core.cron_describe import relative as relative
+from scheduler.core.exceptions import SchedulerError
 
 
 def zone(tz: str | None) -> ZoneInfo:

@@ -13,9 +13,9 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from scheduler import api
-from scheduler.accounts import Role
-from scheduler.domain import ExecutionStatus
-from scheduler.schedules import from_row, parse_json, to_mapping
+from scheduler.core.accounts import Role
+from scheduler.core.definitions import from_row, parse_json, to_mapping
+from scheduler.core.domain import ExecutionStatus
 from scheduler.web import charts, pages
 from scheduler.web.app import (
     call,

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.celery import app
-from scheduler.db import get_runtime
-from scheduler.models import Schedule
 from scheduler.repository import SchedulerRepository
+from scheduler.runtime.db import get_runtime
+from scheduler.store.models import Schedule
 from scheduler.tracking import tracked_task
 
 log = logging.getLogger(__name__)

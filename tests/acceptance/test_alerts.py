@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from scheduler.alerts import DELIVERY_HEADER, SIGNATURE_HEADER, rule_values, verify
+from scheduler.observability.alerts import DELIVERY_HEADER, SIGNATURE_HEADER, rule_values, verify
 from tests.support.observe import Receiver
 from tests.support.procs import processes, query, wait_for
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
 from tests.conftest import BrokerUnderTest
 from tests.support.procs import processes, query, wait_for
 

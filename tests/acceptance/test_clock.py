@@ -126,7 +126,7 @@ def test_a_jittered_slots_eta_is_counted_on_the_database_clock(
 
     import redis
 
-    from scheduler.planner import jitter_s
+    from scheduler.core.planner import jitter_s
 
     faketime = require_binary("faketime")
     (row,) = query(

@@ -28,7 +28,7 @@ TERMINAL = ("success", "failed", "timeout", "revoked", "skipped", "missed", "los
 def worker4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Procs]]:
     """One database and one prefork worker with four processes, shared by this module."""
     from config.settings import get_settings
-    from scheduler.db import close_runtime
+    from scheduler.runtime.db import close_runtime
     from tests.conftest import session_services
 
     services: SessionServices = session_services()
@@ -149,10 +149,10 @@ def test_auto_pause_once_with_four_processes_failing_at_once(worker4: tuple[str,
 def test_chain_started_by_a_scheduled_run_is_one_tree(worker4: tuple[str, Procs]) -> None:
     from config.settings import get_settings
     from scheduler import api
+    from scheduler.beat.engine import Dispatcher
+    from scheduler.beat.publisher import Publisher
     from scheduler.cli import main
-    from scheduler.db import get_runtime
-    from scheduler.dispatcher import Dispatcher
-    from scheduler.publisher import Publisher
+    from scheduler.runtime.db import get_runtime
 
     url, _ = worker4
     query(

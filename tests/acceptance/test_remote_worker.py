@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from config.celery import app
-from scheduler.db import close_runtime, get_runtime
-from scheduler.reaper import WorkerWatch, reap_lost
+from scheduler.beat.reaper import WorkerWatch, reap_lost
+from scheduler.runtime.db import close_runtime, get_runtime
 from tests.support.procs import processes, query, wait_for
 
 NODE = "remote@elsewhere.invalid"

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import redis
 
-from scheduler.domain import ExecutionStatus
-from scheduler.services import redis_server_binary
+from scheduler.core.domain import ExecutionStatus
+from scheduler.runtime.services import redis_server_binary
 from tests.support.procs import processes, query, wait_for
 
 MASTER_NAME = "scheduler-test"

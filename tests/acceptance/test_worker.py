@@ -36,7 +36,7 @@ def worker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.1)
             yield url, procs
     finally:
-        from scheduler.db import close_runtime
+        from scheduler.runtime.db import close_runtime
 
         close_runtime()
         if previous is None:

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from scheduler import api
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
 from tests.support.procs import Procs, processes, wait_for
 from tests.support.procs import query as _query
 
@@ -71,7 +71,7 @@ def _ready(url: str) -> bool:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from config.settings import get_settings
-    from scheduler.db import close_runtime
+    from scheduler.runtime.db import close_runtime
     from tests.conftest import session_services
 
     services = session_services()

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from scheduler import db as scheduler_db
-from scheduler.alerts import (
+from scheduler.core.domain import ExecutionStatus
+from scheduler.observability.alerts import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     Deliverer,
@@ -20,7 +20,7 @@ from scheduler.alerts import (
     send_test,
     verify,
 )
-from scheduler.domain import ExecutionStatus
+from scheduler.runtime import db as scheduler_db
 from tests.support.observe import Receiver
 from tests.support.procs import query
 
@@ -291,8 +291,8 @@ def test_alerts_cli_add_list_test_remove(database_url: str, broker_url: str) -> 
 def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: str) -> None:
     from click.testing import CliRunner
 
-    from scheduler import metrics
     from scheduler.cli import main
+    from scheduler.observability import metrics
 
     runner = CliRunner()
     _schedule(database_url, "nightly-a")

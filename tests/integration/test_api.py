@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler import api
-from scheduler.domain import ExecutionStatus
-from scheduler.exceptions import InvalidScheduleError, NotFoundError
+from scheduler.core.domain import ExecutionStatus
+from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
 from tests.support.procs import query
 
 

@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.db import session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.domain import ExecutionStatus
-from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import OutgoingMessage, Publisher
+from scheduler.core.domain import ExecutionStatus
 from scheduler.repository import SchedulerRepository as repo
+from scheduler.runtime.db import session_factory
 from tests.conftest import BrokerUnderTest, Connection
 from tests.support.sqlhelp import sql
 

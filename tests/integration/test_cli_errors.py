@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.settings import get_settings
 from scheduler.cli import main
 from scheduler.cli.common import explain, sqlstate
-from scheduler.db import close_runtime
+from scheduler.runtime.db import close_runtime
 
 
 def _one_error_line(result: Result) -> str:

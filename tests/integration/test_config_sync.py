@@ -12,7 +12,7 @@ from celery.schedules import crontab
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler import config_sync
+from scheduler.beat import config_sync
 from tests.support.procs import query
 
 REGISTERED = frozenset({"demo.noop", "demo.sleep"})
@@ -54,12 +54,12 @@ async def test_beat_schedule_is_synced_and_user_rows_are_never_touched(
             "unregistered": {"task": "legacy.gone", "schedule": 10.0},
         }
     )
-    with caplog.at_level(logging.INFO, logger="scheduler.config_sync"):
+    with caplog.at_level(logging.INFO, logger="scheduler.beat.config_sync"):
         first = await sync(session, app)
     assert sorted(first.created) == ["every-30s", "office-hours"]
     assert first.taken == ("taken",)
     assert [name for name, _ in first.invalid] == ["unregistered"]
-    [line] = [r.getMessage() for r in caplog.records if r.name == "scheduler.config_sync"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "scheduler.beat.config_sync"]
     assert "2 created, 0 updated, 0 removed, 0 unchanged" in line
     assert "taken" in line
     assert "unregistered" in line

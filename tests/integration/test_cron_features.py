@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import Publisher
 from scheduler.cli import main
-from scheduler.cron import next_fire_times
-from scheduler.db import session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.publisher import Publisher
+from scheduler.core.cron import next_fire_times
+from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ import pytest
 
 from config.celery import app
 from config.settings import get_settings
-from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.beat.publisher import OutgoingMessage, Publisher
 from tests.conftest import BrokerUnderTest, Connection, amqp_url_or_skip
 
 

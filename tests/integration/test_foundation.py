@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from config.settings import get_settings
 from scheduler.cli import main
-from scheduler.db import close_runtime
-from scheduler.services import EmbeddedServices
+from scheduler.runtime.db import close_runtime
+from scheduler.runtime.services import EmbeddedServices
 
 
 @pytest.fixture

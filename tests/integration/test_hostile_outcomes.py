@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from scheduler.bounds import SANITISED_MARK
-from scheduler.domain import ExecutionStatus
+from scheduler.core.bounds import SANITISED_MARK
+from scheduler.core.domain import ExecutionStatus
 from tests.support.hostile_tasks import echo, other, raise_, ran
 from tests.support.rows import execution, insert
 
@@ -35,7 +35,7 @@ def test_results_and_errors_are_stored_whatever_they_hold(text: str) -> None:
 def test_a_claim_for_another_task_is_refused(caplog: pytest.LogCaptureFixture) -> None:
     ran.clear()
     execution_id = insert(ExecutionStatus.QUEUED, task="tests.hostile.echo")
-    with caplog.at_level(logging.ERROR, logger="scheduler.tracking"):
+    with caplog.at_level(logging.ERROR, logger="scheduler.worker.tracked"):
         other.apply(task_id=execution_id)
     assert ran == []
     assert "delivery refused" in caplog.text

@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.celery import app
 from config.settings import Settings
 from scheduler import api
-from scheduler.db import session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.publisher import Publisher
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import Publisher
+from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -80,7 +80,7 @@ async def test_a_deep_row_is_flagged_alone_and_the_others_keep_time(
         "VALUES ('deep', 'demo.noop', 10, CAST(:k AS jsonb))",
         k=DEEP,
     )
-    with caplog.at_level(logging.WARNING, logger="scheduler.dispatcher"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.beat.engine"):
         result = await dispatcher.tick(NOW)
     assert (result.flagged, result.published) == (1, 1)
     rows = {r["name"]: r for r in await sql(engine, "SELECT * FROM schedules")}
@@ -246,7 +246,7 @@ async def test_each_flagged_row_is_logged_once_per_change_with_a_summary(
         "INSERT INTO schedules (name, task, interval_seconds) "
         "SELECT 'bad-' || i, 'nope.nope', 60 FROM generate_series(1, 30) i",
     )
-    with caplog.at_level(logging.WARNING, logger="scheduler.dispatcher"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.beat.engine"):
         assert (await dispatcher.tick(NOW)).flagged == 30
         first = [r.getMessage() for r in caplog.records]
         caplog.clear()

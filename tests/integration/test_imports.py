@@ -15,7 +15,7 @@ from celery.schedules import crontab
 from click.testing import CliRunner
 
 from scheduler.cli import main
-from scheduler.cron import next_fire_times
+from scheduler.core.cron import next_fire_times
 from tests.conftest import SessionServices
 from tests.support.procs import query
 

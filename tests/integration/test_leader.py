@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from scheduler.leader import LeaderLock
+from scheduler.beat.leader import LeaderLock
 
 
 def test_one_leader_then_takeover_after_expiry_or_release(broker_url: str) -> None:

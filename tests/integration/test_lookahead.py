@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.db import session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.domain import ExecutionStatus
-from scheduler.publisher import Publisher
-from scheduler.writeahead import WriteRate
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import Publisher
+from scheduler.core.domain import ExecutionStatus
+from scheduler.core.writeahead import WriteRate
+from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 
 # an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot

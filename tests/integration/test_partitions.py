@@ -14,12 +14,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import Settings
-from scheduler import db as scheduler_db
-from scheduler import partitions, retention
 from scheduler.cli import main
-from scheduler.domain import ExecutionStatus
-from scheduler.execution_ids import id_floor, slot_execution_id
-from scheduler.partitions import Interval
+from scheduler.core.domain import ExecutionStatus
+from scheduler.core.execution_ids import id_floor, slot_execution_id
+from scheduler.runtime import db as scheduler_db
+from scheduler.store import partitions, retention
+from scheduler.store.partitions import Interval
 from tests.support.procs import query
 
 NOW = datetime.now(UTC)

@@ -17,11 +17,12 @@ from click.testing import CliRunner, Result
 
 from config.celery import app
 from config.settings import get_settings
-from scheduler import api, followup
+from scheduler import api
+from scheduler.beat.publisher import Publisher
 from scheduler.cli import main
-from scheduler.domain import ExecutionStatus
-from scheduler.exceptions import InvalidScheduleError, NotFoundError
-from scheduler.publisher import Publisher
+from scheduler.core.domain import ExecutionStatus
+from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
+from scheduler.worker import followup
 from tests.support.procs import query
 
 HOUR = datetime(2026, 11, 2, tzinfo=UTC)
@@ -345,7 +346,7 @@ def test_auto_pause_after_n_failures_once_with_writers_racing(
     running = _insert_runs(database_url, "etl", ["running"] * 6)
     publisher = Publisher(app)
     try:
-        with caplog.at_level(logging.WARNING, logger="scheduler.followup"):
+        with caplog.at_level(logging.WARNING, logger="scheduler.worker.followup"):
             asyncio.run(_racing_failures(database_url, running[:1], publisher))
             assert _schedule(database_url, "etl")["enabled"] is True  # 2 in a row: not yet
             asyncio.run(_racing_failures(database_url, running[1:], publisher))
@@ -384,8 +385,8 @@ def test_auto_pause_counts_afresh_after_resume_and_ignores_skips(
 
 
 def test_lost_runs_pause_through_the_reaper(database_url: str, broker_url: str) -> None:
-    from scheduler.db import get_runtime
-    from scheduler.reaper import reap_lost
+    from scheduler.beat.reaper import reap_lost
+    from scheduler.runtime.db import get_runtime
 
     api.upsert_schedule(
         api.ScheduleDefinition(
@@ -425,8 +426,8 @@ def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: 
     assert api.trigger("slow").status is ExecutionStatus.SKIPPED
     # the outbox sweep leaves a held run alone, however old
     query(database_url, "UPDATE executions SET created_at = created_at - interval '1 hour'")
-    from scheduler.db import get_runtime
     from scheduler.repository import SchedulerRepository as repo
+    from scheduler.runtime.db import get_runtime
 
     async def stale() -> list[Any]:
         async with get_runtime().sessions() as session, session.begin():

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from config.celery import app
-from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.beat.publisher import OutgoingMessage, Publisher
 
 
 def _pop_all(broker_url: str, queue: str = "celery") -> list[dict[str, Any]]:

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from config.celery import app
-from scheduler import clock
-from scheduler.publisher import OutgoingMessage, Publisher
+from scheduler.beat.publisher import OutgoingMessage, Publisher
+from scheduler.runtime import clock
 from tests.conftest import BrokerUnderTest, Connection
 
 AHEAD = timedelta(minutes=7)

@@ -16,11 +16,11 @@ from sqlalchemy.exc import DBAPIError
 from config.celery import app
 from config.settings import Settings, get_settings
 from scheduler import api
-from scheduler import db as scheduler_db
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import Publisher
 from scheduler.cli import main
-from scheduler.db import create_engine, session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.publisher import Publisher
+from scheduler.runtime import db as scheduler_db
+from scheduler.runtime.db import create_engine, session_factory
 from tasks import demo
 from tests.conftest import run_sync
 from tests.support.procs import query

@@ -21,8 +21,8 @@ from celery import shared_task
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from scheduler.db import create_engine, get_runtime, session_factory
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
+from scheduler.runtime.db import create_engine, get_runtime, session_factory
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.celery import app
 from config.settings import get_settings
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
 from scheduler.repository import SchedulerRepository
-from scheduler.tracking import TrackedTask, tracked_task, worker_id
+from scheduler.worker.tracked import TrackedTask, tracked_task, worker_id
 from tasks import demo
 from tests.support.rows import execution, insert
 
@@ -255,7 +255,7 @@ def test_outcomes_learnt_outside_the_run() -> None:
 
 
 def test_a_worker_success_is_written_in_the_background_and_lands_by_shutdown() -> None:
-    from scheduler.db import close_runtime
+    from scheduler.runtime.db import close_runtime
 
     execution_id = insert(ExecutionStatus.QUEUED, task="tests.tracking.counted")
     counted.push_request(id=execution_id, is_eager=False, delivery_info={})

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scheduler.beat.reaper import reap_lost
 from scheduler.cli import main
-from scheduler.domain import ExecutionStatus
-from scheduler.reaper import reap_lost
+from scheduler.core.domain import ExecutionStatus
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from scheduler import api
 from scheduler.cli import main
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
 from scheduler.web import create_app
 from scheduler.web.app import call
 from tests.conftest import run_sync

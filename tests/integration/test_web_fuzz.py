@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from scheduler import api
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
 from scheduler.web import create_app
 from tests.support.procs import query
 

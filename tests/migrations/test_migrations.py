@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from scheduler import migrate
-from scheduler.domain import NON_TERMINAL, ExecutionStatus
-from scheduler.models import Base
+from scheduler.core.domain import NON_TERMINAL, ExecutionStatus
+from scheduler.runtime import migrate
+from scheduler.store.models import Base
 
 CONTRACT_TABLES = {
     "execution_statuses",

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from scheduler import migrate
-from scheduler.execution_ids import slot_execution_id
+from scheduler.core.execution_ids import slot_execution_id
+from scheduler.runtime import migrate
 
 ROWS = 20_000
 FINGERPRINT = (

@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 import pytest
 
-from scheduler import migrate
+from scheduler.runtime import migrate
 
 
 def _dsn(url: str) -> str:

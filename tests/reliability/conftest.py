@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from config.settings import get_settings
-from scheduler import migrate
-from scheduler.db import close_runtime
-from scheduler.services import EmbeddedServices
+from scheduler.runtime import migrate
+from scheduler.runtime.db import close_runtime
+from scheduler.runtime.services import EmbeddedServices
 from tests.conftest import run_sync
 
 LONG = os.environ.get("RELIABILITY_LONG") == "1"

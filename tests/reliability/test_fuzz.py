@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.bounds import SANITISED_MARK
-from scheduler.db import create_engine, session_factory
-from scheduler.dispatcher import Dispatcher
-from scheduler.publisher import Publisher
+from scheduler.beat.engine import Dispatcher
+from scheduler.beat.publisher import Publisher
+from scheduler.core.bounds import SANITISED_MARK
+from scheduler.runtime.db import create_engine, session_factory
 from tests.conftest import run_sync
 from tests.reliability.conftest import LONG
 
@@ -157,9 +157,9 @@ async def _insert_and_tick(url: str, generated: list[dict[str, Any]]) -> tuple[l
 
 
 def _valid(row: Any) -> bool:
-    from scheduler.cron import make_timing
-    from scheduler.exceptions import InvalidScheduleError
-    from scheduler.options import check_options
+    from scheduler.core.cron import make_timing
+    from scheduler.core.exceptions import InvalidScheduleError
+    from scheduler.core.options import check_options
 
     if row["task"] not in GOOD_TASKS or not isinstance(json.loads(row["args"]), list):
         return False
@@ -234,7 +234,7 @@ _bodies = st.one_of(
 def test_fuzzed_broker_bodies_are_accepted_only_as_celery_triples(body: bytes) -> None:
     from kombu.message import Message as KombuMessage
 
-    from scheduler.worker_guard import message_problem
+    from scheduler.worker.guard import message_problem
 
     build: Any = KombuMessage
     message = build(

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from scheduler.db import get_runtime
-from scheduler.domain import ExecutionStatus
+from scheduler.core.domain import ExecutionStatus
+from scheduler.runtime.db import get_runtime
 
 
 def rows(sql: str, **params: Any) -> list[dict[str, Any]]:

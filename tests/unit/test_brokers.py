@@ -10,8 +10,8 @@ from typing import Any
 import amqp
 import pytest
 
-from scheduler.brokers import encode_properties, encode_publish, frames
-from scheduler.reaper import QueuedRun, judge_queued
+from scheduler.beat.brokers import encode_properties, encode_publish, frames
+from scheduler.beat.reaper import QueuedRun, judge_queued
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

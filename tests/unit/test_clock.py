@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.clock import DatabaseClock
+from scheduler.runtime.clock import DatabaseClock
 
 
 def test_before_any_read_the_host_clock_is_used() -> None:
@@ -41,7 +41,7 @@ def test_the_instant_is_placed_half_way_through_the_round_trip() -> None:
 
 def test_a_wrong_host_clock_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = DatabaseClock()
-    with caplog.at_level(logging.WARNING, logger="scheduler.clock"):
+    with caplog.at_level(logging.WARNING, logger="scheduler.runtime.clock"):
         for _ in range(3):
             now = time.monotonic()
             clock.set(datetime.now(UTC) - timedelta(seconds=30), now, now)

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.cron import (
+from scheduler.core.cron import (
     first_interval_fire,
     next_fire_times,
     next_interval_fire,
     parse_cron,
     validate_timezone,
 )
-from scheduler.exceptions import InvalidScheduleError
+from scheduler.core.exceptions import InvalidScheduleError
 
 
 def utc(*args: int) -> datetime:

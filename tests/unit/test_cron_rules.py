@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from scheduler import api
-from scheduler.cron import next_cron_fire, next_fire_times, parse_cron, validate_timezone
-from scheduler.cron_describe import describe
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.schedules import ScheduleDefinition
+from scheduler.core.cron import next_cron_fire, next_fire_times, parse_cron, validate_timezone
+from scheduler.core.cron_describe import describe
+from scheduler.core.definitions import ScheduleDefinition
+from scheduler.core.exceptions import InvalidScheduleError
 
 
 def utc(*args: int) -> datetime:
@@ -377,7 +377,7 @@ def test_ranges_to_the_last_day_and_l_before_a_weekday() -> None:
 
 
 def test_day_match_round_trips_through_yaml_and_is_validated() -> None:
-    from scheduler.schedules import from_mapping, to_mapping, validate
+    from scheduler.core.definitions import from_mapping, to_mapping, validate
 
     definition = from_mapping(
         {"name": "m", "task": "demo.noop", "cron": "0 9 1-7 * mon", "day_match": "all"}

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from scheduler.domain import ExecutionStatus, Trigger
-from scheduler.held import HeldRuns, changed_at
-from scheduler.planner import PlannedRun
-from scheduler.publisher import OutgoingMessage
+from scheduler.beat.publisher import OutgoingMessage
+from scheduler.core.domain import ExecutionStatus, Trigger
+from scheduler.core.held import HeldRuns, changed_at
+from scheduler.core.planner import PlannedRun
 
 T = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)

@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 
 from config.logging import FORMAT
-from scheduler.bounds import (
+from scheduler.cli.apply_cmd import safe_load
+from scheduler.core.bounds import (
     MAX_JSON_DEPTH,
     SANITISED_MARK,
     Unreadable,
@@ -21,13 +22,12 @@ from scheduler.bounds import (
     storable,
     storable_json_text,
 )
-from scheduler.cli.apply_cmd import safe_load
-from scheduler.exceptions import ConfigurationError, InvalidScheduleError
-from scheduler.logs import RedactingFormatter
-from scheduler.planner import DueSchedule, PlannerSettings, plan
-from scheduler.redaction import redact, redact_text
-from scheduler.schedules import ScheduleDefinition, parse_json, validate
-from scheduler.services import check_broker_url, normalize_database_url
+from scheduler.core.definitions import ScheduleDefinition, parse_json, validate
+from scheduler.core.exceptions import ConfigurationError, InvalidScheduleError
+from scheduler.core.planner import DueSchedule, PlannerSettings, plan
+from scheduler.core.redaction import redact, redact_text
+from scheduler.runtime.logs import RedactingFormatter
+from scheduler.runtime.services import check_broker_url, normalize_database_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -9,11 +9,18 @@ import re
 import pytest
 
 from config.settings import Settings
-from scheduler import metrics
-from scheduler.alerts import backoff_s, body_bytes, glob_regex, parse_events, signature, verify
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.health import liveness_bound_s
-from scheduler.logs import JsonFormatter, RedactingFormatter, redact
+from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.observability import metrics
+from scheduler.observability.alerts import (
+    backoff_s,
+    body_bytes,
+    glob_regex,
+    parse_events,
+    signature,
+    verify,
+)
+from scheduler.observability.health import liveness_bound_s
+from scheduler.runtime.logs import JsonFormatter, RedactingFormatter, redact
 
 
 def test_glob_regex_anchors_and_escapes() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.options import PROTOCOL_HEADERS, check_options
-from scheduler.publisher import OutgoingMessage, redis_payload
+from scheduler.beat.publisher import OutgoingMessage, redis_payload
+from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.core.options import PROTOCOL_HEADERS, check_options
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from scheduler.domain import ExecutionStatus, Trigger
-from scheduler.planner import DueSchedule, PlannerSettings, jitter_s, plan, plan_row
+from scheduler.core.domain import ExecutionStatus, Trigger
+from scheduler.core.planner import DueSchedule, PlannerSettings, jitter_s, plan, plan_row
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = PlannerSettings(default_grace_s=60, max_catchup=5)

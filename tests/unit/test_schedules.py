@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from scheduler.exceptions import InvalidScheduleError
-from scheduler.schedules import (
+from scheduler.core.definitions import (
     ScheduleDefinition,
     from_mapping,
     normalize,
@@ -18,6 +17,7 @@ from scheduler.schedules import (
     to_mapping,
     validate,
 )
+from scheduler.core.exceptions import InvalidScheduleError
 
 REGISTERED = frozenset({"demo.noop"})
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from scheduler.tracking import TrackedTask, _accepts_execution_id, summarize, tracked_task
+from scheduler.worker.tracked import TrackedTask, _accepts_execution_id, summarize, tracked_task
 
 SEED_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -155,7 +155,7 @@ def test_unreachable_sees_through_sqlalchemys_wrapping() -> None:
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 
-    from scheduler.tracking import unreachable
+    from scheduler.worker.tracked import unreachable
 
     def wrapped(cause: BaseException) -> sa_exc.DBAPIError:
         """What SQLAlchemy raises: DBAPIError(orig=adapter error caused by asyncpg's)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from config.settings import Settings
-from scheduler.exceptions import ConfigurationError
-from scheduler.services import check_broker_url, normalize_database_url, redact
+from scheduler.core.exceptions import ConfigurationError
+from scheduler.runtime.services import check_broker_url, normalize_database_url, redact
 
 
 @pytest.mark.parametrize(

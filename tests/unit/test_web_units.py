@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from scheduler import accounts
-from scheduler.accounts import Role
 from scheduler.api import decode_cursor, encode_cursor
-from scheduler.exceptions import InvalidScheduleError
+from scheduler.core import accounts
+from scheduler.core.accounts import Role
+from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.web import charts, pages
 from scheduler.web.auth import (
     HTTPProblem,

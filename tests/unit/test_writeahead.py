@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.writeahead import INITIAL_ROWS_PER_S, MIN_SAMPLE_ROWS, WriteRate, lead
+from scheduler.core.writeahead import INITIAL_ROWS_PER_S, MIN_SAMPLE_ROWS, WriteRate, lead
 
 STEP = 0.25
 

@@ -1,0 +1,89 @@
+"""How far ahead the beat writes runs: sized by the work coming, not a constant.
+
+Runs of `allow` schedules are written ahead and held until their slot (see
+`scheduler.core.held`). Writing takes time in proportion to the rows to write, so a fixed lead
+works only while the rows due at one instant can be written within it. Instead, the beat
+looks at the rows due in the coming window (a count per short step of time, from an index
+range scan) and at how fast it has been writing (measured per batch), and starts writing
+each instant's rows early enough to finish with a margin: the rows due by an offset `t`
+(counted from now, cumulatively, earliest first since batches go in due order) must start
+being written by `t - lead(count)`, where
+
+    lead(count) = count / rate * margin + base
+
+and `base` is the configured minimum lead (`SCHEDULER_BEAT_LOOKAHEAD_S`). Pure: no I/O, no
+clock reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MARGIN = 2.0
+"""Writing is planned to take this many times its measured duration."""
+INITIAL_ROWS_PER_S = 2_000.0
+"""The write rate assumed before the first measurement: deliberately low, so a beat that
+meets a burst before it has measured anything starts early rather than late."""
+MIN_SAMPLE_ROWS = 100
+"""Batches smaller than this are not measured (their fixed costs would dominate)."""
+SMOOTHING = 0.3
+"""Weight of the newest batch in the rate's moving average."""
+
+
+@dataclass(frozen=True)
+class Lead:
+    """What the coming window asks of the beat."""
+
+    start_in_s: float | None
+    """Seconds from now until writing must start (zero or less: now); None when no `allow`
+    row is due in the window."""
+    horizon_s: float
+    """When writing: rows due within this many seconds from now are written now."""
+
+
+def lead(
+    profile: Sequence[tuple[float, int]],
+    *,
+    step_s: float,
+    rows_per_s: float,
+    base_s: float,
+    max_s: float,
+    margin: float = MARGIN,
+) -> Lead:
+    """The lead for a window described by `profile`: (end of a step of `step_s` seconds as
+    an offset from now, rows due in that step), in ascending offset; rows already due fall in
+    steps ending at or before zero. A step's rows are taken to fall due at its start (the
+    earliest they can), and are written whole. The horizon is at least `base_s`, at most
+    `max_s`."""
+    rate = max(rows_per_s, 1.0)
+    cumulative = 0
+    start: float | None = None
+    horizon = base_s
+    for offset, count in profile:
+        if offset - step_s > max_s:
+            break
+        cumulative += count
+        must_start = offset - step_s - (cumulative / rate * margin + base_s)
+        start = must_start if start is None else min(start, must_start)
+        if must_start <= 0:
+            horizon = max(horizon, offset)
+    return Lead(start_in_s=start, horizon_s=min(horizon, max_s))
+
+
+class WriteRate:
+    """Rows the beat writes per second (lock, plan, insert, update, commit), as a moving
+    average over batches."""
+
+    def __init__(self, initial: float = INITIAL_ROWS_PER_S) -> None:
+        self.rows_per_s = initial
+        self.measured = False
+
+    def record(self, rows: int, seconds: float) -> None:
+        if rows < MIN_SAMPLE_ROWS or seconds <= 0:
+            return
+        sample = rows / seconds
+        if not self.measured:
+            self.rows_per_s, self.measured = sample, True
+        else:
+            self.rows_per_s += SMOOTHING * (sample - self.rows_per_s)

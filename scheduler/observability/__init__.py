@@ -1,0 +1,1 @@
+"""Metrics, the health port of each process, alert rules and their delivery."""

@@ -1,0 +1,1 @@
+"""The worker side: tracked tasks, their outcomes and what those set off, the message guard."""
