@@ -46,7 +46,8 @@ from scheduler.core.exceptions import (
 )
 from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.history import HistoryStore
+from scheduler.store.schedules import ScheduleStore
 from scheduler.store.web import RunFilter
 from scheduler.store.web import WebStore as store
 
@@ -113,8 +114,8 @@ async def areconcile(
     async with _unit(session) as s:
         if not dry_run:
             # two applies at once would each see the other's rows as absent: one waits
-            await repo.lock_definitions(s)
-        stored = {r["name"]: r for r in await repo.list_schedules(s)}
+            await ScheduleStore.lock_definitions(s)
+        stored = {r["name"]: r for r in await ScheduleStore.list_schedules(s)}
         wanted = {d.name: d for d in definitions}
         creates: list[dict[str, Any]] = []
         for name, definition in wanted.items():
@@ -132,16 +133,16 @@ async def areconcile(
                 if not dry_run:
                     values = definition.column_values()
                     values.pop("name")
-                    await repo.update_schedule(s, name, values)
+                    await ScheduleStore.update_schedule(s, name, values)
         if creates:
-            await repo.insert_schedules(s, creates)
+            await ScheduleStore.insert_schedules(s, creates)
         if prune:
             for name in sorted(set(stored) - set(wanted)):
                 if stored[name].get("origin", "user") != "user":
                     continue  # the app's beat_schedule owns it (synced at beat start)
                 changes["delete"].append(name)
                 if not dry_run:
-                    await repo.delete_schedule(s, name)
+                    await ScheduleStore.delete_schedule(s, name)
         if not dry_run:
             who = actor or default_actor()
             await store.add_audits(
@@ -178,14 +179,14 @@ async def aupsert_schedule(
 
 async def alist_schedules(*, session: AsyncSession | None = None) -> list[dict[str, Any]]:
     async with _unit(session) as s:
-        return await repo.list_schedules(s)
+        return await ScheduleStore.list_schedules(s)
 
 
 async def aremove_schedule(
     name: str, *, session: AsyncSession | None = None, actor: str | None = None
 ) -> None:
     async with _unit(session) as s:
-        if not await repo.delete_schedule(s, name):
+        if not await ScheduleStore.delete_schedule(s, name):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.delete", "schedule", name)
 
@@ -206,7 +207,7 @@ async def ahistory(
         raise InvalidScheduleError("limit must be at least 1")
     key = None if root is None else _execution_key(root)
     async with _unit(session) as s:
-        return await repo.history(
+        return await HistoryStore.history(
             s,
             schedule=schedule,
             task=task,
@@ -233,8 +234,8 @@ async def aget_execution(
     except ValueError:
         raise NotAnExecutionId(execution_id) from None
     async with _unit(session) as s:
-        found = await repo.execution_details(s, key)
-        tree = [] if found is None else await repo.run_tree(s, key)
+        found = await HistoryStore.execution_details(s, key)
+        tree = [] if found is None else await HistoryStore.run_tree(s, key)
     if found is None:
         raise ExecutionNotFound(key)
     found["children"] = [node for node in tree if node["parent_id"] == key]
@@ -250,7 +251,7 @@ async def arun_tree(
     group and chord steps, subtasks), oldest first; each has `parent_id` and `root_id`."""
     key = _execution_key(execution_id)
     async with _unit(session) as s:
-        tree = await repo.run_tree(s, key)
+        tree = await HistoryStore.run_tree(s, key)
     if not tree:
         raise ExecutionNotFound(key)
     return tree
@@ -265,10 +266,10 @@ async def apause_schedule(
     if not reason:
         raise InvalidScheduleError("a pause needs a reason (--reason TEXT)")
     async with _unit(session) as s:
-        if not await repo.pause_schedule(s, name, reason=reason, actor=actor):
+        if not await ScheduleStore.pause_schedule(s, name, reason=reason, actor=actor):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.pause", "schedule", name, reason=reason)
-        return (await repo.list_schedules(s, names=[name]))[0]
+        return (await ScheduleStore.list_schedules(s, names=[name]))[0]
 
 
 async def aresume_schedule(
@@ -277,10 +278,10 @@ async def aresume_schedule(
     """Enable schedule `name` again (from its next slot, no catch-up for the paused time);
     the pause annotation is cleared. Audited as `schedule.resume` by `actor`."""
     async with _unit(session) as s:
-        if not await repo.resume_schedule(s, name):
+        if not await ScheduleStore.resume_schedule(s, name):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.resume", "schedule", name)
-        return (await repo.list_schedules(s, names=[name]))[0]
+        return (await ScheduleStore.list_schedules(s, names=[name]))[0]
 
 
 async def astats(
@@ -291,7 +292,7 @@ async def astats(
 ) -> list[dict[str, Any]]:
     since = since or datetime.now(UTC) - timedelta(hours=24)
     async with _unit(session) as s:
-        return await repo.stats(s, since=since, schedule=schedule)
+        return await HistoryStore.stats(s, since=since, schedule=schedule)
 
 
 async def atrigger(

@@ -32,6 +32,7 @@ from scheduler.core.definitions import parse_duration
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.store import partitions
+from scheduler.store.history import HistoryStore
 from scheduler.store.models import NON_TERMINAL_STATUS_IDS
 from scheduler.store.partitions import SCHEMA, Interval, MaintainReport, Partition
 
@@ -326,12 +327,10 @@ async def prune(
                 report.dropped.append(partition.name)
                 report.dropped_rows += partition.rows_estimate
     if keep_last > 0:
-        from scheduler.store.repository import SchedulerRepository as repo
-
         cutoff = now - policy.ages["success"]
         while True:
             async with sessions() as session, session.begin():
-                n = await repo.prune_batch(
+                n = await HistoryStore.prune_batch(
                     session, older_than=cutoff, keep_last=keep_last, batch=batch
                 )
             report.deleted += n
