@@ -207,15 +207,17 @@ def _partitions_read(plan: list[str]) -> int:
 
 
 async def _prune_oldest_day(side: Side, now: datetime) -> dict[str, float]:
-    from scheduler.store import partitions, retention
+    from scheduler.beat import upkeep
+    from scheduler.core.retention import Policy
+    from scheduler.store import partitions
     from scheduler.store.partitions import Interval
 
     oldest = partitions.period_start(now - timedelta(days=DAYS), Interval.DAY)
     cut = oldest + timedelta(days=1)
     started = time.perf_counter()
     if side.partitioned:
-        policy = retention.Policy.older_than(now - cut)
-        report = await retention.prune(side.sessions, policy, now, batch=5000)
+        policy = Policy.older_than(now - cut)
+        report = await upkeep.prune(side.sessions, policy, now, batch=5000)
         total = (time.perf_counter() - started) * 1000
         return {"prune_day_ms": round(total, 1), "dropped": len(report.dropped)}
     deleted = 0
