@@ -22,7 +22,7 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     from benchmarks.env import run, sql
     from config.settings import Settings
     from scheduler.core.domain import ExecutionStatus
-    from scheduler.observability import metrics
+    from scheduler.observability import database_series
     from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()
@@ -49,8 +49,8 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
         )
     )
     run(sql(url, "ANALYZE"))
-    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=n))
-    metrics._database = source
+    source = database_series.DatabaseMetrics(Settings(metrics_schedule_limit=n))
+    database_series._database = source
     runtime = get_runtime(url)
 
     async def refresh() -> None:
@@ -78,7 +78,7 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     finally:
         server.stop()
         close_runtime()
-        metrics._database = None
+        database_series._database = None
     return {
         "monitored_schedules": n,
         "series": 3 * n,

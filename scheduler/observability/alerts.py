@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.observability import metrics
+from scheduler.observability import database_series, metrics
 from scheduler.runtime.services import redact
 from scheduler.store.alerts import AlertStore
 from scheduler.store.models import ALERT_EVENTS
@@ -286,7 +286,7 @@ class Observer:
         last_stale = last_refresh = 0.0
         while not self._stopping:
             clock = time.monotonic()
-            source = metrics.database_metrics()
+            source = database_series.database_metrics()
             every_s = max(self.settings.metrics_refresh_s, 10 * source.refresh_s)
             if metrics.enabled() and clock - last_refresh >= every_s:
                 last_refresh = clock
@@ -306,7 +306,7 @@ class Observer:
 
     async def _refresh_metrics(self) -> None:
         async with self.sessions() as session:
-            await metrics.database_metrics().refresh(session)
+            await database_series.database_metrics().refresh(session)
 
     async def _guard(self, what: str, coro: Any) -> None:
         try:

@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 
 from config.settings import get_settings
 from scheduler import api
+from scheduler.observability import database_series
 from scheduler.observability import metrics as project_metrics
 from scheduler.runtime.db import get_runtime
 from scheduler.web.bridge import call
@@ -35,14 +36,14 @@ _metrics_refreshed_at = -float("inf")
 
 async def _refresh_database_metrics() -> None:
     async with get_runtime().session() as session:
-        await project_metrics.database_metrics().refresh(session)
+        await database_series.database_metrics().refresh(session)
 
 
 async def metrics(request: Request) -> Response:
     """This process's metrics and the database's series (the outbox, `monitored` schedules),
     read again at most every `SCHEDULER_METRICS_REFRESH_S` (or ten times a refresh's cost)."""
     global _metrics_refreshed_at
-    source = project_metrics.database_metrics()
+    source = database_series.database_metrics()
     every_s = max(get_settings().metrics_refresh_s, 10 * source.refresh_s)
     if time.monotonic() - _metrics_refreshed_at >= every_s:
         _metrics_refreshed_at = time.monotonic()

@@ -293,7 +293,7 @@ def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: st
     from click.testing import CliRunner
 
     from scheduler.cli import main
-    from scheduler.observability import metrics
+    from scheduler.observability import database_series
 
     runner = CliRunner()
     _schedule(database_url, "nightly-a")
@@ -310,7 +310,7 @@ def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: st
     rows = query(database_url, "SELECT name FROM schedules WHERE monitored ORDER BY name")
     assert [r["name"] for r in rows] == ["nightly-a", "nightly-b"]
 
-    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=1))
+    source = database_series.DatabaseMetrics(Settings(metrics_schedule_limit=1))
     runtime = scheduler_db.get_runtime(database_url)
 
     async def refresh() -> None:
