@@ -20,8 +20,10 @@ from celery.beat import Scheduler
 
 from config.settings import get_settings
 from scheduler.beat import config_sync
-from scheduler.beat.engine import ChangeListener, Dispatcher, Wakeup, utcnow
+from scheduler.beat.dispatcher import Dispatcher
+from scheduler.beat.engine import utcnow
 from scheduler.beat.leader import LeaderLock
+from scheduler.beat.listener import ChangeListener, Wakeup
 from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch
 from scheduler.observability import health, metrics
