@@ -2,7 +2,8 @@
 
 Thin glue: Celery calls `tick()` in a loop; each call sleeps until the next pass has work
 (a slot coming within the lookahead, a held run's time, a NOTIFY from the schedules table, or
-shutdown), then runs one pass of the dispatcher on this process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
+shutdown), then runs one pass of the dispatcher (`scheduler.beat.dispatcher`) on this
+process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
 and retried with a capped back-off. On SIGTERM the pass under way finishes, then the
 connections close; runs written ahead are published at their time first.
 """

@@ -33,7 +33,6 @@ from typing import Any
 
 from celery import Celery
 from kombu import messaging
-from kombu.entity import Exchange
 
 from scheduler.beat.brokers import (
     ConfirmingChannel,
@@ -47,11 +46,11 @@ from scheduler.beat.brokers import (
     redis_queue_depth,
 )
 from scheduler.beat.frames import OutgoingMessage, amqp_message, instant_after, redis_payload
+from scheduler.beat.routing import resolve_route
 from scheduler.runtime import clock
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
-DELIVERY_MODES = {"persistent": 2, "transient": 1}
 
 
 class Publisher:
@@ -102,37 +101,9 @@ class Publisher:
         if route is None:
             registered = self.app.tasks.get(task)
             own = getattr(registered, "queue", None) if registered is not None else None
-            route = self._resolve(task, str(wanted or own or "") or None)
+            route = resolve_route(self.app, task, str(wanted or own or "") or None)
             self._routes[key] = route
         return route
-
-    def _resolve(self, task: str, queue_name: str | None) -> Route:
-        conf = self.app.conf
-        routed = self.app.amqp.router.route(
-            {"queue": queue_name} if queue_name else {}, task, (), {}
-        )
-        queue = routed.get("queue")
-        exchange = routed.get("exchange")
-        routing_key = routed.get("routing_key")
-        if isinstance(exchange, Exchange):
-            exchange = exchange.name
-        name = str(queue.name if queue is not None else conf.task_default_queue)
-        exchange_type = queue.exchange.type if queue is not None else "direct"
-        if (not exchange or not routing_key) and exchange_type == "direct":
-            exchange, routing_key = "", name
-        elif exchange is None:
-            exchange = queue.exchange.name or conf.task_default_exchange or ""
-            routing_key = routing_key or queue.routing_key or conf.task_default_routing_key
-        mode = getattr(getattr(queue, "exchange", None), "delivery_mode", None)
-        mode = mode or conf.task_default_delivery_mode
-        delivery_mode = DELIVERY_MODES.get(mode, mode) if isinstance(mode, str) else mode
-        return Route(
-            queue=name,
-            exchange=str(exchange or ""),
-            routing_key=str(routing_key or name),
-            delivery_mode=int(delivery_mode or 2),
-            declare=queue,
-        )
 
     def _queue_for(self, task: str, options: dict[str, Any]) -> str:
         return self.route(task, options).queue
