@@ -235,8 +235,8 @@ def bench_pools(env: Env, n: int) -> list[dict[str, Any]]:
 
 
 def bench_history(env: Env, rows: int) -> dict[str, Any]:
-    from scheduler.repository import SchedulerRepository as repo
     from scheduler.runtime.db import close_runtime, get_runtime
+    from scheduler.store.history import HistoryStore
 
     url = env.fresh_database()
     start = time.perf_counter()
@@ -267,11 +267,11 @@ def bench_history(env: Env, rows: int) -> dict[str, Any]:
 
     async def history() -> None:
         async with runtime.sessions() as session:
-            await repo.history(session, schedule="hist-500", limit=50)
+            await HistoryStore.history(session, schedule="hist-500", limit=50)
 
     async def stats() -> None:
         async with runtime.sessions() as session:
-            await repo.stats(session, since=datetime.now(UTC) - timedelta(hours=24))
+            await HistoryStore.stats(session, since=datetime.now(UTC) - timedelta(hours=24))
 
     def timed(fn: Callable[[], Coroutine[Any, Any, None]], times: int) -> list[float]:
         runtime.run(fn())

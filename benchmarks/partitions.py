@@ -166,15 +166,15 @@ def _runs(
 
 
 async def _reads(side: Side, now: datetime, repeats: int, schedules: int) -> dict[str, float]:
-    from scheduler.repository import SchedulerRepository as repo
+    from scheduler.store.history import HistoryStore
 
     async def history() -> None:
         async with side.sessions() as session:
-            await repo.history(session, schedule=f"s-{max(1, schedules // 2)}", limit=50)
+            await HistoryStore.history(session, schedule=f"s-{max(1, schedules // 2)}", limit=50)
 
     async def stats() -> None:
         async with side.sessions() as session:
-            await repo.stats(session, since=now - timedelta(hours=24))
+            await HistoryStore.stats(session, since=now - timedelta(hours=24))
 
     return {
         "history_ms_p50": round(statistics.median(await _timed(history, repeats)), 2),
@@ -207,15 +207,17 @@ def _partitions_read(plan: list[str]) -> int:
 
 
 async def _prune_oldest_day(side: Side, now: datetime) -> dict[str, float]:
-    from scheduler.store import partitions, retention
+    from scheduler.beat import upkeep
+    from scheduler.core.retention import Policy
+    from scheduler.store import partitions
     from scheduler.store.partitions import Interval
 
     oldest = partitions.period_start(now - timedelta(days=DAYS), Interval.DAY)
     cut = oldest + timedelta(days=1)
     started = time.perf_counter()
     if side.partitioned:
-        policy = retention.Policy.older_than(now - cut)
-        report = await retention.prune(side.sessions, policy, now, batch=5000)
+        policy = Policy.older_than(now - cut)
+        report = await upkeep.prune(side.sessions, policy, now, batch=5000)
         total = (time.perf_counter() - started) * 1000
         return {"prune_day_ms": round(total, 1), "dropped": len(report.dropped)}
     deleted = 0
@@ -232,7 +234,7 @@ async def _claim_finish(
     sides: list[Side], schedules: int, first: datetime, n: int
 ) -> dict[str, float]:
     """Median claim + finish of one run (us), the sides taking turns run by run."""
-    from scheduler.repository import SchedulerRepository as repo
+    from scheduler.store.runs import RunStore
 
     runs = _runs(schedules, first, n, 1.0)
     for side in sides:
@@ -241,12 +243,12 @@ async def _claim_finish(
     for i, (run_id, _, _) in enumerate(runs):
         for side in sides if i % 2 == 0 else list(reversed(sides)):
             started = time.perf_counter()
-            attempt = await repo.claim_execution(
+            attempt = await RunStore.claim_execution(
                 side.c, run_id, task="demo.noop", args_json="[]", kwargs_json="{}",
                 worker="bench", now=datetime.now(UTC),
             )  # fmt: skip
             assert attempt == 1
-            await repo.finish_run(
+            await RunStore.finish_run(
                 side.c, run_id, status_id=5, duration_ms=1, completed_at=datetime.now(UTC)
             )
             per_run[side.label].append((time.perf_counter() - started) * 1e6)

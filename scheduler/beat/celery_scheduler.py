@@ -27,11 +27,11 @@ from scheduler.beat.leader import LeaderLock
 from scheduler.beat.listener import ChangeListener, Wakeup
 from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch
+from scheduler.beat.upkeep import Upkeep
 from scheduler.observability import health, metrics
 from scheduler.observability.alerts import Observer, celery_send_task
 from scheduler.runtime import clock
 from scheduler.runtime.db import Runtime, get_runtime
-from scheduler.store.retention import Upkeep
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from scheduler.core.held import HeldRuns
 from scheduler.core.planner import PlannedRun
 from scheduler.observability import metrics
 from scheduler.runtime import clock
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.outbox import OutboxStore
 
 log = logging.getLogger(__name__)
 LOST_IN_TRANSIT_S = 10.0
@@ -59,7 +59,7 @@ class Delivery:
             )
             return 0
         async with self.sessions() as session, session.begin():
-            await repo.mark_queued(session, [r.id for r in runs], now=clock.now())
+            await OutboxStore.mark_queued(session, [r.id for r in runs], now=clock.now())
         return len(runs)
 
     async def publish(self, messages: Sequence[OutgoingMessage]) -> None:

@@ -30,7 +30,7 @@ from scheduler.beat.reaper import WorkerWatch, reap_lost
 from scheduler.beat.trigger import BackfillReport, ManualRuns, TriggerResult
 from scheduler.core.held import HeldRuns
 from scheduler.core.writeahead import WriteRate
-from scheduler.store.repository import DueOutlook
+from scheduler.store.dispatch import DueOutlook
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 30.0

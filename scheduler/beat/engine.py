@@ -36,8 +36,7 @@ from scheduler.core.planner import DueSchedule, PlannedRun, PlannerSettings, Sch
 from scheduler.core.writeahead import Lead, WriteRate, horizon_s, lead, wake_at
 from scheduler.observability import metrics
 from scheduler.runtime import clock
-from scheduler.store.repository import DueOutlook
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.dispatch import DispatchStore, DueOutlook
 
 log = logging.getLogger(__name__)
 PROFILE_STEP_S = 0.25
@@ -118,14 +117,14 @@ class Engine:
         """The transactional half of a batch: returns the runs it inserted, not yet published
         (those of slots after `now` are to be held until their time)."""
         async with self.sessions() as session, session.begin():
-            await repo.mark_beat_transaction(session)
-            rows = await repo.lock_due_schedules(
+            await DispatchStore.mark_beat_transaction(session)
+            rows = await DispatchStore.lock_due_schedules(
                 session, now=now, limit=self.settings.beat_max_batch, horizon=horizon
             )
             if not rows:
                 return TickResult(0, 0, 0, 0, full=False), []
             watch = [r["id"] for r in rows if r["overlap_policy"] != OverlapPolicy.ALLOW]
-            counts = await repo.run_counts(session, watch)
+            counts = await DispatchStore.run_counts(session, watch)
             due: list[DueSchedule] = []
             for row in rows:
                 active, waiting = counts.get(row["id"], (0, 0))
@@ -137,13 +136,13 @@ class Engine:
                 registered=self.registered,
                 settings=self.planner_settings,
             )
-            inserted = await repo.insert_executions(
+            inserted = await DispatchStore.insert_executions(
                 session, [execution_values(r, now) for r in result.runs]
             )
             runs_added = Counter(r.schedule_id for r in result.runs if r.fires and r.id in inserted)
             fired = [r for r in result.runs if r.publishes and r.id in inserted]
             metrics.runs_planned(result.runs, inserted)
-            await repo.update_schedules(
+            await DispatchStore.update_schedules(
                 session, [update_values(u, runs_added[u.id]) for u in result.updates]
             )
         flagged = [u for u in result.updates if u.last_error]
@@ -165,9 +164,9 @@ class Engine:
         """What is due in the window; with `allow` rows in it, the lead is sized anew from
         their count per step and the measured write rate (see `scheduler.core.writeahead`)."""
         async with self.sessions() as session:
-            outlook = await repo.due_outlook(session, horizon=now + self.window)
+            outlook = await DispatchStore.due_outlook(session, horizon=now + self.window)
             profile = (
-                await repo.allow_due_profile(
+                await DispatchStore.allow_due_profile(
                     session, now=now, until=now + self.window, step_s=PROFILE_STEP_S
                 )
                 if outlook.allow_within is not None
@@ -298,11 +297,11 @@ class Engine:
         if not self.held:
             return 0
         async with self.sessions() as session, session.begin():
-            current = await repo.schedule_identities(session, self.held.schedule_ids())
+            current = await DispatchStore.schedule_identities(session, self.held.schedule_ids())
             runs = self.held.stale(current)
             if not runs:
                 return 0
-            withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
+            withdrawn = await DispatchStore.withdraw_runs(session, [r.id for r in runs])
         metrics.runs_withdrawn(withdrawn)
         self.held.drop(r.id for r in runs)
         log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
@@ -311,7 +310,7 @@ class Engine:
     async def recheck_errors(self) -> int:
         """Clear the errors the beat set, so those rows are judged again (at start-up)."""
         async with self.sessions() as session, session.begin():
-            cleared = await repo.clear_beat_errors(session)
+            cleared = await DispatchStore.clear_beat_errors(session)
         self.flags.reported.update(cleared)
         return len(cleared)
 

@@ -23,7 +23,8 @@ from scheduler.beat.messages import row_message
 from scheduler.beat.reaper import QueuedRun, judge_queued
 from scheduler.observability import metrics
 from scheduler.runtime import clock
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.dispatch import DispatchStore
+from scheduler.store.outbox import OutboxStore
 
 log = logging.getLogger(__name__)
 REPUBLISH_LIMIT = 100_000
@@ -51,7 +52,7 @@ class Outbox:
 
     async def _republish_queued(self, since: datetime) -> int:
         async with self.sessions() as session:
-            rows = await repo.queued_since(session, since=since, limit=REPUBLISH_LIMIT)
+            rows = await OutboxStore.queued_since(session, since=since, limit=REPUBLISH_LIMIT)
         await self.delivery.publish([row_message(r) for r in rows])
         self.delivery.broker_lost_since = None
         if rows:
@@ -65,10 +66,12 @@ class Outbox:
     async def _sweep_pending(self, now: datetime) -> int:
         cutoff = now - timedelta(seconds=self.settings.beat_sweep_after_s)
         async with self.sessions() as session, session.begin():
-            found = await repo.lock_stale_pending(
+            found = await OutboxStore.lock_stale_pending(
                 session, older_than=cutoff, limit=self.settings.beat_max_batch
             )
-            withdrawn = await repo.withdraw_runs(session, [r["id"] for r in found if r["withdraw"]])
+            withdrawn = await DispatchStore.withdraw_runs(
+                session, [r["id"] for r in found if r["withdraw"]]
+            )
             metrics.runs_withdrawn(withdrawn)
             if withdrawn:
                 log.info("sweep withdrew %d runs written ahead of a disabled schedule", withdrawn)
@@ -76,7 +79,7 @@ class Outbox:
             if not rows:
                 return 0
             await self.delivery.publish([row_message(r) for r in rows])
-            await repo.mark_queued(session, [r["id"] for r in rows], now=clock.now())
+            await OutboxStore.mark_queued(session, [r["id"] for r in rows], now=clock.now())
         log.info("sweep republished %d pending runs", len(rows))
         return len(rows)
 
@@ -86,7 +89,7 @@ class Outbox:
         (see `judge_queued`). Returns (republished, lost)."""
         publisher = self.delivery.publisher
         async with self.sessions() as session, session.begin():
-            rows = await repo.lock_stale_queued(
+            rows = await OutboxStore.lock_stale_queued(
                 session,
                 now=now,
                 timeout_s=self.settings.queued_timeout_s,
@@ -111,8 +114,8 @@ class Outbox:
             verdict = judge_queued(runs, depths, now=now)
             if verdict.republish:
                 await self.delivery.publish([messages[i] for i in verdict.republish])
-                await repo.requeued(session, verdict.republish, now=clock.now())
-            lost = await repo.mark_unclaimed_lost(
+                await OutboxStore.requeued(session, verdict.republish, now=clock.now())
+            lost = await OutboxStore.mark_unclaimed_lost(
                 session,
                 verdict.lost,
                 now=now,

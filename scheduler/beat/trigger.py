@@ -38,7 +38,7 @@ from scheduler.core.planner import (
     overlap_decision,
     validate_row,
 )
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.dispatch import DispatchStore
 
 RETRYABLE = frozenset(
     {
@@ -99,7 +99,7 @@ class ManualRuns:
         )
 
     async def _lock(self, session: AsyncSession, name: str) -> DueSchedule:
-        values = await repo.lock_schedule_for_trigger(session, name)
+        values = await DispatchStore.lock_schedule_for_trigger(session, name)
         if values is None:
             raise ScheduleNotFound(name)
         return due_schedule_from_mapping(values)
@@ -139,7 +139,7 @@ class ManualRuns:
             )
             status = ExecutionStatus.PENDING if fires else ExecutionStatus.SKIPPED
             run = make_run(row, None, Trigger.MANUAL, status, held=held)
-            await repo.insert_executions(session, [execution_values(run, now)])
+            await DispatchStore.insert_executions(session, [execution_values(run, now)])
         if not fires:
             return TriggerResult(
                 run.id,
@@ -164,7 +164,7 @@ class ManualRuns:
         (others raise ConflictError); an operator's explicit request, so the overlap policy
         does not judge it. Raises NotFoundError for an unknown id."""
         async with self.sessions() as session, session.begin():
-            earlier = await repo.lock_run_for_retry(session, execution_id)
+            earlier = await DispatchStore.lock_run_for_retry(session, execution_id)
             if earlier is None:
                 raise ExecutionNotFound(execution_id)
             status = ExecutionStatus.from_id(earlier["status_id"])
@@ -196,7 +196,7 @@ class ManualRuns:
             values = execution_values(run, now)
             values["parent_id"] = execution_id
             values["root_id"] = earlier["root_id"] or execution_id
-            await repo.insert_executions(session, [values])
+            await DispatchStore.insert_executions(session, [values])
         return await self._sent(run)
 
     async def backfill(
@@ -232,7 +232,7 @@ class ManualRuns:
                     row, timing, start, min(end, now), limit=self.settings.backfill_max
                 )
             )
-            existing = await repo.existing_slots(session, row.id, slots)
+            existing = await DispatchStore.existing_slots(session, row.id, slots)
             missing = [slot for slot in slots if slot not in existing]
             policy = OverlapPolicy.ALLOW if force else OverlapPolicy(row.overlap_policy)
             decisions = overlap_decisions(policy, row.active_runs, row.waiting_runs, len(missing))
@@ -246,7 +246,7 @@ class ManualRuns:
             ]
             inserted: set[uuid.UUID] = set()
             if not dry_run and runs:
-                inserted = await repo.insert_executions(
+                inserted = await DispatchStore.insert_executions(
                     session, [execution_values(r, now) for r in runs]
                 )
         created = [r for r in runs if dry_run or r.id in inserted]

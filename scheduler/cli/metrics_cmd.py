@@ -68,10 +68,10 @@ def monitor(glob: str, off: bool) -> None:
 
     async def mark() -> list[str]:
         from scheduler.runtime.db import get_runtime
-        from scheduler.store.repository import ObservabilityRepository
+        from scheduler.store.monitoring import MonitoringStore
 
         async with get_runtime().session() as session, session.begin():
-            return await ObservabilityRepository.set_monitored(session, glob_regex(glob), not off)
+            return await MonitoringStore.set_monitored(session, glob_regex(glob), not off)
 
     names = run_db(mark)
     if not names:

@@ -380,11 +380,11 @@ class DatabaseMetrics:
         """How long the last refresh took (the refresh loop waits at least 10x that)."""
 
     async def refresh(self, session: AsyncSession) -> None:
-        from scheduler.store.repository import ObservabilityRepository
+        from scheduler.store.monitoring import MonitoringStore
 
         started = time.perf_counter()
-        pending = await ObservabilityRepository.count_pending(session)
-        rows = await ObservabilityRepository.monitored_schedules(
+        pending = await MonitoringStore.count_pending(session)
+        rows = await MonitoringStore.monitored_schedules(
             session, limit=self.settings.metrics_schedule_limit
         )
         self.text = render_database(pending, [ScheduleSample(**row) for row in rows])

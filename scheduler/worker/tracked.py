@@ -46,7 +46,7 @@ from scheduler.core.exceptions import DatabaseUnreachable
 from scheduler.observability import metrics
 from scheduler.runtime import clock
 from scheduler.runtime.db import close_runtime, get_runtime
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.runs import RunStore
 from scheduler.worker import followup
 
 REQUEUE_DELAY_S = 2.0
@@ -175,7 +175,7 @@ class TrackedTask(Task):  # type: ignore[misc]
         try:
             attempt = runtime.run(
                 _bookkeeping(
-                    repo.claim_execution,
+                    RunStore.claim_execution,
                     execution_id,
                     task=self.name,
                     args_json=_json_text(list(args)),
@@ -209,7 +209,7 @@ class TrackedTask(Task):  # type: ignore[misc]
             )
             return None
         if attempt is None:
-            owner = runtime.run(_bookkeeping(repo.execution_task, execution_id))
+            owner = runtime.run(_bookkeeping(RunStore.execution_task, execution_id))
             if owner is not None and owner != self.name:
                 log.error(
                     "delivery refused: execution %s is a run of task %r, the message is for %r",
@@ -287,7 +287,7 @@ class TrackedTask(Task):  # type: ignore[misc]
             state.progress_dirty = False
             try:
                 get_runtime().run(
-                    _bookkeeping(repo.record_progress, execution_id, json.dumps(state.progress))
+                    _bookkeeping(RunStore.record_progress, execution_id, json.dumps(state.progress))
                 )
             except DatabaseUnreachable as exc:  # the final value is written with the outcome
                 log.warning("progress of execution %s not written: %s", execution_id, exc)
@@ -472,7 +472,7 @@ async def _on_held_connection(
     for attempt in (1, 2):
         try:
             async with get_runtime().held_connection(lane) as connection:
-                target = await repo.driver_connection(connection) if driver else connection
+                target = await RunStore.driver_connection(connection) if driver else connection
                 return await fn(target, *args, **kwargs)
         except Exception as exc:
             if not unreachable(exc):

@@ -23,6 +23,7 @@ from scheduler.observability.alerts import (
 from scheduler.runtime import db as scheduler_db
 from tests.support.observe import Receiver
 from tests.support.procs import query
+from tests.support.status import QUEUED
 
 SECRET = "s3cret"
 
@@ -132,7 +133,7 @@ def test_run_events_are_written_once_by_the_database(database_url: str) -> None:
     on_time = _run(url, sid, ExecutionStatus.PENDING, slot_ago_s=0)
     query(
         url,
-        "UPDATE executions SET queued_at = now(), status_id = 2 WHERE id = ANY($1)",
+        f"UPDATE executions SET queued_at = now(), status_id = {QUEUED} WHERE id = ANY($1)",
         [late, on_time],
     )
     assert _deliveries(url)[4:] == [
