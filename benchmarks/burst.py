@@ -42,7 +42,7 @@ def overdue_s(env: Env, n: int) -> float:
     seconds from the start of the pass until the last run is on the broker."""
     from config.celery import app
     from config.settings import Settings
-    from scheduler.beat.engine import Dispatcher
+    from scheduler.beat.dispatcher import Dispatcher
     from scheduler.beat.publisher import Publisher
     from scheduler.runtime.db import close_runtime, get_runtime
 

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
-from scheduler.beat.engine import BackfillReport, Dispatcher, TriggerResult
+from scheduler.beat.dispatcher import Dispatcher
+from scheduler.beat.trigger import BackfillReport, TriggerResult
 from scheduler.core import accounts
 from scheduler.core.cron_describe import Description, describe_definition
 from scheduler.core.cron_describe import describe as describe_timing

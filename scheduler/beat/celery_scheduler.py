@@ -2,7 +2,8 @@
 
 Thin glue: Celery calls `tick()` in a loop; each call sleeps until the next pass has work
 (a slot coming within the lookahead, a held run's time, a NOTIFY from the schedules table, or
-shutdown), then runs one pass of the dispatcher on this process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
+shutdown), then runs one pass of the dispatcher (`scheduler.beat.dispatcher`) on this
+process's event loop. Data never crashes it: bad rows get `last_error`. Outages are logged
 and retried with a capped back-off. On SIGTERM the pass under way finishes, then the
 connections close; runs written ahead are published at their time first.
 """
@@ -20,8 +21,10 @@ from celery.beat import Scheduler
 
 from config.settings import get_settings
 from scheduler.beat import config_sync
-from scheduler.beat.engine import ChangeListener, Dispatcher, Wakeup, utcnow
+from scheduler.beat.dispatcher import Dispatcher
+from scheduler.beat.engine import utcnow
 from scheduler.beat.leader import LeaderLock
+from scheduler.beat.listener import ChangeListener, Wakeup
 from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch
 from scheduler.beat.upkeep import Upkeep

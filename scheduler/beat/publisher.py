@@ -15,59 +15,42 @@ caller leaves the runs `pending` for the sweep:
   message; the batch goes out on a channel in confirm mode and the publisher waits once for
   the broker's acks of all of it (`mandatory`: an unroutable message fails the batch).
 - Other transports, and priorities on Redis, go through a kombu producer batch.
+
+The messages themselves (`OutgoingMessage`, their Redis and AMQP frames) are built in
+`scheduler.beat.frames`.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import logging
 import os
 import socket
 import threading
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
 from kombu import messaging
-from kombu.entity import Exchange
 
 from scheduler.beat.brokers import (
     ConfirmingChannel,
     EncodedMessage,
     PublishNotConfirmed,
     Route,
-    encode_properties,
-    encode_publish,
     is_amqp,
     is_redis,
     is_sentinel,
     redis_client,
     redis_queue_depth,
 )
+from scheduler.beat.frames import OutgoingMessage, amqp_message, instant_after, redis_payload
+from scheduler.beat.routing import resolve_route
 from scheduler.runtime import clock
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
-DELIVERY_MODES = {"persistent": 2, "transient": 1}
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    execution_id: str
-    task: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-    countdown_s: float = 0.0
-    wire: tuple[str, str] | None = None
-    """(queue, payload) in Redis wire format, built ahead by `Publisher.prepare`."""
-    amqp_message: EncodedMessage | None = None
-    """The encoded AMQP message, built ahead by `Publisher.prepare` (RabbitMQ)."""
 
 
 class Publisher:
@@ -118,37 +101,9 @@ class Publisher:
         if route is None:
             registered = self.app.tasks.get(task)
             own = getattr(registered, "queue", None) if registered is not None else None
-            route = self._resolve(task, str(wanted or own or "") or None)
+            route = resolve_route(self.app, task, str(wanted or own or "") or None)
             self._routes[key] = route
         return route
-
-    def _resolve(self, task: str, queue_name: str | None) -> Route:
-        conf = self.app.conf
-        routed = self.app.amqp.router.route(
-            {"queue": queue_name} if queue_name else {}, task, (), {}
-        )
-        queue = routed.get("queue")
-        exchange = routed.get("exchange")
-        routing_key = routed.get("routing_key")
-        if isinstance(exchange, Exchange):
-            exchange = exchange.name
-        name = str(queue.name if queue is not None else conf.task_default_queue)
-        exchange_type = queue.exchange.type if queue is not None else "direct"
-        if (not exchange or not routing_key) and exchange_type == "direct":
-            exchange, routing_key = "", name
-        elif exchange is None:
-            exchange = queue.exchange.name or conf.task_default_exchange or ""
-            routing_key = routing_key or queue.routing_key or conf.task_default_routing_key
-        mode = getattr(getattr(queue, "exchange", None), "delivery_mode", None)
-        mode = mode or conf.task_default_delivery_mode
-        delivery_mode = DELIVERY_MODES.get(mode, mode) if isinstance(mode, str) else mode
-        return Route(
-            queue=name,
-            exchange=str(exchange or ""),
-            routing_key=str(routing_key or name),
-            delivery_mode=int(delivery_mode or 2),
-            declare=queue,
-        )
 
     def _queue_for(self, task: str, options: dict[str, Any]) -> str:
         return self.route(task, options).queue
@@ -261,8 +216,8 @@ class Publisher:
                             message.task,
                             args=message.args,
                             kwargs=message.kwargs,
-                            eta=_after(now, message.countdown_s),
-                            expires=_after(now, options.get("expires")),
+                            eta=instant_after(now, message.countdown_s),
+                            expires=instant_after(now, options.get("expires")),
                             time_limit=options.get("time_limit"),
                             soft_time_limit=options.get("soft_time_limit"),
                         )
@@ -329,92 +284,3 @@ class Publisher:
     def close(self) -> None:
         with self._lock:
             self._reset()
-
-
-_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-def _after(now: datetime, seconds: Any) -> Any:
-    """`seconds` after `now` (the database clock's): None for none, a given instant as is."""
-    if seconds is None or seconds == 0:
-        return None
-    if isinstance(seconds, (str, datetime)):
-        return seconds
-    return now + timedelta(seconds=float(seconds))
-
-
-def _iso_after(now: datetime, seconds: Any) -> str | None:
-    instant = _after(now, seconds)
-    return instant.isoformat() if isinstance(instant, datetime) else instant
-
-
-def task_headers(message: OutgoingMessage, origin: str, now: datetime) -> dict[str, Any]:
-    """Celery protocol 2 headers of one task message (a schedule's extra headers on top)."""
-    options = message.options
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": message.task,
-        "id": message.execution_id,
-        "shadow": None,
-        "eta": _iso_after(now, message.countdown_s),
-        "expires": _iso_after(now, options.get("expires")),
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [options.get("time_limit"), options.get("soft_time_limit")],
-        "root_id": message.execution_id,
-        "parent_id": None,
-        "argsrepr": repr(message.args),
-        "kwargsrepr": repr(message.kwargs),
-        "origin": origin,
-        "ignore_result": False,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
-    }
-    extra = options.get("headers")
-    if isinstance(extra, dict):
-        headers.update(extra)
-    return headers
-
-
-def _body(message: OutgoingMessage) -> bytes:
-    return json.dumps([message.args, message.kwargs, _EMBED]).encode()
-
-
-def amqp_message(
-    message: OutgoingMessage, route: Route, origin: str, now: datetime
-) -> EncodedMessage:
-    """One task message as kombu's py-amqp transport would send it (`mandatory`: a message
-    no queue takes is returned, not dropped)."""
-    properties = encode_properties(
-        content_type="application/json",
-        content_encoding="utf-8",
-        headers=task_headers(message, origin, now),
-        delivery_mode=route.delivery_mode,
-        priority=int(message.options.get("priority") or 0),
-        correlation_id=message.execution_id,
-        reply_to="",
-    )
-    return encode_publish(route.exchange, route.routing_key, properties, _body(message))
-
-
-def redis_payload(message: OutgoingMessage, queue: str, origin: str, now: datetime) -> str:
-    """One task message in kombu's Redis format: Celery protocol 2, JSON body, base64."""
-    return json.dumps(
-        {
-            "body": base64.b64encode(_body(message)).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": task_headers(message, origin, now),
-            "properties": {
-                "correlation_id": message.execution_id,
-                "reply_to": "",
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
-    )

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from scheduler.beat.publisher import OutgoingMessage
+from scheduler.beat.frames import OutgoingMessage
 from scheduler.core.planner import PlannedRun
 from scheduler.store.dispatch import IDENTITY_KEYS
 

@@ -1,6 +1,6 @@
 """What to fire: pure decisions over due schedule rows, with `now` passed in.
 
-The dispatcher loads due rows (locked), hands them here, and writes back what comes out:
+The beat's engine loads due rows (locked), hands them here, and writes back what comes out:
 executions to insert (each a slot, whose run has an id derived from `(schedule_id,
 scheduled_for)`, so two beats planning the same slot insert it once) and one update per schedule.
 
@@ -8,14 +8,15 @@ Rules:
 - a slot within grace (`misfire_grace_seconds`, else the global default) fires with trigger
   `schedule`; older slots are misfires: `run_once` fires one `catchup` run, `skip` records
   one `missed` row, `run_all` fires each missed slot (at most `max_catchup`);
-- overlap: `allow` fires; `skip` records `skipped` while a run of the schedule is not
-  terminal; `buffer_one` lets one run wait behind the running one (written, held back
-  unpublished until that run's outcome is written), and skips the rest;
+- overlap (`overlap_decision`, for manual and backfilled runs too): `allow` fires; `skip`
+  records `skipped` while a run of the schedule is not terminal; `buffer_one` lets one run
+  wait behind the running one (written, held back unpublished until that run's outcome is
+  written), and skips the rest;
 - `end_at` and `max_runs` end a schedule's life (disabled, `next_run_at` NULL);
 - jitter delays the message by a per-slot deterministic offset (`countdown`), so every beat
   agrees and the slot's nominal time stays `scheduled_for`;
 - with a `horizon` past `now`, slots of `allow` schedules up to the horizon are planned ahead
-  (the dispatcher holds them until their time); lateness is always measured against `now`,
+  (the engine holds them until their time); lateness is always measured against `now`,
   and rows with an overlap guard are only planned when due, so the guard sees the present;
 - a row that cannot run gets `last_error` and no `next_run_at`; others are unaffected.
 """
@@ -34,7 +35,6 @@ from scheduler.core.bounds import min_interval_s
 from scheduler.core.cron import (
     Timing,
     first_interval_fire,
-    interval_microseconds,
     make_timing,
     next_fire,
 )
@@ -319,13 +319,10 @@ def _fire_due(
         if row.max_runs is not None and total + fired >= row.max_runs:
             slot = None
             break
-        if overlap is OverlapPolicy.SKIP and active > 0:
+        admitted, held = overlap_decision(overlap, active, waiting)
+        if not admitted:
             runs.append(make_run(row, s, trigger, ExecutionStatus.SKIPPED))
             continue
-        if overlap is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
-            runs.append(make_run(row, s, trigger, ExecutionStatus.SKIPPED))
-            continue
-        held = overlap is OverlapPolicy.BUFFER_ONE and active > 0
         runs.append(make_run(row, s, trigger, ExecutionStatus.PENDING, held=held))
         fired += 1
         active += 1
@@ -389,57 +386,14 @@ def due_schedule_from_mapping(values: Mapping[str, Any]) -> DueSchedule:
     return DueSchedule(**{k: v for k, v in values.items() if k in names})
 
 
-def backfill_slots(
-    row: DueSchedule, timing: Timing, start: datetime, end: datetime, *, limit: int
-) -> list[datetime]:
-    """The schedule's slots at or after `start` and at or before `end` (within its own
-    `start_at`/`end_at`), oldest first. More than `limit` raises InvalidScheduleError.
-
-    An interval schedule's grid is anchored where the beat anchored it: `start_at`, else its
-    `next_run_at` or `last_run_at` (slots the beat computed), else `start` itself."""
-    if end < start:
-        raise InvalidScheduleError("--to is before --from")
-    if row.start_at is not None:
-        start = max(start, row.start_at)
-    if row.end_at is not None:
-        end = min(end, row.end_at)
-    slots: list[datetime] = []
-    if timing.run_at is not None:
-        return [timing.run_at] if start <= timing.run_at <= end else []
-    anchor: datetime | None = None
-    if timing.interval_seconds is not None:
-        anchor = row.start_at or row.next_run_at or row.last_run_at or start
-        step = timedelta(microseconds=interval_microseconds(timing.interval_seconds))
-        if anchor > start:
-            anchor -= step * -(-(anchor - start) // step)
-        slot: datetime | None = first_interval_fire(anchor, timing.interval_seconds, start)
-    else:
-        slot = next_fire(timing, start - timedelta(microseconds=1))
-    while slot is not None and slot <= end:
-        if len(slots) >= limit:
-            raise InvalidScheduleError(
-                f"the range holds more than {limit} slots (SCHEDULER_BACKFILL_MAX): "
-                "narrow --from/--to or backfill in parts"
-            )
-        slots.append(slot)
-        slot = next_fire(timing, slot, anchor=anchor or slot)
-    return slots
-
-
-def overlap_decisions(
-    policy: OverlapPolicy, active: int, waiting: int, count: int
-) -> list[tuple[bool, bool]]:
-    """For `count` runs made at once (a backfill): (fires, held) of each, in order, as the
-    overlap policy judges them given the schedule's runs in progress."""
-    decisions: list[tuple[bool, bool]] = []
-    for _ in range(count):
-        if policy is OverlapPolicy.SKIP and active > 0:
-            decisions.append((False, False))
-            continue
-        if policy is OverlapPolicy.BUFFER_ONE and active > 0 and waiting > 0:
-            decisions.append((False, False))
-            continue
-        decisions.append((True, policy is OverlapPolicy.BUFFER_ONE and active > 0))
-        active += 1
-        waiting += 1
-    return decisions
+def overlap_decision(policy: OverlapPolicy, active: int, waiting: int) -> tuple[bool, bool]:
+    """(fires, held) of one new run, given the schedule's runs not terminal (`active`) and
+    not yet started (`waiting`): `skip` refuses it while a run is active, `buffer_one` holds
+    it behind the active one unless one already waits (then refuses it), `allow` fires it.
+    The one overlap rule of slots, manual triggers and backfills."""
+    if policy is OverlapPolicy.SKIP and active > 0:
+        return False, False
+    if policy is OverlapPolicy.BUFFER_ONE and active > 0:
+        admitted = waiting <= 0
+        return admitted, admitted
+    return True, False

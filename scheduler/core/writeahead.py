@@ -11,14 +11,17 @@ being written by `t - lead(count)`, where
 
     lead(count) = count / rate * margin + base
 
-and `base` is the configured minimum lead (`SCHEDULER_BEAT_LOOKAHEAD_S`). Pure: no I/O, no
-clock reads.
+and `base` is the configured minimum lead (`SCHEDULER_BEAT_LOOKAHEAD_S`). From the lead and
+what is due (`Outlook`), `wake_at` decides when the beat's next pass has work. Pure: no I/O,
+no clock reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 MARGIN = 2.0
 """Writing is planned to take this many times its measured duration."""
@@ -87,3 +90,53 @@ class WriteRate:
             self.rows_per_s, self.measured = sample, True
         else:
             self.rows_per_s += SMOOTHING * (sample - self.rows_per_s)
+
+
+class Outlook(Protocol):
+    """What is due in the window the beat looks at (the store's `DueOutlook`)."""
+
+    @property
+    def uncomputed(self) -> bool: ...
+    @property
+    def earliest(self) -> datetime | None: ...
+    @property
+    def allow_within(self) -> datetime | None: ...
+    @property
+    def guarded_within(self) -> datetime | None: ...
+
+
+def horizon_s(sized: Lead, *, held: int, held_max: int) -> float:
+    """How far ahead the next pass writes: the sized lead, or nothing ahead while the beat
+    already holds `held_max` runs."""
+    return 0.0 if held >= held_max else sized.horizon_s
+
+
+def wake_at(
+    outlook: Outlook,
+    now: datetime,
+    *,
+    sized: Lead,
+    lookahead: timedelta,
+    window: timedelta,
+    next_held_at: datetime | None,
+) -> datetime | None:
+    """When the next pass has work: when writing the `allow` rows of the window must start
+    (their slot minus the sized lead), a guarded row's slot, the next held run's time, or
+    when the earliest row beyond the window enters it; at once when a row has no slot yet."""
+    candidates: list[datetime] = []
+    if outlook.uncomputed:
+        candidates.append(datetime.min.replace(tzinfo=UTC))
+    if outlook.earliest is not None and outlook.earliest > now + window:
+        candidates.append(outlook.earliest - window)
+    if outlook.allow_within is not None:
+        start_in = sized.start_in_s
+        candidates.append(
+            now + timedelta(seconds=start_in)
+            if start_in is not None
+            else outlook.allow_within - lookahead
+        )
+    if outlook.guarded_within is not None:
+        candidates.append(outlook.guarded_within)
+    if next_held_at is not None:
+        candidates.append(next_held_at)
+    return min(candidates) if candidates else None

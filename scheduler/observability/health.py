@@ -86,7 +86,7 @@ class ReadinessCheck:
     def _database(self) -> str:
         import asyncpg
 
-        from scheduler.beat.engine import asyncpg_dsn
+        from scheduler.runtime.dsn import asyncpg_dsn
 
         async def ping() -> None:
             conn = await asyncpg.connect(asyncpg_dsn(self.database_url), timeout=CHECK_TIMEOUT_S)

@@ -149,7 +149,7 @@ def test_auto_pause_once_with_four_processes_failing_at_once(worker4: tuple[str,
 def test_chain_started_by_a_scheduled_run_is_one_tree(worker4: tuple[str, Procs]) -> None:
     from config.settings import get_settings
     from scheduler import api
-    from scheduler.beat.engine import Dispatcher
+    from scheduler.beat.dispatcher import Dispatcher
     from scheduler.beat.publisher import Publisher
     from scheduler.cli import main
     from scheduler.runtime.db import get_runtime

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.beat.engine import Dispatcher
+from scheduler.beat.dispatcher import Dispatcher
 from scheduler.beat.publisher import Publisher
 from scheduler.cli import main
 from scheduler.core.cron import next_fire_times

@@ -9,7 +9,8 @@ import pytest
 
 from config.celery import app
 from config.settings import get_settings
-from scheduler.beat.publisher import OutgoingMessage, Publisher
+from scheduler.beat.frames import OutgoingMessage
+from scheduler.beat.publisher import Publisher
 from tests.conftest import BrokerUnderTest, Connection, amqp_url_or_skip
 
 

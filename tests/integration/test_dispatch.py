@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.beat.engine import Dispatcher
+from scheduler.beat.dispatcher import Dispatcher
 from scheduler.beat.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
@@ -280,7 +280,7 @@ async def test_the_sweep_publishes_a_run_whose_schedule_options_went_bad(
 
 
 async def test_notify_reaches_a_listener(engine: AsyncEngine, database_url: str) -> None:
-    from scheduler.beat.engine import ChangeListener
+    from scheduler.beat.listener import ChangeListener
 
     woken = asyncio.Event()
     listener = ChangeListener(database_url, woken.set)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
 from config.settings import Settings
-from scheduler.beat.engine import Dispatcher
+from scheduler.beat.dispatcher import Dispatcher
 from scheduler.beat.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.writeahead import WriteRate

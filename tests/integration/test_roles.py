@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from config.celery import app
 from config.settings import Settings, get_settings
 from scheduler import api
-from scheduler.beat.engine import Dispatcher
+from scheduler.beat.dispatcher import Dispatcher
 from scheduler.beat.publisher import Publisher
 from scheduler.cli import main
 from scheduler.runtime import db as scheduler_db

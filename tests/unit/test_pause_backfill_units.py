@@ -11,17 +11,12 @@ from typing import Any
 import pytest
 
 from scheduler.cli.history_cmd import tree_lines
+from scheduler.core.backfill import backfill_slots, overlap_decisions
 from scheduler.core.cron import make_timing
 from scheduler.core.definitions import ScheduleDefinition, from_mapping, to_mapping, validate
 from scheduler.core.domain import ExecutionStatus, OverlapPolicy
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.core.planner import (
-    DueSchedule,
-    PlannerSettings,
-    backfill_slots,
-    overlap_decisions,
-    plan_row,
-)
+from scheduler.core.planner import DueSchedule, PlannerSettings, plan_row
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = PlannerSettings(default_grace_s=60, max_catchup=5)

@@ -1,0 +1,120 @@
+"""A run's task message and its wire forms: Celery protocol 2, JSON, `task_id` the execution id.
+
+Built here byte for byte as kombu would send them (the Redis transport's JSON envelope, an
+AMQP publish frame), so the publisher pushes ready bytes and workers consume them exactly as
+if `send_task` had sent them. Pure: the instant a message is stamped with is passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from scheduler.beat.brokers import EncodedMessage, Route, encode_properties, encode_publish
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    execution_id: str
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    countdown_s: float = 0.0
+    wire: tuple[str, str] | None = None
+    """(queue, payload) in Redis wire format, built ahead by `Publisher.prepare`."""
+    amqp_message: EncodedMessage | None = None
+    """The encoded AMQP message, built ahead by `Publisher.prepare` (RabbitMQ)."""
+
+
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def instant_after(now: datetime, seconds: Any) -> Any:
+    """`seconds` after `now` (the database clock's): None for none, a given instant as is."""
+    if seconds is None or seconds == 0:
+        return None
+    if isinstance(seconds, (str, datetime)):
+        return seconds
+    return now + timedelta(seconds=float(seconds))
+
+
+def _iso_after(now: datetime, seconds: Any) -> str | None:
+    instant = instant_after(now, seconds)
+    return instant.isoformat() if isinstance(instant, datetime) else instant
+
+
+def task_headers(message: OutgoingMessage, origin: str, now: datetime) -> dict[str, Any]:
+    """Celery protocol 2 headers of one task message (a schedule's extra headers on top)."""
+    options = message.options
+    headers: dict[str, Any] = {
+        "lang": "py",
+        "task": message.task,
+        "id": message.execution_id,
+        "shadow": None,
+        "eta": _iso_after(now, message.countdown_s),
+        "expires": _iso_after(now, options.get("expires")),
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [options.get("time_limit"), options.get("soft_time_limit")],
+        "root_id": message.execution_id,
+        "parent_id": None,
+        "argsrepr": repr(message.args),
+        "kwargsrepr": repr(message.kwargs),
+        "origin": origin,
+        "ignore_result": False,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
+        "stamps": {},
+    }
+    extra = options.get("headers")
+    if isinstance(extra, dict):
+        headers.update(extra)
+    return headers
+
+
+def _body(message: OutgoingMessage) -> bytes:
+    return json.dumps([message.args, message.kwargs, _EMBED]).encode()
+
+
+def amqp_message(
+    message: OutgoingMessage, route: Route, origin: str, now: datetime
+) -> EncodedMessage:
+    """One task message as kombu's py-amqp transport would send it (`mandatory`: a message
+    no queue takes is returned, not dropped)."""
+    properties = encode_properties(
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers=task_headers(message, origin, now),
+        delivery_mode=route.delivery_mode,
+        priority=int(message.options.get("priority") or 0),
+        correlation_id=message.execution_id,
+        reply_to="",
+    )
+    return encode_publish(route.exchange, route.routing_key, properties, _body(message))
+
+
+def redis_payload(message: OutgoingMessage, queue: str, origin: str, now: datetime) -> str:
+    """One task message in kombu's Redis format: Celery protocol 2, JSON body, base64."""
+    return json.dumps(
+        {
+            "body": base64.b64encode(_body(message)).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": task_headers(message, origin, now),
+            "properties": {
+                "correlation_id": message.execution_id,
+                "reply_to": "",
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+    )
