@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from config.settings import get_settings
-from scheduler.cli.common import fail, json_option, print_json, run_db
-from scheduler.core.exceptions import AlertRuleNotFound
+from scheduler import api
+from scheduler.cli.common import fail, json_option, print_json
 
 
 @click.group("alerts")
@@ -64,15 +61,7 @@ def add(
         stale_after_s=stale_after_s,
         only_final_attempt=only_final_attempt,
     )
-
-    async def insert() -> int:
-        from scheduler.runtime.db import get_runtime
-        from scheduler.store.alerts import AlertStore
-
-        async with get_runtime().session() as session, session.begin():
-            return await AlertStore.insert_rule(session, values)
-
-    rule_id = run_db(insert)
+    rule_id = api.add_alert_rule(values)
     if as_json:
         print_json({"id": rule_id, **{k: v for k, v in values.items() if k != "secret"}})
     else:
@@ -84,17 +73,7 @@ def add(
 @json_option
 def list_(show_deliveries: bool, as_json: bool) -> None:
     """List rules (secrets are never shown), or recent deliveries."""
-
-    async def read() -> list[dict[str, Any]]:
-        from scheduler.runtime.db import get_runtime
-        from scheduler.store.alerts import AlertStore
-
-        async with get_runtime().session() as session:
-            if show_deliveries:
-                return await AlertStore.deliveries(session, limit=200)
-            return await AlertStore.list_rules(session)
-
-    rows = run_db(read)
+    rows = api.alert_deliveries(limit=200) if show_deliveries else api.list_alert_rules()
     if as_json:
         print_json(rows)
         return
@@ -119,16 +98,7 @@ def list_(show_deliveries: bool, as_json: bool) -> None:
 @click.argument("name")
 def remove(name: str) -> None:
     """Remove rule NAME (and its delivery records)."""
-
-    async def delete() -> bool:
-        from scheduler.runtime.db import get_runtime
-        from scheduler.store.alerts import AlertStore
-
-        async with get_runtime().session() as session, session.begin():
-            return await AlertStore.delete_rule(session, name)
-
-    if not run_db(delete):
-        raise AlertRuleNotFound(name)
+    api.remove_alert_rule(name)
     click.echo(f"alert rule {name!r} removed")
 
 
@@ -136,22 +106,7 @@ def remove(name: str) -> None:
 @click.argument("name")
 def test(name: str) -> None:
     """Send a `test` event through rule NAME now and say whether it arrived."""
-    from scheduler.observability.alerts import celery_send_task, send_test
-
-    async def send() -> Any:
-        from scheduler.runtime.db import get_runtime
-
-        send_task = None
-        if get_settings().broker_url is not None:
-            from config.celery import app
-
-            send_task = celery_send_task(app)
-        return await send_test(get_runtime().sessions, get_settings(), name, send_task)
-
-    result = run_db(send)
-    if result is None:
-        raise AlertRuleNotFound(name)
-    delivery_id, outcome = result
+    delivery_id, outcome = api.test_alert_rule(name)
     if not outcome.sent:
         fail(f"delivery {delivery_id} failed ({outcome.error}); the beats will retry it")
     click.echo(f"delivery {delivery_id} sent")

@@ -37,8 +37,6 @@ from scheduler.core.definitions import (
     validate,
 )
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.runtime.db import get_runtime
-from scheduler.store.schedules import ScheduleStore
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""
@@ -142,12 +140,7 @@ def apply(path: str, prune: bool, dry_run: bool, as_json: bool) -> None:
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here, not stdout.")
 def export(output: str | None) -> None:
     """Print every schedule's definition as YAML (the format `scheduler apply` reads)."""
-
-    async def rows() -> list[dict[str, Any]]:
-        async with get_runtime().sessions() as session:
-            return await ScheduleStore.list_schedules(session)
-
-    definitions = [from_row(r) for r in run_db(rows)]
+    definitions = [from_row(r) for r in api.list_schedules()]
     broken = {d.name: broken_fields(d) for d in definitions if broken_fields(d)}
     text = dump([d for d in definitions if d.name not in broken])
     for name, problems in sorted(broken.items()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NoReturn, TypeVar
@@ -22,6 +22,19 @@ USER_ERROR = 2
 log = logging.getLogger("scheduler.cli")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def stacked(options: Sequence[Decorator]) -> Decorator:
+    """One decorator made of click options, in the order they are to appear in --help."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def fail(message: str) -> NoReturn:

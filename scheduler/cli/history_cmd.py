@@ -10,7 +10,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from scheduler import api
-from scheduler.cli.common import json_option, print_json, run_db
+from scheduler.cli.common import json_option, print_json
 from scheduler.cli.format import console, data, local_time, status_text
 from scheduler.core.bounds import plain
 from scheduler.core.definitions import parse_duration, parse_instant
@@ -218,33 +218,23 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
     scheduler prune
     scheduler prune --older-than 30d --keep-last 100
     """
-    from config.settings import get_settings
-    from scheduler.beat import upkeep
-    from scheduler.core.retention import Policy
-    from scheduler.runtime.db import get_runtime
-
     if keep_last and older_than is None:
         raise click.UsageError("--keep-last needs --older-than")
     try:
-        policy = (
-            Policy.from_settings(get_settings())
-            if older_than is None
-            else Policy.older_than(timedelta(seconds=float(parse_duration(older_than))))
+        policy = api.retention_policy(
+            None if older_than is None else timedelta(seconds=float(parse_duration(older_than)))
         )
     except InvalidScheduleError as exc:
         raise click.BadParameter(str(exc)) from None
     now = datetime.now(UTC)
     with Progress(disable=as_json, transient=True) as progress:
         bar = progress.add_task("pruning", total=None)
-        report = run_db(
-            lambda: upkeep.prune(
-                get_runtime().sessions,
-                policy,
-                now,
-                batch=batch,
-                keep_last=keep_last,
-                on_batch=lambda n: progress.update(bar, advance=n),
-            )
+        report = api.prune_runs(
+            policy,
+            now,
+            batch=batch,
+            keep_last=keep_last,
+            on_batch=lambda n: progress.update(bar, advance=n),
         )
     cutoff = now - policy.ages["success"] if policy.single else None
     ages = {name: f"{age / timedelta(days=1):g}d" for name, age in policy.ages.items()}

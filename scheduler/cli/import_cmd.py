@@ -11,7 +11,7 @@ from scheduler.api.importers import (
     from_django_celery_beat,
     from_redbeat,
 )
-from scheduler.cli.common import fail, json_option, print_json, run_db
+from scheduler.cli.common import fail, json_option, print_json, run_db, stacked
 from scheduler.core.bounds import plain
 from scheduler.core.definitions import registered_tasks, validate
 from scheduler.core.exceptions import InvalidScheduleError
@@ -77,11 +77,19 @@ def _apply(
         )
 
 
-_allow_partial = click.option(
-    "--allow-partial",
-    is_flag=True,
-    help="Import the entries that map even when others are refused (exit 0).",
+_plan_options = stacked(
+    [
+        click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing."),
+        click.option("--update", is_flag=True, help="Overwrite schedules that already exist."),
+        click.option(
+            "--allow-partial",
+            is_flag=True,
+            help="Import the entries that map even when others are refused (exit 0).",
+        ),
+        json_option,
+    ]
 )
+"""--dry-run, --update, --allow-partial and --json: what every importer takes."""
 
 
 @click.group("import")
@@ -91,10 +99,7 @@ def import_() -> None:
 
 @import_.command("celery")
 @click.argument("target")
-@click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
-@click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
-@_allow_partial
-@json_option
+@_plan_options
 def import_celery(
     target: str, dry_run: bool, update: bool, allow_partial: bool, as_json: bool
 ) -> None:
@@ -109,10 +114,7 @@ def import_celery(
 @import_.command("redbeat")
 @click.option("--redis", "redis_url", help="RedBeat's Redis URL (default: BROKER_URL).")
 @click.option("--key-prefix", default="redbeat:", show_default=True)
-@click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
-@click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
-@_allow_partial
-@json_option
+@_plan_options
 def import_redbeat(
     redis_url: str | None,
     key_prefix: str,
@@ -133,10 +135,7 @@ def import_redbeat(
 
 @import_.command("django-celery-beat")
 @click.option("--database-url", required=True, help="The Django project's PostgreSQL URL.")
-@click.option("--dry-run", is_flag=True, help="Show what would be imported, write nothing.")
-@click.option("--update", is_flag=True, help="Overwrite schedules that already exist.")
-@_allow_partial
-@json_option
+@_plan_options
 def import_django(
     database_url: str, dry_run: bool, update: bool, allow_partial: bool, as_json: bool
 ) -> None:

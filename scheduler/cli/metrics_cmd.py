@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from scheduler.cli.common import run_db
+from scheduler import api
 
 
 @click.group("metrics", invoke_without_command=True)
@@ -64,16 +64,7 @@ def metrics_(ctx: click.Context, port: int | None, host: str | None) -> None:
 @click.option("--off", is_flag=True, help="Stop monitoring them.")
 def monitor(glob: str, off: bool) -> None:
     """Give the schedules matching GLOB their own series (or take them away with --off)."""
-    from scheduler.observability.alerts import glob_regex
-
-    async def mark() -> list[str]:
-        from scheduler.runtime.db import get_runtime
-        from scheduler.store.monitoring import MonitoringStore
-
-        async with get_runtime().session() as session, session.begin():
-            return await MonitoringStore.set_monitored(session, glob_regex(glob), not off)
-
-    names = run_db(mark)
+    names = api.set_monitored(glob, not off)
     if not names:
         from scheduler.core.exceptions import NotFoundError
 

@@ -8,7 +8,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from scheduler.cli.common import json_option, print_json, run_db
+from scheduler import api
+from scheduler.cli.common import json_option, print_json
 from scheduler.cli.format import console, data
 from scheduler.core.cron import DAY_MATCHES, next_fire_times, validate_timezone
 from scheduler.core.cron_describe import describe
@@ -108,31 +109,7 @@ def reap(as_json: bool) -> None:
     The beat does this every 30 s; this command does it once, now. Workers on other hosts
     are asked (Celery's `inspect stats`, twice, a second apart) which processes they run.
     """
-    import time
-
-    from config.celery import app
-    from scheduler.beat.reaper import WorkerWatch, reap_lost
-    from scheduler.runtime.db import get_runtime
-
-    app.loader.import_default_modules()
-    limits = {
-        name: float(task.time_limit or app.conf.task_time_limit or 0)
-        for name, task in app.tasks.items()
-        if task.time_limit or app.conf.task_time_limit
-    }
-
-    watch = WorkerWatch(app)
-    if watch.observe():
-        time.sleep(1)
-        watch.observe()
-
-    async def run() -> int:
-        async with get_runtime().sessions() as session, session.begin():
-            return await reap_lost(
-                session, now=datetime.now(UTC), time_limits_s=limits, watch=watch
-            )
-
-    lost = run_db(run)
+    lost = api.reap_lost()
     if as_json:
         print_json({"lost": lost})
     else:

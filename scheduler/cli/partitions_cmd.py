@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import click
 from rich.table import Table
 
-from scheduler.cli.common import json_option, print_json, run_db
+from scheduler import api
+from scheduler.cli.common import json_option, print_json
 from scheduler.cli.format import console
 
 
@@ -29,18 +30,7 @@ def maintain(no_drop: bool, as_json: bool) -> None:
 
     Waits for a beat that is doing the same; safe to run from cron on any host.
     """
-    from config.settings import get_settings
-    from scheduler.runtime.db import get_runtime
-    from scheduler.store import retention
-    from scheduler.store.partitions import MaintainReport
-
-    async def work() -> MaintainReport:
-        async with get_runtime().sessions() as session, session.begin():
-            return await retention.maintain(
-                session, get_settings(), datetime.now(UTC), wait=True, drop=not no_drop
-            )
-
-    report = run_db(work)
+    report = api.maintain_partitions(drop=not no_drop, now=datetime.now(UTC))
     if as_json:
         print_json(
             {
@@ -63,14 +53,7 @@ def maintain(no_drop: bool, as_json: bool) -> None:
 def list_(as_json: bool) -> None:
     """Each partition: its name, its time range (UTC), its rows (the planner's estimate) and
     its size with indexes. `executions_default` holds the ids outside every range."""
-    from scheduler.runtime.db import get_runtime
-    from scheduler.store import partitions
-
-    async def work() -> list[partitions.Partition]:
-        async with get_runtime().sessions() as session:
-            return await partitions.list_partitions(session)
-
-    rows = run_db(work)
+    rows = api.list_partitions()
     if as_json:
         print_json(
             [

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from config.settings import get_settings
+from scheduler import api
 from scheduler.cli.common import run_db
 from scheduler.runtime import migrate
 from scheduler.runtime.services import ServiceUrls, redact, resolve_urls
@@ -171,7 +172,7 @@ def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: b
     click.echo(f"database: {redact(urls.database_url)}")
     click.echo(f"broker:   {redact(urls.broker_url)}")
     if not no_demo:
-        created = run_db(_create_demo_schedules)
+        created = api.create_schedules_if_absent(DEMO_SCHEDULES)
         click.echo(f"demo schedules: {created} created, {len(DEMO_SCHEDULES) - created} present")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cli = [sys.executable, "-m", "scheduler.cli"]
@@ -204,13 +205,3 @@ def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: b
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
     if failed and not stopping:
         raise click.exceptions.Exit(1)
-
-
-async def _create_demo_schedules() -> int:
-    from scheduler.runtime.db import get_runtime
-    from scheduler.store.schedules import ScheduleStore
-
-    async with get_runtime().session() as session:
-        created = await ScheduleStore.create_schedules_if_absent(session, DEMO_SCHEDULES)
-        await session.commit()
-    return created
