@@ -9,102 +9,20 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from scheduler.core.celery_entries import (
+    ImportPlan,
+    definition_from_celery,
+    from_beat_schedule,
+    mapped_options,
+    note_dropped,
+)
 from scheduler.core.definitions import ScheduleDefinition
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.core.options import OPTION_NAMES, PROTOCOL_HEADERS
 from scheduler.runtime.services import redact
-
-
-@dataclass
-class ImportPlan:
-    definitions: list[ScheduleDefinition] = field(default_factory=list)
-    unmapped: list[tuple[str, str]] = field(default_factory=list)
-    """(entry name, why it could not be mapped): refused entries"""
-    notes: list[tuple[str, str]] = field(default_factory=list)
-    """(entry name, what of an imported entry was not carried over, and why)"""
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(entry name, why): entries not needed here, such as Celery's own cleanup task"""
-
-
-def _cron_from_crontab(schedule: Any) -> str:
-    parts = [
-        schedule._orig_minute,
-        schedule._orig_hour,
-        schedule._orig_day_of_month,
-        schedule._orig_month_of_year,
-        schedule._orig_day_of_week,
-    ]
-    return " ".join(str(p).replace(" ", "") for p in parts)
-
-
-def _options(raw: Any, dropped: list[str] | None = None) -> dict[str, Any]:
-    """The options that map; what does not is appended to `dropped` in words."""
-    options = dict(raw or {})
-    kept = {k: v for k, v in options.items() if k in OPTION_NAMES}
-    if isinstance(kept.get("headers"), dict):
-        reserved = sorted(set(kept["headers"]) & PROTOCOL_HEADERS)
-        kept["headers"] = {k: v for k, v in kept["headers"].items() if k not in reserved}
-        if reserved and dropped is not None:
-            dropped.append(f"headers {', '.join(reserved)} (reserved by Celery's protocol)")
-        if not kept["headers"]:
-            del kept["headers"]
-    other = sorted(k for k in options if k not in OPTION_NAMES)
-    if other and dropped is not None:
-        dropped.append(
-            f"option {', '.join(other)} (no equivalent here: runs go to the schedule's queue)"
-            if set(other) & {"exchange", "routing_key"}
-            else f"option {', '.join(other)} (no equivalent here)"
-        )
-    return kept
-
-
-def _note(plan: ImportPlan, name: str, dropped: list[str]) -> None:
-    if dropped:
-        plan.notes.append((name, "not carried: " + "; ".join(dropped)))
-
-
-def definition_from_celery(
-    name: str,
-    task: str,
-    schedule: Any,
-    args: Any,
-    kwargs: Any,
-    options: Any,
-    default_tz: str,
-    dropped: list[str] | None = None,
-) -> ScheduleDefinition:
-    """One celery schedule object (crontab, timedelta, number, schedule) as a definition.
-
-    A crontab keeps Celery's meaning: day of month AND day of week (`day_match="all"`)."""
-    from celery.schedules import crontab, solar
-    from celery.schedules import schedule as every
-
-    base: dict[str, Any] = {
-        "name": name,
-        "task": task,
-        "args": list(args or []),
-        "kwargs": dict(kwargs or {}),
-        "options": _options(options, dropped),
-    }
-    if isinstance(schedule, crontab):
-        # a crontab is evaluated in its app's time zone
-        return ScheduleDefinition(
-            **base, cron=_cron_from_crontab(schedule), timezone=default_tz, day_match="all"
-        )
-    if isinstance(schedule, solar):
-        raise InvalidScheduleError("solar schedules have no cron or interval equivalent")
-    if isinstance(schedule, every):
-        schedule = schedule.run_every
-    if isinstance(schedule, timedelta):
-        return ScheduleDefinition(**base, interval_seconds=Decimal(str(schedule.total_seconds())))
-    if isinstance(schedule, int | float) and not isinstance(schedule, bool):
-        return ScheduleDefinition(**base, interval_seconds=Decimal(str(schedule)))
-    raise InvalidScheduleError(f"unsupported schedule type {type(schedule).__name__}")
 
 
 def from_celery_app(target: str) -> ImportPlan:
@@ -118,35 +36,6 @@ def from_celery_app(target: str) -> ImportPlan:
     if app is None or not hasattr(app, "conf"):
         raise InvalidScheduleError(f"{target!r} is not a Celery app (use MODULE:APP)")
     return from_beat_schedule(app)
-
-
-def from_beat_schedule(app: Any) -> ImportPlan:
-    """The entries of a Celery app's `beat_schedule` as definitions."""
-    plan = ImportPlan()
-    default_tz = str(app.conf.timezone or "UTC")
-    for name, entry in (app.conf.beat_schedule or {}).items():
-        dropped: list[str] = []
-        try:
-            plan.definitions.append(
-                definition_from_celery(
-                    name,
-                    entry["task"],
-                    entry["schedule"],
-                    entry.get("args"),
-                    entry.get("kwargs"),
-                    entry.get("options"),
-                    default_tz,
-                    dropped,
-                )
-            )
-        except (InvalidScheduleError, KeyError) as exc:
-            plan.unmapped.append((name, str(exc)))
-            continue
-        other = sorted(set(entry) - {"task", "schedule", "args", "kwargs", "options"})
-        if other:
-            dropped.append(f"entry key {', '.join(other)} (no equivalent here)")
-        _note(plan, name, dropped)
-    return plan
 
 
 def from_redbeat(redis_url: str, key_prefix: str = "redbeat:") -> ImportPlan:
@@ -183,7 +72,7 @@ def from_redbeat(redis_url: str, key_prefix: str = "redbeat:") -> ImportPlan:
             if not entry.enabled:
                 definition = ScheduleDefinition(**{**definition.__dict__, "enabled": False})
             plan.definitions.append(definition)
-            _note(plan, definition.name, dropped)
+            note_dropped(plan, definition.name, dropped)
         except Exception as exc:  # one broken entry must not stop the others
             plan.unmapped.append((key.removeprefix(key_prefix), str(exc) or type(exc).__name__))
     return plan
@@ -263,7 +152,7 @@ async def from_django_celery_beat(database_url: str) -> ImportPlan:
         if isinstance(headers, dict) and headers:
             options["headers"] = headers
         routing = {k: row[k] for k in ("exchange", "routing_key") if row[k]}
-        options = _options({**options, **routing}, dropped)
+        options = mapped_options({**options, **routing}, dropped)
         base: dict[str, Any] = {
             "name": name,
             "task": row["task"],
@@ -300,5 +189,5 @@ async def from_django_celery_beat(database_url: str) -> ImportPlan:
         else:
             plan.unmapped.append((name, "no schedule attached"))
             continue
-        _note(plan, name, dropped)
+        note_dropped(plan, name, dropped)
     return plan

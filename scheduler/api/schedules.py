@@ -18,11 +18,11 @@ from scheduler.core.definitions import (
     ScheduleDefinition,
     from_row,
     normalize,
-    registered_tasks,
     to_mapping,
     validate,
 )
 from scheduler.core.exceptions import ScheduleNotFound
+from scheduler.runtime.registry import registered_tasks
 from scheduler.store.audit import AuditStore
 from scheduler.store.schedules import ScheduleStore
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduler.api.importers import from_beat_schedule
+from scheduler.core.celery_entries import from_beat_schedule
 from scheduler.core.definitions import ScheduleDefinition, from_row, normalize, validate
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.store.schedules import ScheduleStore

@@ -34,7 +34,7 @@ class Delivery:
         self,
         sessions: async_sessionmaker[AsyncSession],
         publisher: Publisher,
-        held: HeldRuns,
+        held: HeldRuns[OutgoingMessage],
     ) -> None:
         self.sessions = sessions
         self.publisher = publisher

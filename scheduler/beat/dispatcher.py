@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from scheduler.beat.delivery import Delivery
 from scheduler.beat.engine import Engine, TickResult
+from scheduler.beat.frames import OutgoingMessage
 from scheduler.beat.outbox import Outbox
 from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch, reap_lost
@@ -55,7 +56,7 @@ class Dispatcher:
         self.publisher = publisher
         self.registered = registered
         self.settings = settings
-        self.delivery = Delivery(sessions, publisher, HeldRuns())
+        self.delivery = Delivery(sessions, publisher, HeldRuns[OutgoingMessage]())
         self.engine = Engine(
             sessions=sessions, delivery=self.delivery, registered=registered, settings=settings
         )

@@ -39,6 +39,7 @@ from scheduler.core.planner import (
     validate_row,
 )
 from scheduler.store.dispatch import DispatchStore
+from scheduler.store.manual import ManualRunStore
 
 RETRYABLE = frozenset(
     {
@@ -99,7 +100,7 @@ class ManualRuns:
         )
 
     async def _lock(self, session: AsyncSession, name: str) -> DueSchedule:
-        values = await DispatchStore.lock_schedule_for_trigger(session, name)
+        values = await ManualRunStore.lock_schedule_for_trigger(session, name)
         if values is None:
             raise ScheduleNotFound(name)
         return due_schedule_from_mapping(values)
@@ -164,7 +165,7 @@ class ManualRuns:
         (others raise ConflictError); an operator's explicit request, so the overlap policy
         does not judge it. Raises NotFoundError for an unknown id."""
         async with self.sessions() as session, session.begin():
-            earlier = await DispatchStore.lock_run_for_retry(session, execution_id)
+            earlier = await ManualRunStore.lock_run_for_retry(session, execution_id)
             if earlier is None:
                 raise ExecutionNotFound(execution_id)
             status = ExecutionStatus.from_id(earlier["status_id"])
@@ -232,7 +233,7 @@ class ManualRuns:
                     row, timing, start, min(end, now), limit=self.settings.backfill_max
                 )
             )
-            existing = await DispatchStore.existing_slots(session, row.id, slots)
+            existing = await ManualRunStore.existing_slots(session, row.id, slots)
             missing = [slot for slot in slots if slot not in existing]
             policy = OverlapPolicy.ALLOW if force else OverlapPolicy(row.overlap_policy)
             decisions = overlap_decisions(policy, row.active_runs, row.waiting_runs, len(missing))

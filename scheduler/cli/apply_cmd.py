@@ -32,11 +32,11 @@ from scheduler.core.definitions import (
     broken_fields,
     from_mapping,
     from_row,
-    registered_tasks,
     to_mapping,
     validate,
 )
 from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.runtime.registry import registered_tasks
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""

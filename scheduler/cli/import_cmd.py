@@ -6,15 +6,16 @@ import click
 
 from scheduler import api
 from scheduler.api.importers import (
-    ImportPlan,
     from_celery_app,
     from_django_celery_beat,
     from_redbeat,
 )
 from scheduler.cli.common import fail, json_option, print_json, run_db, stacked
 from scheduler.core.bounds import plain
-from scheduler.core.definitions import registered_tasks, validate
+from scheduler.core.celery_entries import ImportPlan
+from scheduler.core.definitions import validate
 from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.runtime.registry import registered_tasks
 
 
 def _apply(

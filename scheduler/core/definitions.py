@@ -112,14 +112,6 @@ def parse_instant(text: str, tz: str = "UTC") -> datetime:
     return value.astimezone(UTC)
 
 
-def registered_tasks() -> frozenset[str]:
-    """Task names the project's Celery app registers (its task modules imported)."""
-    from config.celery import app
-
-    app.loader.import_default_modules()
-    return frozenset(name for name in app.tasks if not name.startswith("celery."))
-
-
 def validate(
     definition: ScheduleDefinition, registered: frozenset[str] | None = None
 ) -> ScheduleDefinition:

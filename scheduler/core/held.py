@@ -13,20 +13,35 @@ import heapq
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from scheduler.beat.frames import OutgoingMessage
 from scheduler.core.planner import PlannedRun
-from scheduler.store.dispatch import IDENTITY_KEYS
+
+IDENTITY_KEYS = (
+    "id",
+    "task",
+    "cron",
+    "interval_seconds",
+    "run_at",
+    "timezone",
+    "start_at",
+    "end_at",
+    "day_match",
+)
+"""The columns of a schedule row a run written ahead depends on (besides the row existing and
+being enabled): an edit of any of them withdraws the runs held from the old version."""
+
+M = TypeVar("M")
+"""The prepared message of a held run (the beat's `M`): opaque here."""
 
 ALWAYS = datetime.min.replace(tzinfo=UTC)
 
 
-class HeldRuns:
+class HeldRuns(Generic[M]):
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, int, PlannedRun]] = []
         self._seq = 0
-        self._messages: dict[uuid.UUID, OutgoingMessage] = {}
+        self._messages: dict[uuid.UUID, M] = {}
         self._planned_from: dict[uuid.UUID, dict[str, Any]] = {}
 
     def __len__(self) -> int:
@@ -36,7 +51,7 @@ class HeldRuns:
     def next_at(self) -> datetime | None:
         return self._heap[0][0] if self._heap else None
 
-    def hold(self, run: PlannedRun, message: OutgoingMessage, row: Mapping[str, Any]) -> None:
+    def hold(self, run: PlannedRun, message: M, row: Mapping[str, Any]) -> None:
         """Hold `run` (with its prepared `message`) until its slot; `row` is the schedule row
         it was planned from."""
         assert run.scheduled_for is not None
@@ -45,7 +60,7 @@ class HeldRuns:
         self._messages[run.id] = message
         self._planned_from[run.id] = {key: row[key] for key in IDENTITY_KEYS}
 
-    def message(self, run: PlannedRun) -> OutgoingMessage | None:
+    def message(self, run: PlannedRun) -> M | None:
         """The prepared message of a run taken from here (once)."""
         return self._messages.pop(run.id, None)
 

@@ -14,14 +14,15 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.core.domain import ExecutionStatus, OverlapPolicy
-from scheduler.store.common import MESSAGE_COLUMNS, Executor, as_uuid, json_text
+from scheduler.core.held import IDENTITY_KEYS
+from scheduler.store.common import Executor, as_uuid, json_text
 from scheduler.store.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
     Schedule,
 )
 
-_DUE_COLUMNS = (
+DUE_COLUMNS = (
     Schedule.id,
     Schedule.name,
     Schedule.task,
@@ -44,23 +45,11 @@ _DUE_COLUMNS = (
     Schedule.total_run_count,
     Schedule.day_match,
 )
+"""What planning a due row reads (also the manual trigger's lock, `scheduler.store.manual`)."""
 
 
-_IDENTITY_COLUMNS = (
-    Schedule.id,
-    Schedule.task,
-    Schedule.cron,
-    Schedule.interval_seconds,
-    Schedule.run_at,
-    Schedule.timezone,
-    Schedule.start_at,
-    Schedule.end_at,
-    Schedule.day_match,
-)
-"""The columns a run written ahead depends on (besides the row existing and being enabled)."""
-
-
-IDENTITY_KEYS = tuple(column.key for column in _IDENTITY_COLUMNS)
+_IDENTITY_COLUMNS = tuple(getattr(Schedule, key) for key in IDENTITY_KEYS)
+"""The columns a run written ahead depends on (`scheduler.core.held.IDENTITY_KEYS`)."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +94,7 @@ class DispatchStore:
             )
             due = or_(due, ahead)
         result = await session.execute(
-            select(*_DUE_COLUMNS)
+            select(*DUE_COLUMNS)
             .where(
                 Schedule.enabled,
                 or_(due, and_(Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))),
@@ -184,21 +173,6 @@ class DispatchStore:
             },
         )
         return {as_uuid(v) for v in result.scalars().all()}
-
-    @staticmethod
-    async def lock_run_for_retry(
-        session: AsyncSession, execution_id: uuid.UUID
-    ) -> dict[str, Any] | None:
-        """Lock run `execution_id` and return what a retry of it copies (with its schedule's
-        options, None without a schedule) and its status id; None if it does not exist."""
-        result = await session.execute(
-            select(*MESSAGE_COLUMNS, Execution.status_id, Execution.root_id)
-            .outerjoin(Schedule, Schedule.id == Execution.schedule_id)
-            .where(Execution.id == execution_id)
-            .with_for_update(of=Execution)
-        )
-        row = result.mappings().first()
-        return None if row is None else dict(row)
 
     @staticmethod
     async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -325,31 +299,3 @@ class DispatchStore:
             )
         )
         return {int(row[0]): str(row[1]) for row in result.all()}
-
-    @staticmethod
-    async def lock_schedule_for_trigger(session: AsyncSession, name: str) -> dict[str, Any] | None:
-        """Lock the named schedule and return its row with run counts; None if unknown."""
-        result = await session.execute(
-            select(*_DUE_COLUMNS).where(Schedule.name == name).with_for_update()
-        )
-        row = result.mappings().first()
-        if row is None:
-            return None
-        values = dict(row)
-        counts = await DispatchStore.run_counts(session, [values["id"]])
-        values["active_runs"], values["waiting_runs"] = counts.get(values["id"], (0, 0))
-        return values
-
-    @staticmethod
-    async def existing_slots(
-        session: AsyncSession, schedule_id: int, slots: Sequence[datetime]
-    ) -> set[datetime]:
-        """Which of `slots` already have a run of the schedule (any status)."""
-        if not slots:
-            return set()
-        result = await session.execute(
-            select(Execution.scheduled_for).where(
-                Execution.schedule_id == schedule_id, Execution.scheduled_for.in_(list(slots))
-            )
-        )
-        return {v for v in result.scalars().all() if v is not None}

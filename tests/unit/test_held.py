@@ -46,7 +46,7 @@ def message(r: PlannedRun) -> OutgoingMessage:
 
 
 def test_runs_come_out_in_slot_order_with_their_prepared_messages() -> None:
-    held = HeldRuns()
+    held = HeldRuns[OutgoingMessage]()
     later, sooner = run(T + 2 * S), run(T + S)
     for r in (later, sooner):
         held.hold(r, message(r), ROW)
@@ -60,7 +60,7 @@ def test_runs_come_out_in_slot_order_with_their_prepared_messages() -> None:
 
 
 def test_edits_withdraw_only_slots_after_them() -> None:
-    held = HeldRuns()
+    held = HeldRuns[OutgoingMessage]()
     early, late = run(T + S), run(T + 3 * S)
     for r in (early, late):
         held.hold(r, message(r), ROW)
@@ -78,7 +78,7 @@ def test_edits_withdraw_only_slots_after_them() -> None:
 
 
 def test_runs_planned_from_an_older_version_of_the_schedule_are_judged_by_it() -> None:
-    held = HeldRuns()
+    held = HeldRuns[OutgoingMessage]()
     before, after = run(T + S), run(T + 2 * S)
     held.hold(before, message(before), ROW)
     retimed_row = {**ROW, "interval_seconds": Decimal(60)}
