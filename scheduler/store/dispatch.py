@@ -1,5 +1,5 @@
 """The beat's pass: due rows locked and read, runs inserted, schedules advanced, the outlook,
-withdrawals, the manual trigger's lock, backfill's existing slots.
+the runs withdrawn after an edit, the rows flagged with an error.
 """
 
 from __future__ import annotations
