@@ -45,7 +45,6 @@ from scheduler import api
 from scheduler.core.accounts import Role
 from scheduler.core.exceptions import (
     ConflictError,
-    DatabaseUnreachable,
     DuplicateError,
     InvalidScheduleError,
     NotFoundError,
@@ -53,6 +52,7 @@ from scheduler.core.exceptions import (
 )
 from scheduler.observability import metrics as project_metrics
 from scheduler.runtime.db import get_runtime
+from scheduler.runtime.retry import unreachable
 from scheduler.runtime.services import redact
 from scheduler.web import charts, pages
 from scheduler.web.auth import (
@@ -204,7 +204,7 @@ def problem_for(exc: BaseException) -> HTTPProblem:
         return HTTPProblem(409, str(exc))
     if isinstance(exc, InvalidScheduleError):
         return HTTPProblem(400, str(exc))
-    if isinstance(exc, DatabaseUnreachable | ConnectionError | OSError | TimeoutError):
+    if unreachable(exc):
         return HTTPProblem(503, "the database or broker cannot be reached right now")
     if isinstance(exc, SchedulerError):
         return HTTPProblem(400, redact(str(exc)).splitlines()[0])
