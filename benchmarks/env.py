@@ -51,12 +51,12 @@ class Env:
         self.embedded: Any = None
         db, broker = os.environ.get("BENCH_DATABASE_URL"), os.environ.get("BENCH_BROKER_URL")
         if not (db and broker):
-            from scheduler.runtime.services import EmbeddedServices
+            from scheduler.runtime.embedded import EmbeddedServices
 
             self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
             urls = self.embedded.up()
             db, broker = db or urls.database_url, broker or urls.broker_url
-        from scheduler.runtime.services import normalize_database_url
+        from scheduler.runtime.urls import normalize_database_url
 
         self.server = normalize_database_url(db)
         self.broker = broker

@@ -16,7 +16,7 @@ import tasks
 from config.logging import configure_logging
 from config.settings import get_settings
 from scheduler.observability.health import install_worker_hooks
-from scheduler.runtime.services import broker_transport_options, redact, resolve_broker_url
+from scheduler.runtime.urls import broker_transport_options, redact, resolve_broker_url
 from scheduler.worker.signals import connect_signals
 
 settings = get_settings()

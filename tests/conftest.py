@@ -35,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from config.settings import get_settings
 from scheduler.runtime import db as scheduler_db
 from scheduler.runtime import migrate
-from scheduler.runtime.services import EmbeddedServices, normalize_database_url
+from scheduler.runtime.embedded import EmbeddedServices
+from scheduler.runtime.urls import normalize_database_url
 
 T = TypeVar("T")
 Connection: Any = importlib.import_module("kombu").Connection

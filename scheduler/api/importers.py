@@ -17,7 +17,7 @@ from typing import Any
 from scheduler.core.definitions import ScheduleDefinition
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import OPTION_NAMES, PROTOCOL_HEADERS
-from scheduler.runtime.services import redact
+from scheduler.runtime.urls import redact
 
 
 @dataclass

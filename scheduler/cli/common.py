@@ -16,7 +16,7 @@ import click
 from scheduler.core.bounds import plain
 from scheduler.core.exceptions import SchedulerError
 from scheduler.runtime.retry import unreachable
-from scheduler.runtime.services import redact, redact_text
+from scheduler.runtime.urls import redact, redact_text
 
 T = TypeVar("T")
 USER_ERROR = 2

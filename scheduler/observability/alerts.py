@@ -38,7 +38,7 @@ from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.observability import metrics
 from scheduler.runtime.retry import backoff_s
-from scheduler.runtime.services import redact
+from scheduler.runtime.urls import redact
 from scheduler.store.models import ALERT_EVENTS
 from scheduler.store.repository import AlertsRepository as alerts_repo
 

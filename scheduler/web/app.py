@@ -53,7 +53,7 @@ from scheduler.core.exceptions import (
 from scheduler.observability import metrics as project_metrics
 from scheduler.runtime.db import get_runtime
 from scheduler.runtime.retry import unreachable
-from scheduler.runtime.services import redact
+from scheduler.runtime.urls import redact
 from scheduler.web import charts, pages
 from scheduler.web.auth import (
     LOCAL_ACTOR,
