@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.env import Env
+
 
 def write_file(path: Path, entries: int) -> None:
     """Every entry a cron or interval schedule of demo.noop with small kwargs, names unique."""
@@ -36,7 +38,7 @@ def _timed(args: list[str]) -> float:
     return elapsed
 
 
-def bench_apply(env: Any, entries: int) -> list[dict[str, Any]]:
+def bench_apply(env: Env, entries: int) -> list[dict[str, Any]]:
     env.fresh_database()
     path = Path(env.tmp) / f"apply-{entries}.yaml"
     write_file(path, entries)

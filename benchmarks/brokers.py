@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from benchmarks.burst import last_queued_s
+from benchmarks.env import Env, run, sql, start_beat
 from benchmarks.processes import stop
 from benchmarks.sustained import steady_lags
 
-ROOT = Path(__file__).resolve().parents[1]
 Connection: Any = importlib.import_module("kombu").Connection
 
 
@@ -134,40 +132,17 @@ def send_task_loop_s(broker: Broker, n: int, bound_s: float = 60) -> float:
     return elapsed * n / sent
 
 
-def start_beat(
-    database_url: str,
-    broker_url: str,
-    log: Path,
-    lookahead_s: float = 2.0,
-    delivery_mode: str = "persistent",
-) -> subprocess.Popen[bytes]:
-    with log.open("ab") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", "scheduler.cli", "beat", "-l", "WARNING"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "DATABASE_URL": database_url,
-                "BROKER_URL": broker_url,
-                "SCHEDULER_BEAT_LOOKAHEAD_S": str(lookahead_s),
-                "SCHEDULER_BROKER_DELIVERY_MODE": delivery_mode,
-            },
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def beat_due_s(env: Any, broker: Broker, n: int, lookahead_s: float = 2.0) -> float:
+def beat_due_s(env: Env, broker: Broker, n: int, lookahead_s: float = 2.0) -> float:
     """n schedules due at one instant T, a beat running: seconds from T until the broker
     confirmed the last of them. With the default lookahead (2 s) writing the 10k rows
     ahead does not finish before T on a small machine; with a longer one every run is
     written and its message built ahead, and T costs only the publish and its confirmation."""
-    from benchmarks.__main__ import last_queued_s, run, sql
-
     url = env.fresh_database()
     log = env.tmp / f"beat-{broker.kind}-{broker.delivery_mode}-{n}.log"
-    beat = start_beat(url, broker.url, log, lookahead_s, broker.delivery_mode)
+    beat = start_beat(
+        env, url, log, broker_url=broker.url, SCHEDULER_BEAT_LOOKAHEAD_S=str(lookahead_s),
+        SCHEDULER_BROKER_DELIVERY_MODE=broker.delivery_mode,
+    )  # fmt: skip
     try:
         time.sleep(3)
         due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5 + lookahead_s)
@@ -193,10 +168,8 @@ def beat_due_s(env: Any, broker: Broker, n: int, lookahead_s: float = 2.0) -> fl
     return seconds
 
 
-def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
+def steady(env: Env, broker: Broker, duration_s: int) -> dict[str, Any]:
     """1k every-second + 1k every-minute schedules: lag = queued_at - scheduled_for."""
-    from benchmarks.__main__ import run, sql
-
     url = env.fresh_database()
     start_at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=5)
     run(
@@ -211,7 +184,10 @@ def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
             f'{{"queue": "{broker.queue}"}}',
         )
     )
-    beat = start_beat(url, broker.url, env.tmp / f"beat-steady-{broker.kind}.log")
+    beat = start_beat(
+        env, url, env.tmp / f"beat-steady-{broker.kind}.log", broker_url=broker.url,
+        SCHEDULER_BEAT_LOOKAHEAD_S="2.0", SCHEDULER_BROKER_DELIVERY_MODE="persistent",
+    )  # fmt: skip
     try:
         for _ in range(duration_s + 5):
             time.sleep(1)
@@ -221,7 +197,7 @@ def steady(env: Any, broker: Broker, duration_s: int) -> dict[str, Any]:
     return {"broker": broker.kind, "seconds": duration_s, **steady_lags(url, start_at)}
 
 
-def brokers(env: Any, *, transient: bool = False) -> list[Broker]:
+def brokers(env: Env, *, transient: bool = False) -> list[Broker]:
     found = [Broker("redis", env.broker)]
     url = amqp_url()
     if url:
@@ -231,7 +207,7 @@ def brokers(env: Any, *, transient: bool = False) -> list[Broker]:
     return found
 
 
-def bench_broker_burst(env: Any, n: int) -> list[dict[str, Any]]:
+def bench_broker_burst(env: Env, n: int) -> list[dict[str, Any]]:
     from config.celery import app
 
     original = app.conf.broker_url
@@ -261,7 +237,7 @@ def bench_broker_burst(env: Any, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_broker_steady(env: Any, duration_s: int) -> list[dict[str, Any]]:
+def bench_broker_steady(env: Env, duration_s: int) -> list[dict[str, Any]]:
     rows = []
     for broker in brokers(env):
         try:

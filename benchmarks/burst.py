@@ -4,23 +4,22 @@ Three arrangements of "due" (a beat running when the rows are inserted 5 s ahead
 inserted with SQL 20 s ahead and the beat started afterwards; either with a busy loop on the
 second core), and "overdue" (rows found already due by one `Dispatcher.run_once`). Each figure
 is the seconds from the slot (or from the start of the pass) until the last run's `queued_at`,
-taken by the beat after the message is on the broker. Anchors in the same run: kombu publishing
-the same n prebuilt messages in one producer batch (measured in the same conditions, busy core
-or not, just before the arrangement), celery's PersistentScheduler and RedBeat.
+taken by the beat after the message is on the broker. Anchors (benchmarks.anchors) in the same run:
+kombu publishing the same n prebuilt messages in one producer batch (measured in the same
+conditions, busy core or not, just before the arrangement), celery's PersistentScheduler and
+RedBeat.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from benchmarks.anchors import celery_beat_burst_s, kombu_batch_s, redbeat_burst_s
 from benchmarks.env import Env, run, sql, start_beat
 from benchmarks.processes import busy_core, stop
-from benchmarks.redbeat_anchor import configure_redbeat
 
 GOAL_S = {10_000: 0.25, 100_000: 1.0}
 """Issue 16: every due arrangement within this many seconds after the slot."""
@@ -36,32 +35,6 @@ def insert_due_schedules(url: str, n: int, at: datetime) -> None:
             n,
         )
     )
-
-
-def kombu_batch_s(env: Env, n: int) -> float:
-    """The anchor: n prebuilt protocol-2 messages published by kombu in one producer batch on
-    a held connection, the broker's own pace through kombu."""
-    from config.celery import app
-
-    env.flush_broker()
-    built = [
-        app.amqp.as_task_v2(str(uuid.uuid4()), "demo.noop", args=[], kwargs={"execution_id": "x"})
-        for _ in range(n)
-    ]
-    with app.connection_for_write() as connection:
-        producer = connection.Producer(serializer="json")
-        producer.publish({}, exchange="", routing_key="warm-up", retry=False)
-        start = time.perf_counter()
-        with producer.batch(max_size=1000):
-            for headers, properties, body, _ in built:
-                producer.publish(
-                    body, exchange="", routing_key="celery", headers=headers, retry=False,
-                    **properties,
-                )  # fmt: skip
-        elapsed = time.perf_counter() - start
-    assert env.queue_length() == n
-    env.flush_broker()
-    return elapsed
 
 
 def overdue_s(env: Env, n: int) -> float:
@@ -228,8 +201,8 @@ def bench_burst(env: Env, n: int, *, anchors: bool = True) -> dict[str, Any]:
         "overdue_met": overdue <= 0.7 if n == 10_000 else "-",
     }
     if anchors:
-        celery_s = bench_celery_beat(env, n)
-        redbeat_s = bench_redbeat_burst(env, n)
+        celery_s = celery_beat_burst_s(env, n)
+        redbeat_s = redbeat_burst_s(env, n)
         row |= {
             "celery_persistent_s": round(celery_s, 3),
             "redbeat_s": round(redbeat_s, 3),
@@ -237,64 +210,3 @@ def bench_burst(env: Env, n: int, *, anchors: bool = True) -> dict[str, Any]:
             "speedup_vs_redbeat": round(redbeat_s / overdue, 2),
         }
     return row
-
-
-def _redbeat_scheduler(env: Env, n: int, last_run_at: datetime | None) -> Any:
-    """A RedBeat scheduler over n saved entries (due now when `last_run_at` is None)."""
-    from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry
-
-    from config.celery import app
-
-    env.flush_broker()
-    configure_redbeat(app, env.broker)
-    for i in range(n):
-        entry = RedBeatSchedulerEntry(f"rb-{i}", "demo.noop", timedelta(hours=1), app=app)
-        entry.last_run_at = last_run_at
-        entry.save()
-    return RedBeatScheduler(app, lazy=False)
-
-
-def _ticks_until_sent(env: Env, scheduler: Any, n: int, bound_s: float = 120) -> float:
-    """Tick a Celery scheduler until n messages are on the broker, then close it. Past
-    `bound_s` the time is extrapolated from the rate reached."""
-    start = time.perf_counter()
-    while env.queue_length() < n and time.perf_counter() - start < bound_s:
-        scheduler.tick()
-    elapsed = time.perf_counter() - start
-    sent = env.queue_length()
-    scheduler.close()
-    return elapsed * n / max(sent, 1)
-
-
-def bench_redbeat_burst(env: Env, n: int) -> float:
-    """RedBeat given the same n entries, all due: time until all are on the broker."""
-    scheduler = _redbeat_scheduler(env, n, None)
-    elapsed = _ticks_until_sent(env, scheduler, n)
-    env.flush_broker()
-    return elapsed
-
-
-def bench_celery_beat(env: Env, n: int) -> float:
-    """celery's PersistentScheduler with n entries, all due: time until all are sent
-    (bounded at 120 s; past that the time is extrapolated from the rate reached)."""
-    from celery.beat import PersistentScheduler
-
-    from config.celery import app
-
-    logging.getLogger("celery.beat").setLevel(logging.WARNING)
-    env.flush_broker()
-    schedule_file = env.tmp / f"celerybeat-{n}"
-    app.conf.beat_schedule = {
-        f"entry-{i}": {"task": "demo.noop", "schedule": 3600.0} for i in range(n)
-    }
-    try:
-        scheduler = PersistentScheduler(app, schedule_filename=str(schedule_file), lazy=False)
-        past = datetime.now(UTC) - timedelta(hours=2)
-        for entry in scheduler.schedule.values():
-            entry.last_run_at = past
-        scheduler._heap = None
-        return _ticks_until_sent(env, scheduler, n)
-    finally:
-        app.conf.beat_schedule = {}
-        for path in env.tmp.glob(f"celerybeat-{n}*"):
-            path.unlink()

@@ -1,28 +1,26 @@
-"""What every benchmark shares: the services, a fresh migrated database per benchmark, the
-broker, a beat process, and how figures are printed."""
+"""What every benchmark shares: the services and a fresh migrated database per benchmark (the
+tests' `SessionServices`, read from BENCH_DATABASE_URL / BENCH_BROKER_URL), the broker, and the
+beat and worker processes the families start."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import tempfile
+import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
-from rich.table import Table
 
 from scheduler.cli.format import console as cli_console
+from tests.support.services import SessionServices
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 console = cli_console()
 
 
@@ -43,43 +41,31 @@ async def sql(url: str, statement: str, *args: Any) -> list[Any]:
 
 
 class Env:
-    """Services, a fresh migrated database per benchmark, and the broker."""
+    """The session's services, a fresh migrated database per benchmark, and the broker (used
+    as given: BENCH_BROKER_URL names the Redis database, flushed freely)."""
 
     def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="scheduler-bench-"))
-        self.tmp.chmod(0o755)
-        self.embedded: Any = None
-        db, broker = os.environ.get("BENCH_DATABASE_URL"), os.environ.get("BENCH_BROKER_URL")
-        if not (db and broker):
-            from scheduler.runtime.embedded import EmbeddedServices
-
-            self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
-            urls = self.embedded.up()
-            db, broker = db or urls.database_url, broker or urls.broker_url
-        from scheduler.runtime.urls import normalize_database_url
-
-        self.server = normalize_database_url(db)
-        self.broker = broker
-        os.environ["BROKER_URL"] = broker
+        self.services = SessionServices(
+            env_prefix="BENCH", name_prefix="bench", tmp_prefix="scheduler-bench-", redis_db=0
+        )
+        self.tmp = self.services.tmp
+        self.broker = self.services.broker_url
+        os.environ["BROKER_URL"] = self.broker
         os.environ["SCHEDULER_STATE_DIR"] = str(self.tmp / "state")
         self.databases: list[str] = []
 
     def url(self, name: str) -> str:
-        base, _, query = self.server.partition("?")
-        root = base.rsplit("/", 1)[0]
-        return f"{root}/{name}" + (f"?{query}" if query else "")
+        return self.services.url_for(name)
 
-    def fresh_database(self) -> str:
-        from scheduler.runtime import migrate
-
-        name = f"bench_{uuid.uuid4().hex[:10]}"
-        run(sql(self.url("postgres"), f'CREATE DATABASE "{name}"'))
-        self.databases.append(name)
-        url = self.url(name)
-        run(migrate.upgrade(url))
-        os.environ["DATABASE_URL"] = url
+    def fresh_database(self, *, migrated: bool = True) -> str:
+        """A database of its own (cloned from the migrated template, or empty), exported as
+        DATABASE_URL; dropped by `close`."""
         from config.settings import get_settings
 
+        name = self.services.create_database(from_template=migrated)
+        self.databases.append(name)
+        url = self.url(name)
+        os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()
         return url
 
@@ -105,83 +91,85 @@ class Env:
         close_runtime()
         for name in self.databases:
             try:
-                run(sql(self.url("postgres"), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                self.services.drop_database(name)
             except Exception as exc:  # cleanup is best effort
                 console.print(f"could not drop {name}: {exc}")
-        if self.embedded is not None:
-            self.embedded.down()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.services.close()
 
 
-def machine_info(env: Env) -> dict[str, Any]:
-    import celery
-    import kombu
-    import sqlalchemy
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    pg = run(sql(env.url("postgres"), "SHOW server_version"))[0][0]
-    import redis
-
-    client = redis.Redis.from_url(env.broker)
-    redis_version = client.info()["redis_version"]
-    client.close()
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "postgresql": pg,
-        "redis": redis_version,
-        "celery": celery.__version__,
-        "kombu": kombu.__version__,
-        "sqlalchemy": sqlalchemy.__version__,
-    }
-
-
-def start_beat(env: Env, url: str, log: Path) -> subprocess.Popen[bytes]:
+def start_beat(
+    env: Env, url: str, log: Path, *, broker_url: str | None = None, **settings: str
+) -> subprocess.Popen[bytes]:
+    """A `scheduler beat` on database `url` (and `broker_url`, else the session's broker), with
+    extra environment variables `settings`, its output in `log`."""
     with log.open("ab") as handle:
         return subprocess.Popen(
             [sys.executable, "-m", "scheduler.cli", "beat", "-l", "WARNING"],
             cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url, "BROKER_URL": env.broker},
+            env={**os.environ, "DATABASE_URL": url, "BROKER_URL": broker_url or env.broker,
+                 **settings},
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+        )  # fmt: skip
+
+
+def start_worker(
+    url: str,
+    log: Path,
+    pool: str = "solo",
+    concurrency: int = 1,
+    settings: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A Celery worker of `config.celery` with the benchmarks' tasks, on database `url`, with
+    extra environment variables `settings`."""
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "config.celery", "worker",
+                "-P", pool, "-c", str(concurrency), "-l", "WARNING", "-I", "benchmarks.tasks",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": url, **(settings or {})},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def insert_queued(url: str, task: str, ids: list[str]) -> None:
+    """Runs of `task` with these ids, queued (as the beat leaves them for a worker)."""
+    from scheduler.core.domain import ExecutionStatus
+
+    run(
+        sql(
+            url,
+            "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
+            "SELECT unnest($1::uuid[]), $2, '[]', '{}', 'manual', $3",
+            ids,
+            task,
+            ExecutionStatus.QUEUED.id,
         )
+    )
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+def send_until_done(client: Any, task: str, ids: Iterable[str], bound_s: float = 300) -> float:
+    """Send `task` once per id in one producer batch, then a `bench.marker`: seconds until a
+    worker has run the marker (`client`, a Redis client, sees the key it sets)."""
+    from config.celery import app
 
-
-def table(title: str, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    t = Table(title=title, header_style="bold")
-    for key in rows[0]:
-        t.add_column(key, overflow="fold")
-    for row in rows:
-        t.add_row(*(str(row.get(key, "")) for key in rows[0]))
-    console.print(t)
-
-
-def vertical_table(title: str, rows: list[dict[str, Any]], skip: tuple[str, ...] = ()) -> None:
-    """One column per row, one line per figure: for rows with many figures."""
-    if not rows:
-        return
-    t = Table(title=title, header_style="bold")
-    t.add_column("figure")
-    for i in range(len(rows)):
-        t.add_column(str(i + 1), overflow="fold")
-    for key in rows[0]:
-        if key not in skip:
-            t.add_row(key, *(str(row.get(key, "")) for row in rows))
-    console.print(t)
+    key = f"bench-marker-{uuid.uuid4()}"
+    start = time.perf_counter()
+    with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+        for execution_id in ids:
+            app.send_task(
+                task, kwargs={"execution_id": execution_id}, task_id=execution_id,
+                producer=producer,
+            )  # fmt: skip
+        app.send_task("bench.marker", args=(key,), producer=producer)
+    while not client.get(key):
+        if time.perf_counter() - start > bound_s:
+            raise RuntimeError(f"{task}: the worker did not finish")
+        time.sleep(0.002)
+    return time.perf_counter() - start

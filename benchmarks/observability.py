@@ -4,7 +4,6 @@ tracked tasks (one worker with its metrics port, one without, alternated in the 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,8 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     scrape of the beat's port over HTTP."""
     from benchmarks.env import run, sql
     from config.settings import Settings
-    from scheduler.observability import metrics
+    from scheduler.core.domain import ExecutionStatus
+    from scheduler.observability import database_series
     from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()
@@ -41,14 +41,16 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
             "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for,"
             " status_id, created_at, completed_at)"
             " SELECT gen_random_uuid(), s.id, s.task, '[]', '{}', 'schedule',"
-            " now() - k * interval '1 minute', CASE WHEN k = 1 THEN 6 ELSE 5 END,"
+            " now() - k * interval '1 minute', CASE WHEN k = 1 THEN $1::smallint ELSE $2::smallint END,"
             " now() - k * interval '1 minute', now() - k * interval '1 minute'"
             " FROM schedules s CROSS JOIN generate_series(1, 2) k",
+            ExecutionStatus.FAILED.id,
+            ExecutionStatus.SUCCESS.id,
         )
     )
     run(sql(url, "ANALYZE"))
-    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=n))
-    metrics._database = source
+    source = database_series.DatabaseMetrics(Settings(metrics_schedule_limit=n))
+    database_series._database = source
     runtime = get_runtime(url)
 
     async def refresh() -> None:
@@ -76,7 +78,7 @@ def bench_scrape(env: Env, n: int = 10_000) -> dict[str, Any]:
     finally:
         server.stop()
         close_runtime()
-        metrics._database = None
+        database_series._database = None
     return {
         "monitored_schedules": n,
         "series": 3 * n,
@@ -91,72 +93,27 @@ def bench_metrics_overhead(env: Env, n: int = 500, rounds: int = 3) -> dict[str,
     the two alternated round after round (same database, same broker, same run)."""
     import redis
 
-    from benchmarks.env import ROOT, run, sql
+    from benchmarks.env import insert_queued, send_until_done, start_worker
     from benchmarks.processes import stop
-    from config.celery import app
 
     url = env.fresh_database()
     client = redis.Redis.from_url(env.broker)
 
-    def start_worker(with_metrics: bool) -> subprocess.Popen[bytes]:
-        extra = {"SCHEDULER_WORKER_HTTP_PORT": "0"} if with_metrics else {}
-        log = (env.tmp / f"metrics-worker-{with_metrics}.log").open("ab")
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config.celery",
-                "worker",
-                "-P",
-                "solo",
-                "-l",
-                "WARNING",
-                "-I",
-                "benchmarks.tasks",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "DATABASE_URL": url, **extra},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
     def drain(count: int) -> float:
         ids = [str(uuid.uuid4()) for _ in range(count)]
-        run(
-            sql(
-                url,
-                "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
-                "SELECT unnest($1::uuid[]), 'demo.noop', '[]', '{}', 'manual', 2",
-                ids,
-            )
-        )
-        key = f"bench-marker-{uuid.uuid4()}"
-        start = time.perf_counter()
-        with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-            for execution_id in ids:
-                app.send_task(
-                    "demo.noop", kwargs={"execution_id": execution_id}, task_id=execution_id,
-                    producer=producer,
-                )  # fmt: skip
-            app.send_task("bench.marker", args=(key,), producer=producer)
-        while not client.get(key):
-            if time.perf_counter() - start > 300:
-                raise RuntimeError("the worker did not finish")
-            time.sleep(0.002)
-        return time.perf_counter() - start
+        insert_queued(url, "demo.noop", ids)
+        return send_until_done(client, "demo.noop", ids)
 
     rates: dict[bool, list[float]] = {False: [], True: []}
     try:
         for _ in range(rounds):
             for with_metrics in (False, True):
                 env.flush_broker()
-                worker = start_worker(with_metrics)
+                worker = start_worker(
+                    url,
+                    env.tmp / f"metrics-worker-{with_metrics}.log",
+                    settings={"SCHEDULER_WORKER_HTTP_PORT": "0"} if with_metrics else None,
+                )
                 try:
                     drain(50)  # warm up (and wait for the worker)
                     rates[with_metrics].append(n / drain(n))

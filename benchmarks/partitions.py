@@ -24,17 +24,29 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.env import Env, dsn
+from scheduler.core.domain import NON_TERMINAL, ExecutionStatus
+
+PENDING = ExecutionStatus.PENDING.id
+QUEUED = ExecutionStatus.QUEUED.id
+SUCCESS = ExecutionStatus.SUCCESS.id
+OUTCOMES = ", ".join(
+    str(s.id)
+    for s in [ExecutionStatus.SUCCESS] * 18 + [ExecutionStatus.FAILED, ExecutionStatus.SKIPPED]
+)
+"""The seeded runs' statuses, one in 20 failed and one in 20 skipped."""
+UNFINISHED = ", ".join(str(i) for i in sorted(s.id for s in NON_TERMINAL))
 DAYS = 30
 SEED = """
 INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id,
                         created_at, queued_at, started_at, completed_at, duration_ms, attempt)
 SELECT scheduler_slot_id(sid, slot), sid, 'demo.noop', '[]', '{}', 'schedule', slot,
-       (ARRAY[5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6, 9])[1 + g % 20]::smallint,
+       (ARRAY[{outcomes}])[1 + g % 20]::smallint,
        slot, slot, slot, slot + interval '40 ms', 40, 1
 FROM (SELECT g, 1 + g % $1 AS sid,
              $3::timestamptz - (g / $1) * $2::float8 * interval '1 second' AS slot
       FROM generate_series($4::bigint, $5::bigint) g) s
-"""
+""".replace("{outcomes}", OUTCOMES)
 INSERT = (
     "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for,"
     " status_id, created_at) SELECT id, schedule_id, 'demo.noop', '[]'::jsonb, '{{}}'::jsonb,"
@@ -44,16 +56,12 @@ INSERT = (
 )
 PLAIN_DELETE = (
     "DELETE FROM executions WHERE id IN (SELECT id FROM executions WHERE created_at < $1"
-    " AND status_id NOT IN (1, 2, 3, 4) LIMIT 5000)"
+    f" AND status_id NOT IN ({UNFINISHED}) LIMIT 5000)"
 )
 SIZE = (
     "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint"
     " FROM pg_partition_tree('executions')"
 )
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def _slot_function() -> str:
@@ -76,7 +84,7 @@ class Side:
     async def open(self) -> None:
         from scheduler.runtime.db import create_engine, session_factory
 
-        self.conn = await asyncpg.connect(_dsn(self.url))
+        self.conn = await asyncpg.connect(dsn(self.url))
         self.engine = create_engine(self.url, pool_size=2, max_overflow=0)
         self.sessions = session_factory(self.engine)
 
@@ -128,7 +136,7 @@ class Side:
         await self.c.execute("VACUUM ANALYZE executions")
         return time.perf_counter() - started
 
-    async def insert(self, runs: list[tuple[Any, int, datetime]], status: int = 1) -> int:
+    async def insert(self, runs: list[tuple[Any, int, datetime]], status: int = PENDING) -> int:
         statement = INSERT.format(target=self.target, status=status)
         async with self.c.transaction():
             rows = await self.c.fetch(
@@ -166,15 +174,15 @@ def _runs(
 
 
 async def _reads(side: Side, now: datetime, repeats: int, schedules: int) -> dict[str, float]:
-    from scheduler.repository import SchedulerRepository as repo
+    from scheduler.store.history import HistoryStore
 
     async def history() -> None:
         async with side.sessions() as session:
-            await repo.history(session, schedule=f"s-{max(1, schedules // 2)}", limit=50)
+            await HistoryStore.history(session, schedule=f"s-{max(1, schedules // 2)}", limit=50)
 
     async def stats() -> None:
         async with side.sessions() as session:
-            await repo.stats(session, since=now - timedelta(hours=24))
+            await HistoryStore.stats(session, since=now - timedelta(hours=24))
 
     return {
         "history_ms_p50": round(statistics.median(await _timed(history, repeats)), 2),
@@ -207,15 +215,17 @@ def _partitions_read(plan: list[str]) -> int:
 
 
 async def _prune_oldest_day(side: Side, now: datetime) -> dict[str, float]:
-    from scheduler.store import partitions, retention
+    from scheduler.beat import upkeep
+    from scheduler.core.retention import Policy
+    from scheduler.store import partitions
     from scheduler.store.partitions import Interval
 
     oldest = partitions.period_start(now - timedelta(days=DAYS), Interval.DAY)
     cut = oldest + timedelta(days=1)
     started = time.perf_counter()
     if side.partitioned:
-        policy = retention.Policy.older_than(now - cut)
-        report = await retention.prune(side.sessions, policy, now, batch=5000)
+        policy = Policy.older_than(now - cut)
+        report = await upkeep.prune(side.sessions, policy, now, batch=5000)
         total = (time.perf_counter() - started) * 1000
         return {"prune_day_ms": round(total, 1), "dropped": len(report.dropped)}
     deleted = 0
@@ -232,22 +242,22 @@ async def _claim_finish(
     sides: list[Side], schedules: int, first: datetime, n: int
 ) -> dict[str, float]:
     """Median claim + finish of one run (us), the sides taking turns run by run."""
-    from scheduler.repository import SchedulerRepository as repo
+    from scheduler.store.runs import RunStore
 
     runs = _runs(schedules, first, n, 1.0)
     for side in sides:
-        await side.insert(runs, status=2)
+        await side.insert(runs, status=QUEUED)
     per_run: dict[str, list[float]] = {side.label: [] for side in sides}
     for i, (run_id, _, _) in enumerate(runs):
         for side in sides if i % 2 == 0 else list(reversed(sides)):
             started = time.perf_counter()
-            attempt = await repo.claim_execution(
+            attempt = await RunStore.claim_execution(
                 side.c, run_id, task="demo.noop", args_json="[]", kwargs_json="{}",
                 worker="bench", now=datetime.now(UTC),
             )  # fmt: skip
             assert attempt == 1
-            await repo.finish_run(
-                side.c, run_id, status_id=5, duration_ms=1, completed_at=datetime.now(UTC)
+            await RunStore.finish_run(
+                side.c, run_id, status_id=SUCCESS, duration_ms=1, completed_at=datetime.now(UTC)
             )
             per_run[side.label].append((time.perf_counter() - started) * 1e6)
     return {label: round(statistics.median(v[n // 10 :]), 1) for label, v in per_run.items()}
@@ -261,7 +271,7 @@ async def _churn(side: Side, now: datetime, days: int, rows_per_day: int, schedu
         await _prune_oldest_day(side, now + timedelta(days=1 + k))
         runs = _runs(schedules, day, rows_per_day, 86400 / (rows_per_day / schedules))
         for i in range(0, len(runs), 5000):
-            await side.insert(runs[i : i + 5000], status=5)
+            await side.insert(runs[i : i + 5000], status=SUCCESS)
     if not side.partitioned:
         await side.c.execute("VACUUM executions")  # what autovacuum would have done
 
@@ -316,26 +326,15 @@ async def _bench(
     return [partitioned, plain]
 
 
-def bench_partitions(env: Any, rows: int, schedules: int, churn_days: int) -> list[dict[str, Any]]:
+def bench_partitions(env: Env, rows: int, schedules: int, churn_days: int) -> list[dict[str, Any]]:
     from scheduler.runtime import migrate
 
-    partitioned = env.fresh_database()
-    plain_name = f"bench_plain_{int(time.time())}"
-    asyncio.run(_admin(env.url("postgres"), f'CREATE DATABASE "{plain_name}"'))
-    env.databases.append(plain_name)
-    plain = env.url(plain_name)
+    plain = env.fresh_database(migrated=False)
+    partitioned = env.fresh_database()  # last: the one exported as DATABASE_URL
     asyncio.run(migrate.upgrade(plain, "0008"))
     return asyncio.run(
         _bench({"partitioned": partitioned, "plain": plain}, rows, schedules, churn_days)
     )
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 def report(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -19,10 +19,11 @@ from typing import Any
 
 import asyncpg
 
+from benchmarks.anchors import redbeat_scale
 from benchmarks.burst import insert_due_schedules
-from benchmarks.env import Env, console, dsn, percentile, run, sql, start_beat
+from benchmarks.env import Env, console, dsn, run, sql, start_beat
 from benchmarks.processes import peak_rss_mb, settled_rss_mb, stop
-from benchmarks.redbeat_anchor import redbeat_scale
+from benchmarks.report import percentile
 
 CAPTURED_PASSES = 5
 REDBEAT_MAX = 100_000
@@ -87,7 +88,7 @@ def bench_scale(env: Env, n: int) -> tuple[dict[str, Any], dict[str, list[str]]]
         peak = peak_rss_mb(beat.pid)
     finally:
         stop(beat)
-    redbeat = redbeat_scale(env.broker, n, env.tmp) if n <= REDBEAT_MAX else {}
+    redbeat = redbeat_scale(env, n) if n <= REDBEAT_MAX else {}
     row = {
         "schedules": n,
         "insert_s": round(insert_s, 1),
@@ -173,8 +174,9 @@ def print_plans(comparison: dict[str, Any]) -> None:
                 console.print(f"    {line}", markup=False, highlight=False)
 
 
-def bench_scale_all(env: Env, full: bool) -> dict[str, Any]:
-    sizes = (1_000, 10_000, 100_000, 1_000_000) if full else (1_000, 10_000, 100_000)
+def bench_scale_all(env: Env, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """Every size in turn (one failing does not stop the others), the plans of the idle pass
+    at the smallest and the largest compared."""
     rows: list[dict[str, Any]] = []
     plans: dict[int, dict[str, list[str]]] = {}
     for n in sizes:

@@ -18,8 +18,9 @@ from typing import Any
 
 from rich.progress import Progress
 
-from benchmarks.env import Env, console, percentile, run, sql, start_beat
+from benchmarks.env import Env, console, run, sql, start_beat
 from benchmarks.processes import cpu_s, stop
+from benchmarks.report import percentile
 
 LAG_P99_GOAL_MS = 100.0
 TREND_S = 10
@@ -289,15 +290,17 @@ def _duplicates(url: str, start_at: datetime, end_at: datetime) -> dict[str, Any
     }
 
 
-def bench_sustained_all(env: Env, full: bool) -> dict[str, Any]:
-    """One beat then two at n (quick 2,000/s for 20 s; full 10,000/s for 60 s); in full, when
-    one beat does not hold n, the rate steps down (5,000, 2,000, 1,000) to the highest that
-    holds lag p99 <= 100 ms with every run recorded and no backlog growth."""
-    n, duration_s = (10_000, 60) if full else (2_000, 20)
+def bench_sustained_all(
+    env: Env, n: int, duration_s: int, step_down: tuple[int, ...] = ()
+) -> dict[str, Any]:
+    """One beat then two at n every-second schedules for `duration_s` (quick 2,000/s for 20 s;
+    full 10,000/s for 60 s); when one beat does not hold n, the rate steps down through
+    `step_down` (full: 5,000, 2,000, 1,000) to the highest that holds lag p99 <= 100 ms with
+    every run recorded and no backlog growth."""
     rows = [bench_sustained(env, n, duration_s, beats=1), bench_sustained(env, n, duration_s, 2)]
     held: int | None = n if rows[0]["holds"] else None
-    if full and held is None:
-        for lower in (5_000, 2_000, 1_000):
+    if held is None:
+        for lower in step_down:
             row = bench_sustained(env, lower, duration_s, beats=1)
             rows.append(row)
             if row["holds"]:

@@ -18,7 +18,9 @@ from typing import Any
 
 import httpx
 
+from benchmarks.env import Env
 from benchmarks.processes import stop
+from scheduler.core.domain import ExecutionStatus
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -33,6 +35,12 @@ SELECT 'bench-' || lpad(g::text, 5, '0'), 'bench.task' || (g % 20), '*/5 * * * *
        now() + (g % 300) * interval '1 second', 'schedule ' || g
 FROM generate_series(1, $1) g
 """
+OUTCOMES = ", ".join(
+    str(s.id)
+    for s in [ExecutionStatus.SUCCESS] * 7
+    + [ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT, ExecutionStatus.LOST]
+)
+"""The seeded runs' statuses: 7 in 10 succeeded, then one failed, one timed out, one lost."""
 SEED_RUNS = """
 INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id,
                         created_at, queued_at, started_at, completed_at, duration_ms, attempt,
@@ -40,14 +48,14 @@ INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_
 SELECT gen_random_uuid(), 1 + g % $2, 'bench.task' || ((1 + g % $2) % 20), '[]', '{}',
        (ARRAY['schedule', 'schedule', 'schedule', 'manual', 'catchup'])[1 + g % 5],
        now() - g * interval '1 second' * $3,
-       (ARRAY[5, 5, 5, 5, 5, 5, 5, 6, 7, 11])[1 + (g / 7) % 10]::smallint,
+       (ARRAY[{outcomes}])[1 + (g / 7) % 10]::smallint,
        now() - g * interval '1 second' * $3, now() - g * interval '1 second' * $3,
        now() - g * interval '1 second' * $3, now() - g * interval '1 second' * $3 + interval '40 ms',
        20 + g % 400, 1, 'worker-' || (g % 8),
        CASE WHEN (g / 7) % 10 IN (7, 8) THEN 'RuntimeError' END,
        CASE WHEN (g / 7) % 10 IN (7, 8) THEN 'failure ' || (g % 13) END
 FROM generate_series(1, $1) g
-"""
+""".replace("{outcomes}", OUTCOMES)
 
 
 def _free_port() -> int:
@@ -88,7 +96,7 @@ def page_set(schedules: int) -> dict[str, str]:
     }
 
 
-def bench_web(env: Any, schedules: int, runs: int, repeats: int) -> list[dict[str, Any]]:
+def bench_web(env: Env, schedules: int, runs: int, repeats: int) -> list[dict[str, Any]]:
     from benchmarks.env import run, sql
     from scheduler import api
 

@@ -13,124 +13,27 @@ instead under CI=true). A RabbitMQ may be shared, so each test gets queue names 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import os
-import shutil
-import tempfile
-import threading
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import asyncpg
 import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config.settings import get_settings
 from scheduler.runtime import db as scheduler_db
-from scheduler.runtime import migrate
-from scheduler.runtime.embedded import EmbeddedServices
-from scheduler.runtime.urls import normalize_database_url
+from tests.support.services import SessionServices as SessionServices
+from tests.support.services import run_sync as run_sync
 
-T = TypeVar("T")
 Connection: Any = importlib.import_module("kombu").Connection
 """kombu's Connection (untyped): RabbitMQ helpers of the broker fixture."""
 TIERS = ("unit", "integration", "acceptance", "migrations", "reliability", "browser")
-
-
-class SessionServices:
-    """The servers of this test session and the migrated template database."""
-
-    def __init__(self) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="scheduler-tests-"))
-        self.tmp.chmod(0o755)
-        self.embedded: EmbeddedServices | None = None
-        base_db = os.environ.get("TEST_DATABASE_URL")
-        base_broker = os.environ.get("TEST_BROKER_URL")
-        if not (base_db and base_broker):
-            self.embedded = EmbeddedServices(self.tmp / "state", durable=False)
-            urls = self.embedded.up()
-            base_db = base_db or urls.database_url
-            base_broker = base_broker or urls.broker_url
-        self.server_url = normalize_database_url(base_db)
-        self.broker_url = _with_redis_db(base_broker, 0 if self.embedded else 13)
-        self.template: str | None = None
-        self._lock = threading.Lock()
-
-    def url_for(self, database: str) -> str:
-        parts = urlsplit(self.server_url)
-        return urlunsplit(parts._replace(path=f"/{database}"))
-
-    def admin_dsn(self) -> str:
-        parts = urlsplit(self.url_for("postgres"))
-        return urlunsplit(parts._replace(scheme="postgresql"))
-
-    def ensure_template(self) -> str:
-        with self._lock:
-            if self.template is None:
-                name = f"sched_tpl_{uuid.uuid4().hex[:10]}"
-                run_sync(self._admin(f'CREATE DATABASE "{name}"'))
-                run_sync(migrate.upgrade(self.url_for(name)))
-                self.template = name
-            return self.template
-
-    def create_database(self, *, from_template: bool = True) -> str:
-        name = f"sched_test_{uuid.uuid4().hex[:12]}"
-        if from_template:
-            template = self.ensure_template()
-            run_sync(self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        else:
-            run_sync(self._admin(f'CREATE DATABASE "{name}"'))
-        return name
-
-    def drop_database(self, name: str) -> None:
-        run_sync(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(self.admin_dsn())
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    def close(self) -> None:
-        if self.template is not None:
-            self.drop_database(self.template)
-        if self.embedded is not None:
-            self.embedded.down()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _with_redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme.startswith("redis") and parts.path in ("", "/", "/0") and db:
-        return urlunsplit(parts._replace(path=f"/{db}"))
-    return url
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to completion on a fresh loop in another thread (safe inside any test)."""
-    result: list[T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(coro))
-        except BaseException as exc:
-            error.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 _services: SessionServices | None = None

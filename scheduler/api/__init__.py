@@ -46,9 +46,12 @@ from scheduler.core.exceptions import (
 )
 from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
-from scheduler.store.repository import SchedulerRepository as repo
-from scheduler.store.web import RunFilter
-from scheduler.store.web import WebStore as store
+from scheduler.store.accounts import AccountStore
+from scheduler.store.aggregates import AggregateStore
+from scheduler.store.audit import AuditStore
+from scheduler.store.history import HistoryStore
+from scheduler.store.pages import PageStore, RunFilter
+from scheduler.store.schedules import ScheduleStore
 
 T = TypeVar("T")
 __all__ = [
@@ -113,8 +116,8 @@ async def areconcile(
     async with _unit(session) as s:
         if not dry_run:
             # two applies at once would each see the other's rows as absent: one waits
-            await repo.lock_definitions(s)
-        stored = {r["name"]: r for r in await repo.list_schedules(s)}
+            await ScheduleStore.lock_definitions(s)
+        stored = {r["name"]: r for r in await ScheduleStore.list_schedules(s)}
         wanted = {d.name: d for d in definitions}
         creates: list[dict[str, Any]] = []
         for name, definition in wanted.items():
@@ -132,19 +135,19 @@ async def areconcile(
                 if not dry_run:
                     values = definition.column_values()
                     values.pop("name")
-                    await repo.update_schedule(s, name, values)
+                    await ScheduleStore.update_schedule(s, name, values)
         if creates:
-            await repo.insert_schedules(s, creates)
+            await ScheduleStore.insert_schedules(s, creates)
         if prune:
             for name in sorted(set(stored) - set(wanted)):
                 if stored[name].get("origin", "user") != "user":
                     continue  # the app's beat_schedule owns it (synced at beat start)
                 changes["delete"].append(name)
                 if not dry_run:
-                    await repo.delete_schedule(s, name)
+                    await ScheduleStore.delete_schedule(s, name)
         if not dry_run:
             who = actor or default_actor()
-            await store.add_audits(
+            await AuditStore.add_audits(
                 s,
                 [
                     {
@@ -178,14 +181,14 @@ async def aupsert_schedule(
 
 async def alist_schedules(*, session: AsyncSession | None = None) -> list[dict[str, Any]]:
     async with _unit(session) as s:
-        return await repo.list_schedules(s)
+        return await ScheduleStore.list_schedules(s)
 
 
 async def aremove_schedule(
     name: str, *, session: AsyncSession | None = None, actor: str | None = None
 ) -> None:
     async with _unit(session) as s:
-        if not await repo.delete_schedule(s, name):
+        if not await ScheduleStore.delete_schedule(s, name):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.delete", "schedule", name)
 
@@ -206,7 +209,7 @@ async def ahistory(
         raise InvalidScheduleError("limit must be at least 1")
     key = None if root is None else _execution_key(root)
     async with _unit(session) as s:
-        return await repo.history(
+        return await HistoryStore.history(
             s,
             schedule=schedule,
             task=task,
@@ -233,8 +236,8 @@ async def aget_execution(
     except ValueError:
         raise NotAnExecutionId(execution_id) from None
     async with _unit(session) as s:
-        found = await repo.execution_details(s, key)
-        tree = [] if found is None else await repo.run_tree(s, key)
+        found = await HistoryStore.execution_details(s, key)
+        tree = [] if found is None else await HistoryStore.run_tree(s, key)
     if found is None:
         raise ExecutionNotFound(key)
     found["children"] = [node for node in tree if node["parent_id"] == key]
@@ -250,7 +253,7 @@ async def arun_tree(
     group and chord steps, subtasks), oldest first; each has `parent_id` and `root_id`."""
     key = _execution_key(execution_id)
     async with _unit(session) as s:
-        tree = await repo.run_tree(s, key)
+        tree = await HistoryStore.run_tree(s, key)
     if not tree:
         raise ExecutionNotFound(key)
     return tree
@@ -265,10 +268,10 @@ async def apause_schedule(
     if not reason:
         raise InvalidScheduleError("a pause needs a reason (--reason TEXT)")
     async with _unit(session) as s:
-        if not await repo.pause_schedule(s, name, reason=reason, actor=actor):
+        if not await ScheduleStore.pause_schedule(s, name, reason=reason, actor=actor):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.pause", "schedule", name, reason=reason)
-        return (await repo.list_schedules(s, names=[name]))[0]
+        return (await ScheduleStore.list_schedules(s, names=[name]))[0]
 
 
 async def aresume_schedule(
@@ -277,10 +280,10 @@ async def aresume_schedule(
     """Enable schedule `name` again (from its next slot, no catch-up for the paused time);
     the pause annotation is cleared. Audited as `schedule.resume` by `actor`."""
     async with _unit(session) as s:
-        if not await repo.resume_schedule(s, name):
+        if not await ScheduleStore.resume_schedule(s, name):
             raise ScheduleNotFound(name)
         await _audit(s, actor, "schedule.resume", "schedule", name)
-        return (await repo.list_schedules(s, names=[name]))[0]
+        return (await ScheduleStore.list_schedules(s, names=[name]))[0]
 
 
 async def astats(
@@ -291,7 +294,7 @@ async def astats(
 ) -> list[dict[str, Any]]:
     since = since or datetime.now(UTC) - timedelta(hours=24)
     async with _unit(session) as s:
-        return await repo.stats(s, since=since, schedule=schedule)
+        return await HistoryStore.stats(s, since=since, schedule=schedule)
 
 
 async def atrigger(
@@ -483,7 +486,7 @@ async def _audit(
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    await store.add_audit(
+    await AuditStore.add_audit(
         session,
         actor=actor or default_actor(),
         action=action,
@@ -522,7 +525,7 @@ async def aaudit_log(
     if not 1 <= limit <= 1000:
         raise InvalidScheduleError("limit must be between 1 and 1000")
     async with _unit(session) as s:
-        return await store.audit_entries(
+        return await AuditStore.audit_entries(
             s, since=since, before_id=before_id, target_type=target_type, target=target,
             limit=limit,
         )  # fmt: skip
@@ -540,21 +543,21 @@ async def aadd_user(
         raise InvalidScheduleError("a password must be at least 8 characters")
     hashed = accounts.hash_password(password)
     async with _unit(session) as s:
-        if not await store.add_user(s, name, checked.value, hashed):
+        if not await AccountStore.add_user(s, name, checked.value, hashed):
             raise DuplicateError(f"a user named {name!r} exists: remove it first")
         await _audit(s, actor, "user.create", "user", name, detail={"role": checked.value})
 
 
 async def alist_users(*, session: AsyncSession | None = None) -> list[dict[str, Any]]:
     async with _unit(session) as s:
-        return await store.users(s)
+        return await AccountStore.users(s)
 
 
 async def aremove_user(
     name: str, *, actor: str | None = None, session: AsyncSession | None = None
 ) -> None:
     async with _unit(session) as s:
-        if not await store.remove_user(s, name):
+        if not await AccountStore.remove_user(s, name):
             raise UserNotFound(name)
         await _audit(s, actor, "user.delete", "user", name)
 
@@ -566,7 +569,7 @@ async def acreate_token(
     checked = _role(role)
     token = accounts.new_token()
     async with _unit(session) as s:
-        token_id = await store.add_token(s, name, checked.value, accounts.hash_token(token))
+        token_id = await AccountStore.add_token(s, name, checked.value, accounts.hash_token(token))
         await _audit(
             s, actor, "token.create", "token", str(token_id),
             detail={"name": name, "role": checked.value},
@@ -579,7 +582,7 @@ async def aauthenticate_password(
 ) -> accounts.Role | None:
     """The user's role when the password matches, else None (same cost either way)."""
     async with _unit(session) as s:
-        user = await store.user(s, name)
+        user = await AccountStore.user(s, name)
     stored = user["password_hash"] if user else accounts.DUMMY_HASH
     if accounts.verify_password(password, stored) and user is not None:
         return accounts.Role(user["role"])
@@ -591,20 +594,20 @@ async def aauthenticate_token(
 ) -> tuple[str, accounts.Role] | None:
     """(token name, role) of a valid token, recording its use; else None."""
     async with _unit(session) as s:
-        found = await store.use_token(s, accounts.hash_token(token))
+        found = await AccountStore.use_token(s, accounts.hash_token(token))
     return None if found is None else (f"token:{found['name']}", accounts.Role(found["role"]))
 
 
 async def auser_role(name: str, *, session: AsyncSession | None = None) -> accounts.Role | None:
     """The role of user `name`, or None when there is no such user (any more)."""
     async with _unit(session) as s:
-        user = await store.user(s, name)
+        user = await AccountStore.user(s, name)
     return None if user is None else accounts.Role(user["role"])
 
 
 async def ahas_accounts(*, session: AsyncSession | None = None) -> bool:
     async with _unit(session) as s:
-        return await store.has_accounts(s)
+        return await AccountStore.has_accounts(s)
 
 
 def _role(role: str) -> accounts.Role:
@@ -632,10 +635,10 @@ async def aschedules_page(
     if state not in (None, "", "all", "enabled", "paused", "error"):
         raise InvalidScheduleError("state must be one of all, enabled, paused, error")
     async with _unit(session) as s:
-        rows, total = await store.schedules_page(
+        rows, total = await PageStore.schedules_page(
             s, search=search or None, state=state or None, after=after, limit=limit
         )
-        recent = await store.recent_runs_of(s, [r["id"] for r in rows], per_schedule=sparkline)
+        recent = await PageStore.recent_runs_of(s, [r["id"] for r in rows], per_schedule=sparkline)
     for row in rows:
         row["recent"] = recent.get(row["id"], [])
         row["last_status"] = row["recent"][0]["status"] if row["recent"] else None
@@ -649,7 +652,7 @@ async def aschedules_page(
 async def aschedule(name: str, *, session: AsyncSession | None = None) -> dict[str, Any]:
     """Every column of schedule `name`."""
     async with _unit(session) as s:
-        row = await store.schedule_row(s, name)
+        row = await PageStore.schedule_row(s, name)
     if row is None:
         raise ScheduleNotFound(name)
     return row
@@ -682,19 +685,19 @@ async def aruns_page(
     async with _unit(session) as s:
         schedule_id = None
         if schedule:
-            schedule_id = await store.schedule_id(s, schedule)
+            schedule_id = await PageStore.schedule_id(s, schedule)
             if schedule_id is None:
                 raise ScheduleNotFound(schedule)
         where = RunFilter(
             schedule_id=schedule_id, task=task or None, status_id=status_id,
             trigger=trigger or None, worker=worker or None, since=since, until=until,
         )  # fmt: skip
-        runs = await store.runs_page(s, where, before=before, limit=limit)
+        runs = await PageStore.runs_page(s, where, before=before, limit=limit)
         total: int | None
         if before is None and len(runs) < limit:
             total, estimated = len(runs), False  # the whole result is on this page
         else:
-            total, estimated = await store.count_runs(s, where) if count else (None, False)
+            total, estimated = await PageStore.count_runs(s, where) if count else (None, False)
     last = runs[-1] if len(runs) == limit else None
     return {
         "runs": runs,
@@ -728,7 +731,7 @@ async def arun(
     except ValueError:
         raise NotAnExecutionId(execution_id) from None
     async with _unit(session) as s:
-        found = await store.run_row(s, key)
+        found = await PageStore.run_row(s, key)
     if found is None:
         raise ExecutionNotFound(key)
     return found
@@ -740,7 +743,7 @@ async def arevoke_runs(execution_ids: list[uuid.UUID], *, actor: str | None = No
     from config.celery import app
 
     async with _unit(None) as s:
-        revoked = await store.mark_revoked(s, execution_ids)
+        revoked = await PageStore.mark_revoked(s, execution_ids)
         for key in revoked:
             await _audit(s, actor, "run.revoke", "run", key)
     if revoked:
@@ -756,13 +759,13 @@ async def aoverview(
     now = now or datetime.now(UTC)
     day = now - timedelta(hours=24)
     async with _unit(session) as s:
-        hours = await store.runs_per_hour(s, since=day)
-        failing = await store.failing_schedules(s, since=day, limit=20)
-        stuck = await store.stuck_runs(
+        hours = await AggregateStore.runs_per_hour(s, since=day)
+        failing = await AggregateStore.failing_schedules(s, since=day, limit=20)
+        stuck = await AggregateStore.stuck_runs(
             s, older_than=now - timedelta(minutes=10), lost_since=day, limit=20
         )
-        activity = await store.activity(s, since=now - timedelta(minutes=15))
-        counts = await store.schedule_counts(s)
+        activity = await AggregateStore.activity(s, since=now - timedelta(minutes=15))
+        counts = await AggregateStore.schedule_counts(s)
     return {
         "now": now, "runs_per_hour": hours, "failing": failing, "stuck": stuck,
         "schedules": counts, **activity,
@@ -774,7 +777,7 @@ async def atask_stats(
 ) -> list[dict[str, Any]]:
     """Per task since `since`: runs, successes, failures, p50/p95/max duration in ms."""
     async with _unit(session) as s:
-        return await store.task_stats(s, since=since)
+        return await AggregateStore.task_stats(s, since=since)
 
 
 async def afailures(
@@ -782,12 +785,12 @@ async def afailures(
 ) -> list[dict[str, Any]]:
     """Failed, timed-out and lost runs since `since`, grouped by task, error type and status."""
     async with _unit(session) as s:
-        return await store.failure_groups(s, since=since)
+        return await AggregateStore.failure_groups(s, since=since)
 
 
 async def afilter_choices(*, session: AsyncSession | None = None) -> dict[str, list[str]]:
     async with _unit(session) as s:
-        return await store.distinct_values(s)
+        return await AggregateStore.distinct_values(s)
 
 
 def audit_log(**filters: Any) -> list[dict[str, Any]]:

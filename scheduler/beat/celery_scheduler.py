@@ -24,12 +24,12 @@ from scheduler.beat.engine import ChangeListener, Dispatcher, Wakeup, utcnow
 from scheduler.beat.leader import LeaderLock
 from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch
+from scheduler.beat.upkeep import Upkeep
 from scheduler.observability import health, metrics
 from scheduler.observability.alerts import Observer, celery_send_task
 from scheduler.runtime import clock
 from scheduler.runtime.db import Runtime, get_runtime
 from scheduler.runtime.retry import backoff_s
-from scheduler.store.retention import Upkeep
 
 log = logging.getLogger(__name__)
 

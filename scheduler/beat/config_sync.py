@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from scheduler.api.importers import from_beat_schedule
 from scheduler.core.definitions import ScheduleDefinition, from_row, normalize, validate
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.schedules import ScheduleStore
 
 log = logging.getLogger(__name__)
 CONFIG = "config"
@@ -77,12 +77,12 @@ async def sync(
     invalid: list[tuple[str, str]] | None = None,
 ) -> SyncReport:
     """Make the config-owned rows match `definitions` (validated) in the caller's transaction."""
-    await repo.lock_config_sync(session)
+    await ScheduleStore.lock_config_sync(session)
     invalid = invalid or []
     # the rows these definitions name (a user's row may hold one) and the config-owned ones
     # (some may have left the config): not every schedule, which may be millions
     names = [d.name for d in definitions] + [name for name, _ in invalid]
-    rows = await repo.list_schedules(session, names=names, origin=CONFIG)
+    rows = await ScheduleStore.list_schedules(session, names=names, origin=CONFIG)
     stored = {row["name"]: row for row in rows}
     created: list[str] = []
     updated: list[str] = []
@@ -91,7 +91,9 @@ async def sync(
     for definition in definitions:
         current = stored.get(definition.name)
         if current is None:
-            await repo.insert_schedule(session, {**definition.column_values(), "origin": CONFIG})
+            await ScheduleStore.insert_schedule(
+                session, {**definition.column_values(), "origin": CONFIG}
+            )
             created.append(definition.name)
         elif current["origin"] != CONFIG:
             taken.append(definition.name)
@@ -100,14 +102,14 @@ async def sync(
         else:
             values = definition.column_values()
             values.pop("name")
-            await repo.update_schedule(session, definition.name, values)
+            await ScheduleStore.update_schedule(session, definition.name, values)
             updated.append(definition.name)
     kept = {d.name for d in definitions} | {name for name, _ in invalid}
     removed = sorted(
         name for name, row in stored.items() if row["origin"] == CONFIG and name not in kept
     )
     for name in removed:
-        await repo.delete_schedule(session, name)
+        await ScheduleStore.delete_schedule(session, name)
     return SyncReport(
         created=tuple(created),
         updated=tuple(updated),

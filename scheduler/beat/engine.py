@@ -59,9 +59,9 @@ from scheduler.core.planner import (
 from scheduler.core.writeahead import Lead, WriteRate, lead
 from scheduler.observability import metrics
 from scheduler.runtime import clock
+from scheduler.store.dispatch import DispatchStore, DueOutlook
 from scheduler.store.models import NOTIFY_CHANNEL
-from scheduler.store.repository import DueOutlook
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.outbox import OutboxStore
 
 log = logging.getLogger(__name__)
 REAP_EVERY_S = 30.0
@@ -240,14 +240,14 @@ class Dispatcher:
         """The transactional half of a tick: returns the runs it inserted, not yet published
         (those of slots after `now` are to be held until their time)."""
         async with self.sessions() as session, session.begin():
-            await repo.mark_beat_transaction(session)
-            rows = await repo.lock_due_schedules(
+            await DispatchStore.mark_beat_transaction(session)
+            rows = await DispatchStore.lock_due_schedules(
                 session, now=now, limit=self.settings.beat_max_batch, horizon=horizon
             )
             if not rows:
                 return TickResult(0, 0, 0, 0, full=False), []
             watch = [r["id"] for r in rows if r["overlap_policy"] != OverlapPolicy.ALLOW]
-            counts = await repo.run_counts(session, watch)
+            counts = await DispatchStore.run_counts(session, watch)
             due: list[DueSchedule] = []
             for row in rows:
                 active, waiting = counts.get(row["id"], (0, 0))
@@ -259,13 +259,13 @@ class Dispatcher:
                 registered=self.registered,
                 settings=self.planner_settings,
             )
-            inserted = await repo.insert_executions(
+            inserted = await DispatchStore.insert_executions(
                 session, [_execution_values(r, now) for r in result.runs]
             )
             runs_added = Counter(r.schedule_id for r in result.runs if r.fires and r.id in inserted)
             fired = [r for r in result.runs if r.publishes and r.id in inserted]
             metrics.runs_planned(result.runs, inserted)
-            await repo.update_schedules(
+            await DispatchStore.update_schedules(
                 session, [_update_values(u, runs_added[u.id]) for u in result.updates]
             )
         flagged = [u for u in result.updates if u.last_error]
@@ -298,7 +298,7 @@ class Dispatcher:
             )
             return 0
         async with self.sessions() as session, session.begin():
-            await repo.mark_queued(session, [r.id for r in runs], now=utcnow())
+            await OutboxStore.mark_queued(session, [r.id for r in runs], now=utcnow())
         return len(runs)
 
     async def _publish(self, messages: Sequence[OutgoingMessage]) -> None:
@@ -324,7 +324,7 @@ class Dispatcher:
 
     async def _republish_queued(self, since: datetime) -> int:
         async with self.sessions() as session:
-            rows = await repo.queued_since(session, since=since, limit=REPUBLISH_LIMIT)
+            rows = await OutboxStore.queued_since(session, since=since, limit=REPUBLISH_LIMIT)
         await self._publish([_row_message(r) for r in rows])
         self._broker_lost_since = None
         if rows:
@@ -338,10 +338,12 @@ class Dispatcher:
     async def _sweep_pending(self, now: datetime) -> int:
         cutoff = now - timedelta(seconds=self.settings.beat_sweep_after_s)
         async with self.sessions() as session, session.begin():
-            found = await repo.lock_stale_pending(
+            found = await OutboxStore.lock_stale_pending(
                 session, older_than=cutoff, limit=self.settings.beat_max_batch
             )
-            withdrawn = await repo.withdraw_runs(session, [r["id"] for r in found if r["withdraw"]])
+            withdrawn = await DispatchStore.withdraw_runs(
+                session, [r["id"] for r in found if r["withdraw"]]
+            )
             metrics.runs_withdrawn(withdrawn)
             if withdrawn:
                 log.info("sweep withdrew %d runs written ahead of a disabled schedule", withdrawn)
@@ -349,7 +351,7 @@ class Dispatcher:
             if not rows:
                 return 0
             await self._publish([_row_message(r) for r in rows])
-            await repo.mark_queued(session, [r["id"] for r in rows], now=utcnow())
+            await OutboxStore.mark_queued(session, [r["id"] for r in rows], now=utcnow())
         log.info("sweep republished %d pending runs", len(rows))
         return len(rows)
 
@@ -358,7 +360,7 @@ class Dispatcher:
         task id, or `lost` after the longer bound; left alone while their queue holds messages
         (see `judge_queued`). Returns (republished, lost)."""
         async with self.sessions() as session, session.begin():
-            rows = await repo.lock_stale_queued(
+            rows = await OutboxStore.lock_stale_queued(
                 session,
                 now=now,
                 timeout_s=self.settings.queued_timeout_s,
@@ -383,8 +385,8 @@ class Dispatcher:
             verdict = judge_queued(runs, depths, now=now)
             if verdict.republish:
                 await self._publish([messages[i] for i in verdict.republish])
-                await repo.requeued(session, verdict.republish, now=utcnow())
-            lost = await repo.mark_unclaimed_lost(
+                await OutboxStore.requeued(session, verdict.republish, now=utcnow())
+            lost = await OutboxStore.mark_unclaimed_lost(
                 session,
                 verdict.lost,
                 now=now,
@@ -405,9 +407,9 @@ class Dispatcher:
         """What is due in the window; with `allow` rows in it, the lead is sized anew from
         their count per step and the measured write rate (see `scheduler.core.writeahead`)."""
         async with self.sessions() as session:
-            outlook = await repo.due_outlook(session, horizon=now + self.window)
+            outlook = await DispatchStore.due_outlook(session, horizon=now + self.window)
             profile = (
-                await repo.allow_due_profile(
+                await DispatchStore.allow_due_profile(
                     session, now=now, until=now + self.window, step_s=PROFILE_STEP_S
                 )
                 if outlook.allow_within is not None
@@ -584,11 +586,11 @@ class Dispatcher:
         if not self._held:
             return 0
         async with self.sessions() as session, session.begin():
-            current = await repo.schedule_identities(session, self._held.schedule_ids())
+            current = await DispatchStore.schedule_identities(session, self._held.schedule_ids())
             runs = self._held.stale(current)
             if not runs:
                 return 0
-            withdrawn = await repo.withdraw_runs(session, [r.id for r in runs])
+            withdrawn = await DispatchStore.withdraw_runs(session, [r.id for r in runs])
         metrics.runs_withdrawn(withdrawn)
         self._held.drop(r.id for r in runs)
         log.info("withdrew %d runs written ahead: their schedules changed", withdrawn)
@@ -617,7 +619,7 @@ class Dispatcher:
 
     async def recheck_errors(self) -> int:
         async with self.sessions() as session, session.begin():
-            cleared = await repo.clear_beat_errors(session)
+            cleared = await DispatchStore.clear_beat_errors(session)
         self._reported.update(cleared)
         return len(cleared)
 
@@ -638,7 +640,7 @@ class Dispatcher:
         that run's outcome releases it. Raises NotFoundError for an unknown name.
         """
         async with self.sessions() as session, session.begin():
-            values = await repo.lock_schedule_for_trigger(session, name)
+            values = await DispatchStore.lock_schedule_for_trigger(session, name)
             if values is None:
                 raise ScheduleNotFound(name)
             row = due_schedule_from_mapping(values)
@@ -663,7 +665,7 @@ class Dispatcher:
             held = not force and overlap is OverlapPolicy.BUFFER_ONE and row.active_runs > 0
             run = make_run(row, None, Trigger.MANUAL, status, held=held)
             execution_id = run.id
-            await repo.insert_executions(session, [_execution_values(run, now)])
+            await DispatchStore.insert_executions(session, [_execution_values(run, now)])
         if refuse:
             return TriggerResult(
                 execution_id,
@@ -693,7 +695,7 @@ class Dispatcher:
         (others raise ConflictError); an operator's explicit request, so the overlap policy does not judge
         it. Raises NotFoundError for an unknown id."""
         async with self.sessions() as session, session.begin():
-            earlier = await repo.lock_run_for_retry(session, execution_id)
+            earlier = await DispatchStore.lock_run_for_retry(session, execution_id)
             if earlier is None:
                 raise ExecutionNotFound(execution_id)
             status = ExecutionStatus.from_id(earlier["status_id"])
@@ -732,7 +734,7 @@ class Dispatcher:
             values = _execution_values(run, now)
             values["parent_id"] = execution_id
             values["root_id"] = earlier["root_id"] or execution_id
-            await repo.insert_executions(session, [values])
+            await DispatchStore.insert_executions(session, [values])
         published = await self._publish_and_mark([run])
         return TriggerResult(
             new_id,
@@ -762,7 +764,7 @@ class Dispatcher:
         `pending` and committed, then published and marked `queued` (the outbox sweep
         publishes what a failed publish left). `progress(done, total)` follows publishing."""
         async with self.sessions() as session, session.begin():
-            values = await repo.lock_schedule_for_trigger(session, name)
+            values = await DispatchStore.lock_schedule_for_trigger(session, name)
             if values is None:
                 raise ScheduleNotFound(name)
             row = due_schedule_from_mapping(values)
@@ -779,7 +781,7 @@ class Dispatcher:
                     row, timing, start, min(end, now), limit=self.settings.backfill_max
                 )
             )
-            existing = await repo.existing_slots(session, row.id, slots)
+            existing = await DispatchStore.existing_slots(session, row.id, slots)
             missing = [slot for slot in slots if slot not in existing]
             policy = OverlapPolicy.ALLOW if force else OverlapPolicy(row.overlap_policy)
             decisions = overlap_decisions(policy, row.active_runs, row.waiting_runs, len(missing))
@@ -793,7 +795,7 @@ class Dispatcher:
             ]
             inserted: set[uuid.UUID] = set()
             if not dry_run and runs:
-                inserted = await repo.insert_executions(
+                inserted = await DispatchStore.insert_executions(
                     session, [_execution_values(r, now) for r in runs]
                 )
         created = [r for r in runs if dry_run or r.id in inserted]

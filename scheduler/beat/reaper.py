@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
 from scheduler.beat.publisher import Publisher
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.runs import RunStore
 from scheduler.worker.followup import follow_up
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ async def reap_lost(
     limits = time_limits_s or {}
     dead: list[uuid.UUID] = []
     overdue: list[uuid.UUID] = []
-    for row in await repo.running_executions(session):
+    for row in await RunStore.running_executions(session):
         started = row["started_at"]
         if started is None:
             continue
@@ -153,17 +153,17 @@ async def reap_lost(
         limit = limits.get(row["task"])
         if limit and now - started > timedelta(seconds=limit + settings.worker_lost_margin_s):
             overdue.append(row["id"])
-    schedules = await repo.mark_lost_returning(
+    schedules = await RunStore.mark_lost_returning(
         session, dead, now=now, reason="the worker process is gone"
     )
-    schedules += await repo.mark_lost_returning(
+    schedules += await RunStore.mark_lost_returning(
         session,
         overdue,
         now=now,
         reason="still running past its hard time limit",
     )
     if any(sid is not None for sid in schedules):
-        driver = await repo.driver_connection(await session.connection())
+        driver = await RunStore.driver_connection(await session.connection())
         await follow_up(driver, schedules, failed=True, publisher=publisher)
     return len(schedules)
 

@@ -67,10 +67,10 @@ def add(
 
     async def insert() -> int:
         from scheduler.runtime.db import get_runtime
-        from scheduler.store.repository import AlertsRepository
+        from scheduler.store.alerts import AlertStore
 
         async with get_runtime().session() as session, session.begin():
-            return await AlertsRepository.insert_rule(session, values)
+            return await AlertStore.insert_rule(session, values)
 
     rule_id = run_db(insert)
     if as_json:
@@ -87,12 +87,12 @@ def list_(show_deliveries: bool, as_json: bool) -> None:
 
     async def read() -> list[dict[str, Any]]:
         from scheduler.runtime.db import get_runtime
-        from scheduler.store.repository import AlertsRepository
+        from scheduler.store.alerts import AlertStore
 
         async with get_runtime().session() as session:
             if show_deliveries:
-                return await AlertsRepository.deliveries(session, limit=200)
-            return await AlertsRepository.list_rules(session)
+                return await AlertStore.deliveries(session, limit=200)
+            return await AlertStore.list_rules(session)
 
     rows = run_db(read)
     if as_json:
@@ -122,10 +122,10 @@ def remove(name: str) -> None:
 
     async def delete() -> bool:
         from scheduler.runtime.db import get_runtime
-        from scheduler.store.repository import AlertsRepository
+        from scheduler.store.alerts import AlertStore
 
         async with get_runtime().session() as session, session.begin():
-            return await AlertsRepository.delete_rule(session, name)
+            return await AlertStore.delete_rule(session, name)
 
     if not run_db(delete):
         raise AlertRuleNotFound(name)

@@ -38,7 +38,7 @@ from scheduler.core.definitions import (
 )
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.runtime.db import get_runtime
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.schedules import ScheduleStore
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when installed (tens of times faster on big files), else PyYAML's."""
@@ -145,7 +145,7 @@ def export(output: str | None) -> None:
 
     async def rows() -> list[dict[str, Any]]:
         async with get_runtime().sessions() as session:
-            return await repo.list_schedules(session)
+            return await ScheduleStore.list_schedules(session)
 
     definitions = [from_row(r) for r in run_db(rows)]
     broken = {d.name: broken_fields(d) for d in definitions if broken_fields(d)}

@@ -219,16 +219,17 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
     scheduler prune --older-than 30d --keep-last 100
     """
     from config.settings import get_settings
+    from scheduler.beat import upkeep
+    from scheduler.core.retention import Policy
     from scheduler.runtime.db import get_runtime
-    from scheduler.store import retention
 
     if keep_last and older_than is None:
         raise click.UsageError("--keep-last needs --older-than")
     try:
         policy = (
-            retention.Policy.from_settings(get_settings())
+            Policy.from_settings(get_settings())
             if older_than is None
-            else retention.Policy.older_than(timedelta(seconds=float(parse_duration(older_than))))
+            else Policy.older_than(timedelta(seconds=float(parse_duration(older_than))))
         )
     except InvalidScheduleError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -236,7 +237,7 @@ def prune(older_than: str | None, keep_last: int, batch: int, as_json: bool) -> 
     with Progress(disable=as_json, transient=True) as progress:
         bar = progress.add_task("pruning", total=None)
         report = run_db(
-            lambda: retention.prune(
+            lambda: upkeep.prune(
                 get_runtime().sessions,
                 policy,
                 now,

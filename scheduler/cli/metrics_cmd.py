@@ -29,7 +29,7 @@ def metrics_(ctx: click.Context, port: int | None, host: str | None) -> None:
 
     from config.settings import get_settings
     from scheduler.cli.processes import prepare
-    from scheduler.observability import health, metrics
+    from scheduler.observability import database_series, health, metrics
     from scheduler.observability.alerts import Observer
     from scheduler.runtime.db import get_runtime
 
@@ -42,7 +42,7 @@ def metrics_(ctx: click.Context, port: int | None, host: str | None) -> None:
     configure_logging(settings.log_level)
     runtime = get_runtime()
     metrics.enable()
-    metrics.database_metrics()
+    database_series.database_metrics()
     observer = Observer(runtime.loop, runtime.sessions, settings, deliver=False).start()
     server = health.serve(port, settings=settings)
     click.echo(f"serving /metrics, /livez, /readyz on {settings.http_host}:{server.port}")
@@ -68,10 +68,10 @@ def monitor(glob: str, off: bool) -> None:
 
     async def mark() -> list[str]:
         from scheduler.runtime.db import get_runtime
-        from scheduler.store.repository import ObservabilityRepository
+        from scheduler.store.monitoring import MonitoringStore
 
         async with get_runtime().session() as session, session.begin():
-            return await ObservabilityRepository.set_monitored(session, glob_regex(glob), not off)
+            return await MonitoringStore.set_monitored(session, glob_regex(glob), not off)
 
     names = run_db(mark)
     if not names:

@@ -208,9 +208,9 @@ def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: b
 
 async def _create_demo_schedules() -> int:
     from scheduler.runtime.db import get_runtime
-    from scheduler.store.repository import SchedulerRepository
+    from scheduler.store.schedules import ScheduleStore
 
     async with get_runtime().session() as session:
-        created = await SchedulerRepository.create_schedules_if_absent(session, DEMO_SCHEDULES)
+        created = await ScheduleStore.create_schedules_if_absent(session, DEMO_SCHEDULES)
         await session.commit()
     return created

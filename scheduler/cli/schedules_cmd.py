@@ -35,7 +35,7 @@ from scheduler.core.definitions import (
     to_mapping,
 )
 from scheduler.core.exceptions import ScheduleNotFound, SchedulerError
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.schedules import ScheduleStore
 
 
 def definition_options(for_update: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -137,7 +137,7 @@ def _load(name: str) -> dict[str, Any]:
         from scheduler.runtime.db import get_runtime
 
         async with get_runtime().sessions() as session:
-            rows = await repo.list_schedules(session, names=[name])
+            rows = await ScheduleStore.list_schedules(session, names=[name])
         return rows[0] if rows else None
 
     found = run_db(find)
@@ -190,7 +190,7 @@ async def _exists(name: str) -> bool:
     from scheduler.runtime.db import get_runtime
 
     async with get_runtime().sessions() as session:
-        return await repo.get_schedule_by_name(session, name) is not None
+        return await ScheduleStore.get_schedule_by_name(session, name) is not None
 
 
 @schedules.command("update")

@@ -100,7 +100,7 @@ def db_roles(apply_: bool, prefix: str) -> None:
     """
     from scheduler.core.exceptions import InvalidScheduleError
     from scheduler.runtime.db import get_runtime
-    from scheduler.store.repository import apply_statements, role_statements
+    from scheduler.store.roles import apply_statements, role_statements
 
     try:
         statements = role_statements(prefix)

@@ -17,7 +17,7 @@ from typing import Any
 
 from scheduler.beat.publisher import OutgoingMessage
 from scheduler.core.planner import PlannedRun
-from scheduler.store.repository import IDENTITY_KEYS
+from scheduler.store.dispatch import IDENTITY_KEYS
 
 ALWAYS = datetime.min.replace(tzinfo=UTC)
 

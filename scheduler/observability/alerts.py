@@ -36,11 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.observability import metrics
+from scheduler.observability import database_series, metrics
 from scheduler.runtime.retry import backoff_s
 from scheduler.runtime.urls import redact
+from scheduler.store.alerts import AlertStore
 from scheduler.store.models import ALERT_EVENTS
-from scheduler.store.repository import AlertsRepository as alerts_repo
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Scheduler-Signature"
@@ -153,7 +153,7 @@ class Deliverer:
     async def deliver_due(self) -> int:
         """Send one batch; returns how many rows were tried."""
         async with self.sessions() as session, session.begin():
-            rows = await alerts_repo.lock_due_deliveries(session, limit=self.settings.alerts_batch)
+            rows = await AlertStore.lock_due_deliveries(session, limit=self.settings.alerts_batch)
             if not rows:
                 return 0
             loop = asyncio.get_running_loop()
@@ -162,7 +162,7 @@ class Deliverer:
             )
             for row, outcome in zip(rows, outcomes, strict=True):
                 retry = backoff_s(row["attempts"] + 1, self.settings.alerts_retry_max_s)
-                await alerts_repo.mark_delivery(
+                await AlertStore.mark_delivery(
                     session, row["id"], sent=outcome.sent, error=outcome.error, retry_in_s=retry
                 )
                 if not outcome.sent:
@@ -197,7 +197,7 @@ class Deliverer:
 
     async def check_stale(self) -> int:
         async with self.sessions() as session, session.begin():
-            return await alerts_repo.insert_stale(session, limit=STALE_LIMIT)
+            return await AlertStore.insert_stale(session, limit=STALE_LIMIT)
 
 
 async def send_test(
@@ -209,7 +209,7 @@ async def send_test(
     """Record a `test` delivery of rule `rule_name` and send it at once (a failed one is
     retried by the beats like any other). None when there is no such rule."""
     async with sessions() as session, session.begin():
-        rule = await alerts_repo.get_rule(session, rule_name)
+        rule = await AlertStore.get_rule(session, rule_name)
         if rule is None:
             return None
         payload = {
@@ -221,7 +221,7 @@ async def send_test(
             "scheduled_for": None,
             "error_message": None,
         }
-        delivery_id = await alerts_repo.insert_delivery(
+        delivery_id = await AlertStore.insert_delivery(
             session,
             {
                 "rule_id": rule["id"],
@@ -235,7 +235,7 @@ async def send_test(
         None, deliverer._send, {**rule, "id": delivery_id, "payload": payload}
     )
     async with sessions() as session, session.begin():
-        await alerts_repo.mark_delivery(
+        await AlertStore.mark_delivery(
             session,
             delivery_id,
             sent=outcome.sent,
@@ -282,7 +282,7 @@ class Observer:
         last_stale = last_refresh = 0.0
         while not self._stopping:
             clock = time.monotonic()
-            source = metrics.database_metrics()
+            source = database_series.database_metrics()
             every_s = max(self.settings.metrics_refresh_s, 10 * source.refresh_s)
             if metrics.enabled() and clock - last_refresh >= every_s:
                 last_refresh = clock
@@ -302,7 +302,7 @@ class Observer:
 
     async def _refresh_metrics(self) -> None:
         async with self.sessions() as session:
-            await metrics.database_metrics().refresh(session)
+            await database_series.database_metrics().refresh(session)
 
     async def _guard(self, what: str, coro: Any) -> None:
         try:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.dispatch import DispatchStore
 
 if TYPE_CHECKING:
     from scheduler.runtime.db import Runtime
@@ -92,7 +92,7 @@ class DatabaseClock:
         async with engine.connect() as connection:
             for _ in range(samples):
                 before = time.monotonic()
-                database_time = await repo.database_time(connection)
+                database_time = await DispatchStore.database_time(connection)
                 after = time.monotonic()
                 if best is None or after - before < best[0]:
                     best = (after - before, database_time, before, after)

@@ -11,7 +11,7 @@ advisory lock (a beat that does not get it leaves the work to the holder), each 
 waits at most `lock_timeout` for its lock (a busy table is tried again next time), and a
 partition that already exists or overlaps another is skipped, never an error.
 
-This is the one module with partition DDL (a store module, like `web_store`).
+This is the one module with partition DDL.
 """
 
 from __future__ import annotations

@@ -1,95 +1,27 @@
-"""How long finished runs are kept, by outcome, and how they go: whole partitions first.
+"""Retention applied in SQL: partitions wholly past a policy, partitions rewritten with their
+kept runs, runs past it deleted in bounded batches, partition upkeep in one transaction.
 
-Three classes, each with a default age (settings) and a per-schedule override
-(`options.retention_days`, e.g. `{"success": 30, "failure": 365}`, checked by
-scheduler.core.options):
-
-- success: `success` (`SCHEDULER_RETENTION_SUCCESS`, default 14 days);
-- failure: `failed`, `timeout`, `lost` and `revoked` (`SCHEDULER_RETENTION_FAILURE`, 90 days);
-- skipped: `skipped`, `missed` (`SCHEDULER_RETENTION_SKIPPED`, 7 days).
-
-A run's age counts from `created_at`. Runs not yet terminal are never removed. A partition
-whose every row is past its retention is dropped whole (a catalog change, milliseconds); in the
-others, the runs past retention are deleted in bounded batches, one transaction each.
+A partition whose every row is past its retention is dropped whole (a catalog change,
+milliseconds); in the others, the runs past retention are deleted in bounded batches, one
+transaction each. The policy itself is `scheduler.core.retention`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import Settings
-from scheduler.core.definitions import parse_duration
-from scheduler.core.domain import ExecutionStatus
-from scheduler.core.exceptions import InvalidScheduleError
+from scheduler.core.retention import CLASSES, OVERRIDE_KEY, Policy
 from scheduler.store import partitions
 from scheduler.store.models import NON_TERMINAL_STATUS_IDS
 from scheduler.store.partitions import SCHEMA, Interval, MaintainReport, Partition
 
 log = logging.getLogger(__name__)
-
-CLASSES: dict[str, tuple[ExecutionStatus, ...]] = {
-    "success": (ExecutionStatus.SUCCESS,),
-    "failure": (
-        ExecutionStatus.FAILED,
-        ExecutionStatus.TIMEOUT,
-        ExecutionStatus.LOST,
-        ExecutionStatus.REVOKED,
-    ),
-    "skipped": (ExecutionStatus.SKIPPED, ExecutionStatus.MISSED),
-}
-OVERRIDE_KEY = "retention_days"
-
-
-def parse_retention(value: str) -> timedelta:
-    """`14d`, `36h`, ... or a plain number of days."""
-    try:
-        days = Decimal(value.strip())
-    except InvalidOperation:
-        return timedelta(seconds=float(parse_duration(value)))
-    if days <= 0:
-        raise InvalidScheduleError(f"retention must be above 0: {value!r}")
-    return timedelta(days=float(days))
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Ages per class; `single` (prune --older-than) replaces all three."""
-
-    ages: dict[str, timedelta]
-    single: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            {
-                "success": parse_retention(settings.retention_success),
-                "failure": parse_retention(settings.retention_failure),
-                "skipped": parse_retention(settings.retention_skipped),
-            }
-        )
-
-    @classmethod
-    def older_than(cls, age: timedelta) -> Policy:
-        return cls(dict.fromkeys(CLASSES, age), single=True)
-
-
-@dataclass
-class PruneReport:
-    dropped: list[str] = field(default_factory=list)
-    dropped_rows: int = 0
-    compacted: list[str] = field(default_factory=list)
-    """Partitions rewritten with only their kept runs (counted in `deleted`)."""
-    deleted: int = 0
 
 
 def _override(name: str) -> str:
@@ -301,126 +233,3 @@ async def maintain(
     for partition in doomed:
         await partitions.drop_partition(session, partition.name)
     return MaintainReport(interval, created, [p.name for p in doomed])
-
-
-async def prune(
-    sessions: Any,
-    policy: Policy,
-    now: datetime,
-    *,
-    batch: int,
-    keep_last: int = 0,
-    on_batch: Callable[[int], None] | None = None,
-) -> PruneReport:
-    """Drop the partitions wholly past `policy`, then delete the remaining runs past it in
-    batches of `batch` (one transaction each). `keep_last` (each schedule's newest N are kept)
-    needs a single age (`Policy.older_than`) and deletes rows only: a whole partition may hold
-    some schedule's newest runs."""
-    report = PruneReport()
-    if keep_last == 0:
-        async with sessions() as session, session.begin():
-            await partitions.set_lock_timeout(session)
-            existing = await partitions.list_partitions(session)
-            for partition in await past_partitions(session, policy, now, existing):
-                await partitions.drop_partition(session, partition.name)
-                report.dropped.append(partition.name)
-                report.dropped_rows += partition.rows_estimate
-    if keep_last > 0:
-        from scheduler.store.repository import SchedulerRepository as repo
-
-        cutoff = now - policy.ages["success"]
-        while True:
-            async with sessions() as session, session.begin():
-                n = await repo.prune_batch(
-                    session, older_than=cutoff, keep_last=keep_last, batch=batch
-                )
-            report.deleted += n
-            if on_batch is not None:
-                on_batch(n)
-            if n < batch:
-                return report
-    async with sessions() as session:
-        candidates = await compact_candidates(session, policy, now)
-    for partition in candidates:
-        async with sessions() as session, session.begin():
-            await partitions.set_lock_timeout(session)
-            gone = await compact(session, partition, policy, now)
-        if gone is not None:
-            report.compacted.append(partition.name)
-            report.deleted += gone
-            if on_batch is not None:
-                on_batch(gone)
-    async with sessions() as session:
-        names = [p.name for p in await partitions.list_partitions(session)]
-        young = now - await youngest_age(session, policy)
-        ranges = await partitions.created_range(session, names)
-    for name in names:
-        oldest = ranges[name][0]
-        if oldest is None or oldest >= young:
-            continue  # nothing in it is old enough to go
-        while True:
-            async with sessions() as session, session.begin():
-                n = await delete_batch(session, name, policy, now, batch=batch, before=young)
-            report.deleted += n
-            if on_batch is not None:
-                on_batch(n)
-            if n < batch:
-                break
-    return report
-
-
-class Upkeep:
-    """A beat's partition duty: `maintain` at start and every `partition_maintain_s`, as a
-    task beside the passes (a pass never waits for it), one at a time; a failure (a busy
-    table, a role that may not run DDL) is logged and tried again next time."""
-
-    def __init__(self, sessions: Any, settings: Settings) -> None:
-        self.sessions = sessions
-        self.settings = settings
-        self._last: float | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def poke(self, now: datetime) -> asyncio.Task[None] | None:
-        """Start a maintenance if one is due (the task started, else None); call from the
-        process's event loop."""
-        clock = time.monotonic()
-        if self._task is not None and not self._task.done():
-            return None
-        if self._last is not None and clock - self._last < self.settings.partition_maintain_s:
-            return None
-        self._last = clock
-        self._task = asyncio.get_running_loop().create_task(self.run(now))
-        return self._task
-
-    async def run(self, now: datetime) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                report = await maintain(session, self.settings, now, wait=False)
-        except Exception as exc:
-            log.warning("partition maintenance failed (%s): tried again later", exc)
-            return
-        try:
-            compacted = await self.compact_one(now)
-        except Exception as exc:
-            log.warning("partition compaction failed (%s): tried again later", exc)
-            compacted = None
-        if compacted is not None:
-            log.info("partition %s rewritten with its kept runs", compacted)
-        if report.created or report.dropped:
-            log.info(
-                "partitions of executions: created %s, dropped %s",
-                ", ".join(report.created) or "none",
-                ", ".join(report.dropped) or "none",
-            )
-
-    async def compact_one(self, now: datetime) -> str | None:
-        """Rewrite at most one partition mostly past retention (bounded work per run)."""
-        policy = Policy.from_settings(self.settings)
-        async with self.sessions() as session:
-            candidates = await compact_candidates(session, policy, now)
-        for partition in candidates:
-            async with self.sessions() as session, session.begin():
-                await partitions.set_lock_timeout(session)
-                if await compact(session, partition, policy, now) is not None:
-                    return partition.name
-        return None

@@ -1,5 +1,6 @@
-"""Who is asking: credentials (Bearer token, HTTP Basic, the session cookie), roles, CSRF
-tokens and the sign-in rate limit."""
+"""The parts of sign-in that need no database: the caller (`Principal`) and its role check,
+HTTP Basic decoding, loopback addresses, CSRF tokens and the sign-in rate limit.
+`scheduler.web.principals` finds a request's caller with them."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from scheduler.core.accounts import Role
+from scheduler.web.problems import HTTPProblem
 
 LOCAL_ACTOR = "local"
 SIGN_IN_ATTEMPTS = 5
@@ -32,16 +34,6 @@ class Principal:
     @property
     def uses_cookie(self) -> bool:
         return self.via in ("session", "local")
-
-
-class HTTPProblem(Exception):
-    """An error answered with `status` and a one-line `message` (JSON for the API)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def require(principal: Principal | None, role: Role) -> Principal:

@@ -25,8 +25,9 @@ from scheduler.beat.publisher import OutgoingMessage, Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import check_options
-from scheduler.store.repository import FAILURE_STATUS_IDS
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.common import FAILURE_STATUS_IDS
+from scheduler.store.followups import FollowUpStore
+from scheduler.store.runs import RunStore
 
 log = logging.getLogger(__name__)
 AUTO_PAUSE_ACTOR = "auto-pause"
@@ -75,14 +76,16 @@ async def follow_up(
     ids of the runs released. Without a publisher nothing is released (the sweep will)."""
     ids = [sid for sid in schedule_ids if sid is not None]
     released: list[uuid.UUID] = []
-    for schedule_id in await repo.lock_for_follow_up(driver, ids, failed=failed):
+    for schedule_id in await FollowUpStore.lock_for_follow_up(driver, ids, failed=failed):
         if failed:
-            paused = await repo.pause_after_failures(driver, schedule_id, actor=AUTO_PAUSE_ACTOR)
+            paused = await FollowUpStore.pause_after_failures(
+                driver, schedule_id, actor=AUTO_PAUSE_ACTOR
+            )
             if paused is not None:
                 log.warning("schedule %s %s", paused[0], paused[1])
         if publisher is None:
             continue
-        row = await repo.take_buffered_run(driver, schedule_id)
+        row = await FollowUpStore.take_buffered_run(driver, schedule_id)
         if row is None:
             continue
         try:
@@ -90,7 +93,7 @@ async def follow_up(
         except Exception as exc:  # the outcome must not be lost with the broker
             log.warning("buffered run %s stays pending for the sweep: %s", row["id"], exc)
             continue
-        await repo.mark_released(driver, [row["id"]])
+        await FollowUpStore.mark_released(driver, [row["id"]])
         released.append(row["id"])
     return released
 
@@ -103,14 +106,14 @@ async def finish_run(
     publisher: Publisher | None = None,
     **outcome: Any,
 ) -> bool:
-    """The worker's outcome write (`SchedulerRepository.finish_run`) and its follow-up.
+    """The worker's outcome write (`RunStore.finish_run_returning`) and its follow-up.
 
     A failure is written in the same transaction as its follow-up; another outcome (the
     common case) stays one statement, followed by a transaction only for a `buffer_one`
     schedule. True when the row changed."""
     if status_id in FAILURE_STATUS_IDS:
         async with driver.transaction():
-            done = await repo.finish_run_returning(
+            done = await RunStore.finish_run_returning(
                 driver, execution_id, status_id=status_id, **outcome
             )
             if done is not None and done[1]:
@@ -118,7 +121,7 @@ async def finish_run(
                     driver, [done[0]], failed=True, publisher=publisher or process_publisher()
                 )
         return done is not None
-    done = await repo.finish_run_returning(driver, execution_id, status_id=status_id, **outcome)
+    done = await RunStore.finish_run_returning(driver, execution_id, status_id=status_id, **outcome)
     if done is not None and done[1] and ExecutionStatus.from_id(status_id).is_terminal:
         async with driver.transaction():
             await follow_up(
@@ -134,13 +137,13 @@ async def finish_outside_run(execution_id: str, values: dict[str, Any]) -> int:
 
     status = ExecutionStatus.from_id(int(values["status_id"]))
     async with get_runtime().sessions() as session, session.begin():
-        changed = await repo.finish_execution(
+        changed = await RunStore.finish_execution(
             session, execution_id, values, from_any_live_state=True
         )
         if changed and status.is_terminal:
-            found = await repo.get_execution(session, execution_id)
+            found = await RunStore.get_execution(session, execution_id)
             if found is not None and found.schedule_id is not None:
-                driver = await repo.driver_connection(await session.connection())
+                driver = await RunStore.driver_connection(await session.connection())
                 await follow_up(
                     driver,
                     [found.schedule_id],

@@ -25,7 +25,7 @@ from scheduler.core.exceptions import DatabaseUnreachable
 from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
 from scheduler.runtime.retry import retry_unreachable, unreachable
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.runs import RunStore
 from scheduler.worker import followup
 
 R = TypeVar("R")
@@ -165,7 +165,7 @@ async def on_held_connection(
 
     async def call() -> R:
         async with get_runtime().held_connection(lane) as connection:
-            target = await repo.driver_connection(connection) if driver else connection
+            target = await RunStore.driver_connection(connection) if driver else connection
             return await fn(target, *args, **kwargs)
 
     def lost(exc: BaseException) -> None:

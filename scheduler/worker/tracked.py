@@ -43,7 +43,7 @@ from scheduler.core.exceptions import DatabaseUnreachable
 from scheduler.observability import metrics
 from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
-from scheduler.store.repository import SchedulerRepository as repo
+from scheduler.store.runs import RunStore
 from scheduler.worker.outcome import (
     OUTCOME_LANE,
     bookkeeping,
@@ -106,7 +106,7 @@ class TrackedTask(Task):  # type: ignore[misc]
         try:
             attempt = runtime.run(
                 bookkeeping(
-                    repo.claim_execution,
+                    RunStore.claim_execution,
                     execution_id,
                     task=self.name,
                     args_json=json_text(list(args)),
@@ -140,7 +140,7 @@ class TrackedTask(Task):  # type: ignore[misc]
             )
             return None
         if attempt is None:
-            owner = runtime.run(bookkeeping(repo.execution_task, execution_id))
+            owner = runtime.run(bookkeeping(RunStore.execution_task, execution_id))
             if owner is not None and owner != self.name:
                 log.error(
                     "delivery refused: execution %s is a run of task %r, the message is for %r",
@@ -218,7 +218,7 @@ class TrackedTask(Task):  # type: ignore[misc]
             state.progress_dirty = False
             try:
                 get_runtime().run(
-                    bookkeeping(repo.record_progress, execution_id, json.dumps(state.progress))
+                    bookkeeping(RunStore.record_progress, execution_id, json.dumps(state.progress))
                 )
             except DatabaseUnreachable as exc:  # the final value is written with the outcome
                 log.warning("progress of execution %s not written: %s", execution_id, exc)

@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import PENDING, SUCCESS
 
 
 def _queue_length(broker_url: str) -> int:
@@ -126,7 +127,9 @@ def _assert_every_slot_ran_once(database_url: str, *, schedules: int, logs: str)
         assert g["n"] == g["span"] + 1, (g, logs)
     # everything that was committed got published: by the beat that wrote it, at its time
     # (also on SIGTERM), or by the sweep when that beat was killed
-    pending = query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 1")
+    pending = query(
+        database_url, f"SELECT count(*) AS n FROM executions WHERE status_id = {PENDING}"
+    )
     assert pending[0]["n"] == 0, logs
 
 
@@ -186,9 +189,10 @@ def test_runs_written_ahead_go_out_at_their_time_and_workers_run_them(
         procs.worker("-P", "threads", "-c", "4")
         wait_for(
             lambda: (
-                query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 5")[0][
-                    "n"
-                ]
+                query(
+                    database_url,
+                    f"SELECT count(*) AS n FROM executions WHERE status_id = {SUCCESS}",
+                )[0]["n"]
                 >= 25
             ),
             timeout_s=60,
@@ -197,7 +201,7 @@ def test_runs_written_ahead_go_out_at_their_time_and_workers_run_them(
     rows = query(
         database_url,
         "SELECT status_id, created_at, scheduled_for, queued_at, started_at FROM executions "
-        "WHERE status_id = 5",
+        f"WHERE status_id = {SUCCESS}",
     )
     assert all(r["queued_at"] >= r["scheduled_for"] for r in rows), "published before its slot"
     assert all(r["started_at"] >= r["scheduled_for"] for r in rows)

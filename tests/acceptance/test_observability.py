@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.observe import Relay, free_port, get, prometheus
 from tests.support.procs import Procs, processes, query, wait_for
+from tests.support.status import SUCCESS, UNFINISHED
 
 FAST = {
     "SCHEDULER_BEAT_MAX_SLEEP_S": "1",
@@ -139,9 +140,12 @@ def test_prometheus_scrapes_beat_prefork_worker_and_metrics_process(
         def settled() -> bool:
             rows = query(
                 database_url,
-                "SELECT count(*) AS n FROM executions WHERE task = 'demo.noop' AND status_id = 5",
+                f"SELECT count(*) AS n FROM executions WHERE task = 'demo.noop' AND status_id = {SUCCESS}",
             )
-            active = query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id < 5")
+            active = query(
+                database_url,
+                f"SELECT count(*) AS n FROM executions WHERE status_id IN ({UNFINISHED})",
+            )
             counted = _sample(
                 worker_port,
                 "scheduler_executions",

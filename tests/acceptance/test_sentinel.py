@@ -24,6 +24,7 @@ import redis
 from scheduler.core.domain import ExecutionStatus
 from scheduler.runtime.embedded import redis_server_binary
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import SUCCESS
 
 MASTER_NAME = "scheduler-test"
 ACTIVE = tuple(
@@ -175,7 +176,9 @@ def test_beat_and_worker_follow_the_master_through_a_failover(
     fast_recovery = {"SCHEDULER_QUEUED_TIMEOUT_S": "3", "SCHEDULER_BEAT_MAX_SLEEP_S": "0.5"}
 
     def done() -> int:
-        rows = query(database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 5")
+        rows = query(
+            database_url, f"SELECT count(*) AS n FROM executions WHERE status_id = {SUCCESS}"
+        )
         return int(rows[0]["n"])
 
     logs = tmp_path / "logs"
@@ -198,7 +201,7 @@ def test_beat_and_worker_follow_the_master_through_a_failover(
             lambda: (
                 query(
                     database_url,
-                    "SELECT count(*) AS n FROM executions WHERE status_id = 5 AND scheduled_for > $1",
+                    f"SELECT count(*) AS n FROM executions WHERE status_id = {SUCCESS} AND scheduled_for > $1",
                     promoted,
                 )[0]["n"]
                 >= 10

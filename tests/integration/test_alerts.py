@@ -23,6 +23,7 @@ from scheduler.observability.alerts import (
 from scheduler.runtime import db as scheduler_db
 from tests.support.observe import Receiver
 from tests.support.procs import query
+from tests.support.status import QUEUED
 
 SECRET = "s3cret"
 
@@ -132,7 +133,7 @@ def test_run_events_are_written_once_by_the_database(database_url: str) -> None:
     on_time = _run(url, sid, ExecutionStatus.PENDING, slot_ago_s=0)
     query(
         url,
-        "UPDATE executions SET queued_at = now(), status_id = 2 WHERE id = ANY($1)",
+        f"UPDATE executions SET queued_at = now(), status_id = {QUEUED} WHERE id = ANY($1)",
         [late, on_time],
     )
     assert _deliveries(url)[4:] == [
@@ -292,7 +293,7 @@ def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: st
     from click.testing import CliRunner
 
     from scheduler.cli import main
-    from scheduler.observability import metrics
+    from scheduler.observability import database_series
 
     runner = CliRunner()
     _schedule(database_url, "nightly-a")
@@ -309,7 +310,7 @@ def test_metrics_monitor_marks_schedules_and_refresh_reads_them(database_url: st
     rows = query(database_url, "SELECT name FROM schedules WHERE monitored ORDER BY name")
     assert [r["name"] for r in rows] == ["nightly-a", "nightly-b"]
 
-    source = metrics.DatabaseMetrics(Settings(metrics_schedule_limit=1))
+    source = database_series.DatabaseMetrics(Settings(metrics_schedule_limit=1))
     runtime = scheduler_db.get_runtime(database_url)
 
     async def refresh() -> None:

@@ -19,8 +19,8 @@ from config.settings import Settings
 from scheduler.beat.engine import Dispatcher
 from scheduler.beat.publisher import OutgoingMessage, Publisher
 from scheduler.core.domain import ExecutionStatus
-from scheduler.repository import SchedulerRepository as repo
 from scheduler.runtime.db import session_factory
+from scheduler.store.runs import RunStore
 from tests.conftest import BrokerUnderTest, Connection
 from tests.support.sqlhelp import sql
 
@@ -183,9 +183,9 @@ async def test_queued_run_whose_message_is_gone_is_republished_then_lost_and_unb
     assert (await _runs(engine))[-1]["status_id"] == ExecutionStatus.QUEUED.id
     # and if its message turns up after all (a worker held it), it still runs, once
     async with engine.connect() as connection:
-        driver = await repo.driver_connection(connection)
+        driver = await RunStore.driver_connection(connection)
         for expected in (1, None):  # claimed once; a second delivery runs nothing
-            attempt = await repo.claim_execution(
+            attempt = await RunStore.claim_execution(
                 driver, str(run["id"]), task="demo.noop", args_json="[]", kwargs_json="{}",
                 worker="w:1", now=end,
             )  # fmt: skip

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from scheduler.cli import main
 from tests.support.procs import query
+from tests.support.status import QUEUED, SUCCESS
 
 
 @pytest.fixture
@@ -126,8 +127,8 @@ def test_trigger_history_show_stats_prune(cli: Any, database_url: str) -> None:
     assert "execution_id" in detail["kwargs"] or detail["status"] == "skipped"
     query(
         database_url,
-        "UPDATE executions SET status_id = 5, duration_ms = 100, completed_at = now(), "
-        "created_at = now() - interval '40 days' WHERE status_id = 2",
+        f"UPDATE executions SET status_id = {SUCCESS}, duration_ms = 100, completed_at = now(), "
+        f"created_at = now() - interval '40 days' WHERE status_id = {QUEUED}",
     )
     stats = json.loads(cli("stats", "--since", "60d", "--json").output)
     assert stats[0]["schedule"] == "job"

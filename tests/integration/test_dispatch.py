@@ -20,6 +20,7 @@ from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
 from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
+from tests.support.status import PENDING
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -266,7 +267,7 @@ async def test_the_sweep_publishes_a_run_whose_schedule_options_went_bad(
         t=NOW,
     )
     await dispatcher.tick(NOW)
-    await sql(engine, "UPDATE executions SET status_id = 1, queued_at = NULL")
+    await sql(engine, f"UPDATE executions SET status_id = {PENDING}, queued_at = NULL")
     client = redis.Redis.from_url(broker_url)
     client.delete("celery")  # as if a beat died between commit and publish
     client.close()

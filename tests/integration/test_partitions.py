@@ -14,9 +14,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import Settings
+from scheduler.beat.upkeep import Upkeep, prune
 from scheduler.cli import main
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.execution_ids import id_floor, slot_execution_id
+from scheduler.core.retention import Policy
 from scheduler.runtime import db as scheduler_db
 from scheduler.store import partitions, retention
 from scheduler.store.partitions import Interval
@@ -117,8 +119,8 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
             direct,
             NOW - timedelta(days=15),
         )
-        policy = retention.Policy.from_settings(Settings())
-        report = await retention.prune(sessions, policy, NOW, batch=5)
+        policy = Policy.from_settings(Settings())
+        report = await prune(sessions, policy, NOW, batch=5)
         assert report.dropped == [
             partitions.partition_name(ancient, Interval.DAY),
             partitions.partition_name(old, Interval.DAY),
@@ -202,9 +204,7 @@ async def test_the_beat_upkeep_maintains_and_rewrites_without_alerting_again(
         missed = await _run(conn, day + timedelta(hours=1), ExecutionStatus.MISSED)
         assert await conn.fetchval("SELECT count(*) FROM notification_deliveries") == 1
         await conn.execute("DELETE FROM notification_deliveries")
-        upkeep = retention.Upkeep(
-            sessions, Settings(partition_interval="day", partition_ahead_days=21)
-        )
+        upkeep = Upkeep(sessions, Settings(partition_interval="day", partition_ahead_days=21))
         task = upkeep.poke(NOW)
         assert task is not None
         await task

@@ -426,12 +426,14 @@ def test_buffered_run_is_held_then_released_once(database_url: str, broker_url: 
     assert api.trigger("slow").status is ExecutionStatus.SKIPPED
     # the outbox sweep leaves a held run alone, however old
     query(database_url, "UPDATE executions SET created_at = created_at - interval '1 hour'")
-    from scheduler.repository import SchedulerRepository as repo
     from scheduler.runtime.db import get_runtime
+    from scheduler.store.outbox import OutboxStore
 
     async def stale() -> list[Any]:
         async with get_runtime().sessions() as session, session.begin():
-            return await repo.lock_stale_pending(session, older_than=datetime.now(UTC), limit=100)
+            return await OutboxStore.lock_stale_pending(
+                session, older_than=datetime.now(UTC), limit=100
+            )
 
     assert get_runtime().run(stale()) == []
     publisher = Publisher(app)

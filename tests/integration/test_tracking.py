@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from config.celery import app
 from config.settings import get_settings
 from scheduler.core.domain import ExecutionStatus
-from scheduler.repository import SchedulerRepository
+from scheduler.store.runs import RunStore
 from scheduler.worker.outcome import worker_id
 from scheduler.worker.tracked import TrackedTask, tracked_task
 from tasks import demo
@@ -62,7 +62,7 @@ def _database(database_url: str) -> None:
 
 
 async def test_claim_is_conditional_and_counts_attempts(session: AsyncSession) -> None:
-    repo = SchedulerRepository
+    repo = RunStore
     now = datetime.now(UTC)
     execution_id = uuid.uuid4()
     await session.execute(
@@ -198,13 +198,13 @@ def test_progress_is_throttled_and_the_last_value_always_lands(
     monkeypatch.setenv("SCHEDULER_WORKER_PROGRESS_THROTTLE_S", "3600")
     get_settings.cache_clear()
     writes: list[dict[str, Any]] = []
-    original = SchedulerRepository.record_progress
+    original = RunStore.record_progress
 
     async def counting(driver: Any, execution_id: Any, progress_json: str) -> None:
         writes.append(json.loads(progress_json))
         await original(driver, execution_id, progress_json)
 
-    monkeypatch.setattr(SchedulerRepository, "record_progress", staticmethod(counting))
+    monkeypatch.setattr(RunStore, "record_progress", staticmethod(counting))
     result = demo.progress.apply(kwargs={"steps": 200, "step_s": 0})
     assert writes == [{"current": 1, "total": 200, "percent": 0}]  # then throttled
     assert execution(result.id)["progress"] == {

@@ -20,7 +20,7 @@ from scheduler import api
 from scheduler.cli import main
 from scheduler.core.domain import ExecutionStatus
 from scheduler.web import create_app
-from scheduler.web.app import call
+from scheduler.web.bridge import call
 from tests.conftest import run_sync
 from tests.support.procs import query
 

@@ -64,7 +64,7 @@ def test_no_server_errors(fuzzed: tuple[Any, str]) -> None:
 
 
 def test_openapi_lists_the_public_endpoints(fuzzed: tuple[Any, str]) -> None:
-    from scheduler.web.jsonapi import openapi_document
+    from scheduler.web.jsonapi.openapi import openapi_document
 
     paths = openapi_document("/api/v1")["paths"]
     assert set(paths) == {

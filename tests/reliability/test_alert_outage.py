@@ -10,6 +10,7 @@ from pathlib import Path
 from scheduler.observability.alerts import DELIVERY_HEADER, SIGNATURE_HEADER, rule_values, verify
 from tests.support.observe import Receiver
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import FAILED
 
 RUNS = 6
 OUTAGE_S = 30.0
@@ -77,7 +78,7 @@ def test_receiver_down_30s_every_delivery_arrives_once(
     assert set(ids.values()) == {1}
     assert set(runs.values()) == {1}
     assert all(verify(r.body, "k", r.headers[SIGNATURE_HEADER]) for r in events)
-    failed = query(database_url, "SELECT id FROM executions WHERE status_id = 6")
+    failed = query(database_url, f"SELECT id FROM executions WHERE status_id = {FAILED}")
     assert {str(r["id"]) for r in failed} == set(runs)
     rows = query(database_url, "SELECT status, attempts FROM notification_deliveries")
     assert all(r["status"] == "sent" and r["attempts"] > 2 for r in rows), rows

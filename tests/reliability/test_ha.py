@@ -14,6 +14,7 @@ import redis
 
 from tests.reliability.conftest import LONG, OwnServices
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import PENDING
 
 SCHEDULES = 500 if LONG else 50
 RUN_S = 60 if LONG else 10
@@ -60,9 +61,9 @@ def test_three_beats_under_kill_9(own_services: OwnServices) -> None:
     executed = sum(r["n"] for r in per_schedule)
     distinct = sum(r["slots"] for r in per_schedule)
     expected = sum(r["expected"] for r in per_schedule)
-    pending = query(own.database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 1")[
-        0
-    ]["n"]
+    pending = query(
+        own.database_url, f"SELECT count(*) AS n FROM executions WHERE status_id = {PENDING}"
+    )[0]["n"]
     duplicated_on_broker = len(ids) - len(set(ids))
     print(
         f"\nslots expected {expected}, executed {executed}, duplicated {executed - distinct}, "

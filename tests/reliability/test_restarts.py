@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from tests.reliability.conftest import LONG, OwnServices
 from tests.support.procs import Procs, processes, query, wait_for
+from tests.support.status import SUCCESS, UNFINISHED
 
 SCHEDULES = 200 if LONG else 20
 RUN_S = 30 if LONG else 6
@@ -23,9 +24,10 @@ def _start(own: OwnServices, procs: Procs) -> None:
     procs.beat()
     wait_for(
         lambda: (
-            query(own.database_url, "SELECT count(*) AS n FROM executions WHERE status_id = 5")[0][
-                "n"
-            ]
+            query(
+                own.database_url,
+                f"SELECT count(*) AS n FROM executions WHERE status_id = {SUCCESS}",
+            )[0]["n"]
             > 0
         ),
         timeout_s=60,
@@ -37,8 +39,8 @@ def _report(own: OwnServices, label: str) -> dict[str, int]:
     rows = query(
         own.database_url,
         "SELECT count(*) AS runs, count(DISTINCT (schedule_id, scheduled_for)) AS slots, "
-        "count(*) FILTER (WHERE status_id IN (1, 2, 3, 4)) AS active, "
-        "count(*) FILTER (WHERE status_id = 5) AS ok FROM executions",
+        f"count(*) FILTER (WHERE status_id IN ({UNFINISHED})) AS active, "
+        f"count(*) FILTER (WHERE status_id = {SUCCESS}) AS ok FROM executions",
     )[0]
     figures = {k: int(v) for k, v in rows.items()}
     print(f"\n[{label}] {figures}")
@@ -57,7 +59,7 @@ def _settle(own: OwnServices) -> dict[str, int]:
         nonlocal last_active, last_progress
         rows = query(
             own.database_url,
-            "SELECT count(*) AS n FROM executions WHERE status_id IN (1, 2, 3, 4)",
+            f"SELECT count(*) AS n FROM executions WHERE status_id IN ({UNFINISHED})",
         )
         active = int(rows[0]["n"])
         if active != last_active:
@@ -72,7 +74,7 @@ def _settle(own: OwnServices) -> dict[str, int]:
         stuck = query(
             own.database_url,
             "SELECT status_id, count(*) AS n, min(created_at) AS oldest, max(queued_at) AS q "
-            "FROM executions WHERE status_id IN (1, 2, 3, 4) GROUP BY status_id",
+            f"FROM executions WHERE status_id IN ({UNFINISHED}) GROUP BY status_id",
         )
         raise AssertionError(f"runs still not finished: {stuck}") from None
     return _report(own, "settled")

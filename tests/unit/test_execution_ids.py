@@ -10,8 +10,8 @@ import pytest
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.execution_ids import id_floor, id_time, new_execution_id, slot_execution_id
 from scheduler.core.options import check_options
+from scheduler.core.retention import parse_retention
 from scheduler.store.partitions import Interval, choose_interval, parse_bounds, period_start
-from scheduler.store.retention import parse_retention
 
 SLOT = datetime(2026, 12, 2, 10, 30, 0, 123_456, tzinfo=UTC)
 

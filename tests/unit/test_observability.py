@@ -10,7 +10,7 @@ import pytest
 
 from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.observability import metrics
+from scheduler.observability import database_series, metrics
 from scheduler.observability.alerts import (
     body_bytes,
     glob_regex,
@@ -104,11 +104,11 @@ def test_database_series_render_as_valid_text_with_escaped_labels() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
-    text = metrics.render_database(
+    text = database_series.render_database(
         2,
         [
-            metrics.ScheduleSample('odd "name"\\x', at, at, "failed"),
-            metrics.ScheduleSample("never-ran", at, None, None),
+            database_series.ScheduleSample('odd "name"\\x', at, at, "failed"),
+            database_series.ScheduleSample("never-ran", at, None, None),
         ],
     )
     families = {f.name: f for f in text_string_to_metric_families(text.decode())}

@@ -15,13 +15,13 @@ from scheduler.core.accounts import Role
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.web import charts, pages
 from scheduler.web.auth import (
-    HTTPProblem,
     Principal,
     SignInLimiter,
     basic_credentials,
     is_loopback,
     require,
 )
+from scheduler.web.problems import HTTPProblem
 
 NOW = datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
 

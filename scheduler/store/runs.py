@@ -1,0 +1,322 @@
+"""The worker's path (claim, outcome, progress) and the reaper's: one run by id.
+
+The hot statements are plain SQL on the asyncpg connection under the process's held
+connection: asyncpg keeps each prepared statement per connection, so a call is one round
+trip (~0.5 ms, against ~1.5 ms of statement building and compiling through SQLAlchemy).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from scheduler.core.domain import ExecutionStatus
+from scheduler.store.common import FAILURE_STATUS_IDS, Executor, as_uuid, uuid_or_none
+from scheduler.store.models import (
+    NON_TERMINAL_STATUS_IDS,
+    Execution,
+    ExecutionStatusRow,
+)
+
+
+class Attempt(int):
+    """An attempt number that also tells how long the run waited (started minus queued,
+    None for a run made outside the beat): read by the metrics."""
+
+    queue_s: float | None
+
+    def __new__(cls, value: int, *, queue_s: float | None = None) -> Attempt:
+        attempt = super().__new__(cls, value)
+        attempt.queue_s = queue_s
+        return attempt
+
+
+_CLAIM_SQL = (
+    "INSERT INTO executions AS e (id, task, args, kwargs, trigger, status_id, created_at,"
+    " started_at, worker, attempt, parent_id, root_id)"
+    f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1, $8, $9)"
+    f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
+    " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
+    " attempt = e.attempt + 1, completed_at = NULL,"
+    " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
+    " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
+    " WHERE (e.status_id = ANY($7::smallint[])"
+    # a run the beat gave up on as never claimed still runs if its message turns up
+    f" OR (e.status_id = {ExecutionStatus.LOST.id} AND e.error_type = 'NeverClaimed'"
+    " AND e.started_at IS NULL)) AND e.task = EXCLUDED.task"
+    " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
+)
+
+
+_FINISH_SQL = (
+    "UPDATE executions SET status_id = $2, duration_ms = $3, completed_at = $4,"
+    " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
+    " progress = COALESCE($9::jsonb, progress)"
+    # `status_id + 0`: the primary key finds the row, never ix_executions_active (a
+    # generic plan may pick it when the statistics hold no running row, then scan every
+    # running and dead entry: 12 ms a finish in docs/BENCHMARKS.md, "History at scale")
+    f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
+)
+
+
+_FINISH_RETURNING_SQL = (
+    _FINISH_SQL + " RETURNING schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
+    " OR (s.pause_after_failures IS NOT NULL AND s.enabled AND $2 = ANY($10::smallint[]))"
+    " FROM schedules s WHERE s.id = executions.schedule_id) AS follow_up"
+)
+
+
+_PROGRESS_SQL = (
+    "UPDATE executions SET progress = $2::jsonb"
+    f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
+)
+
+
+_CLAIMABLE = [
+    ExecutionStatus.PENDING.id,
+    ExecutionStatus.QUEUED.id,
+    ExecutionStatus.RETRYING.id,
+]
+
+
+class RunStore:
+    """One run by id: the worker's claim and outcome, the reaper's verdict. Stateless: every method is static and takes the caller's
+    session or connection; none commits."""
+
+    @staticmethod
+    async def get_execution_status_by_code(
+        session: AsyncSession, code: str
+    ) -> ExecutionStatusRow | None:
+        result = await session.execute(
+            select(ExecutionStatusRow).where(ExecutionStatusRow.code == code)
+        )
+        return result.scalar_one_or_none()
+
+    @staticmethod
+    async def list_execution_statuses(session: AsyncSession) -> Sequence[ExecutionStatusRow]:
+        result = await session.execute(select(ExecutionStatusRow).order_by(ExecutionStatusRow.id))
+        return result.scalars().all()
+
+    @staticmethod
+    async def update_execution(
+        session: AsyncSession, execution_id: uuid.UUID | str, values: Mapping[str, Any]
+    ) -> int:
+        """Set `values` on one execution row; return how many rows changed (0 or 1)."""
+        result = await session.execute(
+            update(Execution)
+            .where(Execution.id == as_uuid(execution_id))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def get_execution(
+        session: AsyncSession, execution_id: uuid.UUID | str
+    ) -> Execution | None:
+        return await session.get(Execution, as_uuid(execution_id))
+
+    @staticmethod
+    async def claim_execution(
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        *,
+        task: str,
+        args_json: str,
+        kwargs_json: str,
+        worker: str,
+        now: datetime,
+        reclaim_running: bool = False,
+        parent_id: uuid.UUID | str | None = None,
+        root_id: uuid.UUID | str | None = None,
+    ) -> int | None:
+        """Start a run in one statement: claim its row (pending|queued|retrying -> running,
+        started_at, worker, attempt + 1), or create it with trigger `direct` for a call made
+        outside the beat. Returns the attempt number, or None when the execution is already
+        running or finished (a duplicate delivery: run nothing). `reclaim_running` lets a
+        redelivered acks_late message take over a run whose worker died. `parent_id` and
+        `root_id` are Celery's (the task that sent this one, the first of its tree).
+
+        `driver` is an asyncpg connection (see `driver_connection`); args/kwargs are JSON text.
+        """
+        claimable = _CLAIMABLE
+        if reclaim_running:
+            claimable = [*claimable, ExecutionStatus.RUNNING.id]
+        row = await driver.fetchrow(
+            _CLAIM_SQL,
+            as_uuid(execution_id),
+            task,
+            args_json,
+            kwargs_json,
+            now,
+            worker,
+            claimable,
+            uuid_or_none(parent_id),
+            uuid_or_none(root_id),
+        )
+        return None if row is None else Attempt(row[0], queue_s=row[1])
+
+    @staticmethod
+    async def execution_task(driver: Any, execution_id: uuid.UUID | str) -> str | None:
+        """The task an execution row is a run of (None: no such row)."""
+        value = await driver.fetchval(
+            "SELECT task FROM executions WHERE id = $1", as_uuid(execution_id)
+        )
+        return None if value is None else str(value)
+
+    @staticmethod
+    async def finish_run(
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        *,
+        status_id: int,
+        duration_ms: int,
+        completed_at: datetime | None,
+        result_summary: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        traceback: str | None = None,
+        progress_json: str | None = None,
+    ) -> bool:
+        """Write a run's outcome in one statement; only a `running` row changes. Every
+        outcome column is written (a success clears the error of an earlier attempt);
+        `progress` is kept when `progress_json` is None. True when the row changed."""
+        status = await driver.execute(
+            _FINISH_SQL,
+            as_uuid(execution_id),
+            status_id,
+            duration_ms,
+            completed_at,
+            result_summary,
+            error_type,
+            error_message,
+            traceback,
+            progress_json,
+        )
+        return bool(status == "UPDATE 1")
+
+    @staticmethod
+    async def finish_run_returning(
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        *,
+        status_id: int,
+        duration_ms: int,
+        completed_at: datetime | None,
+        result_summary: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        traceback: str | None = None,
+        progress_json: str | None = None,
+    ) -> tuple[int | None, bool] | None:
+        """`finish_run`, returning (schedule_id, whether the outcome has a follow-up: a
+        `buffer_one` schedule may release its buffered run, a failure may pause the schedule);
+        None when the row did not change."""
+        row = await driver.fetchrow(
+            _FINISH_RETURNING_SQL,
+            as_uuid(execution_id),
+            status_id,
+            duration_ms,
+            completed_at,
+            result_summary,
+            error_type,
+            error_message,
+            traceback,
+            progress_json,
+            list(FAILURE_STATUS_IDS),
+        )
+        if row is None:
+            return None
+        if row["schedule_id"] is None:
+            return None, False
+        return int(row["schedule_id"]), bool(row["follow_up"])
+
+    @staticmethod
+    async def record_progress(
+        driver: Any, execution_id: uuid.UUID | str, progress_json: str
+    ) -> None:
+        """Store a running execution's progress (JSON text {current, total, percent})."""
+        await driver.execute(_PROGRESS_SQL, as_uuid(execution_id), progress_json)
+
+    @staticmethod
+    async def driver_connection(connection: AsyncConnection) -> Any:
+        """The asyncpg connection under a SQLAlchemy connection (for the run path above)."""
+        raw = await connection.get_raw_connection()
+        return raw.driver_connection
+
+    @staticmethod
+    async def finish_execution(
+        session: Executor,
+        execution_id: uuid.UUID | str,
+        values: Mapping[str, Any],
+        *,
+        from_any_live_state: bool = False,
+    ) -> int:
+        """Write a run's outcome. Only a running row changes (or, for outcomes learnt outside
+        the run such as a hard time limit or a revoke, any non-terminal row)."""
+        allowed = NON_TERMINAL_STATUS_IDS if from_any_live_state else (ExecutionStatus.RUNNING.id,)
+        stmt = (
+            update(Execution)
+            .where(Execution.id == as_uuid(execution_id), Execution.status_id.in_(allowed))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if from_any_live_state and "duration_ms" not in values:
+            stmt = stmt.values(
+                duration_ms=func.coalesce(
+                    (func.extract("epoch", func.now() - Execution.started_at) * 1000).cast(Integer),
+                    0,
+                )
+            )
+        result = await session.execute(stmt)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    async def running_executions(session: AsyncSession) -> list[dict[str, Any]]:
+        """Runs marked running: id, task, worker, started_at (for the reaper)."""
+        result = await session.execute(
+            select(Execution.id, Execution.task, Execution.worker, Execution.started_at).where(
+                Execution.status_id == ExecutionStatus.RUNNING.id
+            )
+        )
+        return [dict(r) for r in result.mappings()]
+
+    @staticmethod
+    async def mark_lost(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
+    ) -> int:
+        return len(
+            await RunStore.mark_lost_returning(session, execution_ids, now=now, reason=reason)
+        )
+
+    @staticmethod
+    async def mark_lost_returning(
+        session: AsyncSession, execution_ids: Sequence[uuid.UUID], *, now: datetime, reason: str
+    ) -> list[int | None]:
+        """`mark_lost`, returning the schedule id (or None) of each run it marked."""
+        if not execution_ids:
+            return []
+        result = await session.execute(
+            update(Execution)
+            .where(
+                Execution.id.in_(execution_ids),
+                Execution.status_id == ExecutionStatus.RUNNING.id,
+            )
+            .values(
+                status_id=ExecutionStatus.LOST.id,
+                completed_at=now,
+                error_type="WorkerLost",
+                error_message=reason,
+                duration_ms=(func.extract("epoch", now - Execution.started_at) * 1000).cast(
+                    Integer
+                ),
+            )
+            .returning(Execution.schedule_id)
+            .execution_options(synchronize_session=False)
+        )
+        return [None if sid is None else int(sid) for sid in result.scalars().all()]
