@@ -16,7 +16,8 @@ import tasks
 from config.logging import configure_logging
 from config.settings import get_settings
 from scheduler.observability.health import install_worker_hooks
-from scheduler.runtime.services import broker_transport_options, redact, resolve_broker_url
+from scheduler.runtime.urls import broker_transport_options, redact, resolve_broker_url
+from scheduler.worker.signals import connect_signals
 
 settings = get_settings()
 configure_logging(settings.log_level)
@@ -53,6 +54,7 @@ app.conf.update(
     beat_max_loop_interval=settings.beat_max_sleep_s,
 )
 install_worker_hooks()
+connect_signals()
 
 
 def describe() -> str:

@@ -45,7 +45,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from scheduler.runtime.services import resolve_database_url
+    from scheduler.runtime.urls import resolve_database_url
 
     asyncio.run(_run_async(resolve_database_url()))
 

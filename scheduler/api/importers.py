@@ -22,7 +22,7 @@ from scheduler.core.celery_entries import (
 )
 from scheduler.core.definitions import ScheduleDefinition
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.runtime.services import redact
+from scheduler.runtime.urls import redact
 
 
 def from_celery_app(target: str) -> ImportPlan:

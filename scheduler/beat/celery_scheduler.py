@@ -32,6 +32,7 @@ from scheduler.observability import health, metrics
 from scheduler.observability.alerts import Observer, celery_send_task
 from scheduler.runtime import clock
 from scheduler.runtime.db import Runtime, get_runtime
+from scheduler.runtime.retry import backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self.settings = get_settings()
         self._wakeup = Wakeup()
         self._next_due: datetime | None = None
-        self._backoff_s = 0.0
+        self._failures = 0
         self._closed = False
         self._in_flight: concurrent.futures.Future[Any] | None = None
         self._runtime: Runtime | None = None
@@ -129,15 +130,16 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         started = time.perf_counter()
         try:
             self._next_due = self._call(self._pass(self._dispatcher, self._listener))
-            self._backoff_s = 0.0
+            self._failures = 0
             metrics.beat_pass(time.perf_counter() - started, time.time())
             metrics.runs_held(self._dispatcher.held)
         except Exception as exc:
-            self._backoff_s = min(max(self._backoff_s * 2, 0.5), self.settings.beat_backoff_max_s)
-            log.error("beat pass failed (%s); retrying in %.1f s", exc, self._backoff_s)
+            self._failures += 1
+            wait_s = backoff_s(self._failures, self.settings.beat_backoff_max_s, first_s=0.5)
+            log.error("beat pass failed (%s); retrying in %.1f s", exc, wait_s)
             self._next_due = None
             self._heartbeat.beat()
-            self._wakeup.sleep(self._backoff_s)
+            self._wakeup.sleep(wait_s)
         self._heartbeat.beat()
         return 0.0
 

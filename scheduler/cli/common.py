@@ -15,7 +15,8 @@ import click
 
 from scheduler.core.bounds import plain
 from scheduler.core.exceptions import SchedulerError
-from scheduler.runtime.services import redact, redact_text
+from scheduler.runtime.retry import unreachable
+from scheduler.runtime.urls import redact, redact_text
 
 T = TypeVar("T")
 USER_ERROR = 2
@@ -76,7 +77,7 @@ def _explain(exc: BaseException) -> str:
         return f"cannot reach the database: {_reason(exc)}"
     if state is not None and state[:2] in ("22", "23"):  # data exception, integrity violation
         return f"the database refused a value: {_reason(exc)}"
-    if isinstance(exc, ConnectionError | OSError | TimeoutError) or _from_connection_failure(exc):
+    if unreachable(exc):
         reason = redact(str(exc)) or name
         return f"cannot reach the database or broker ({reason}): check DATABASE_URL / BROKER_URL"
     if isinstance(exc, OverflowError):
@@ -109,17 +110,6 @@ def sqlstate(exc: BaseException) -> str | None:
         if isinstance(state, str) and len(state) == 5:
             return state
     return None
-
-
-def _from_connection_failure(exc: BaseException) -> bool:
-    """SQLAlchemy's wrapper of a connection that could not be opened (the cause is an
-    OSError, or the pool's own timeout)."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or any(
-        isinstance(item, ConnectionError | OSError | TimeoutError) for item in _chain(exc)[1:]
-    )
 
 
 def _reason(exc: BaseException) -> str:

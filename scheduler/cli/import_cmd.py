@@ -128,7 +128,7 @@ def import_redbeat(
 
     Crontab entries keep Celery's meaning: day of month AND day of week (day_match all).
     Exits 2, writing nothing, when some entries cannot be imported, unless --allow-partial."""
-    from scheduler.runtime.services import resolve_broker_url
+    from scheduler.runtime.urls import resolve_broker_url
 
     plan = from_redbeat(redis_url or resolve_broker_url(), key_prefix)
     _apply(plan, dry_run=dry_run, update=update, as_json=as_json, allow_partial=allow_partial)

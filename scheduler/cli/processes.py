@@ -16,7 +16,7 @@ from config.settings import get_settings
 from scheduler import api
 from scheduler.cli.common import run_db
 from scheduler.runtime import migrate
-from scheduler.runtime.services import ServiceUrls, redact, resolve_urls
+from scheduler.runtime.urls import ServiceUrls, redact, resolve_urls
 
 DEMO_SCHEDULES: list[dict[str, Any]] = [
     {

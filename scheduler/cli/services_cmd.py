@@ -7,7 +7,8 @@ import click
 from config.settings import get_settings
 from scheduler.cli.common import json_option, print_json, run_db
 from scheduler.runtime import migrate
-from scheduler.runtime.services import EmbeddedServices, redact, resolve_database_url
+from scheduler.runtime.embedded import EmbeddedServices
+from scheduler.runtime.urls import redact, resolve_database_url
 
 
 @click.group()

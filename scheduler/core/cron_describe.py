@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, Options
 
-from scheduler.core.cron import CronSpec, _next_wall, parse_cron, validate_timezone
+from scheduler.core.cron import CronSpec, next_wall, parse_cron, validate_timezone
 from scheduler.core.definitions import ScheduleDefinition
 
 _ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
@@ -150,10 +150,10 @@ def _transitions(tz: ZoneInfo, start: datetime, end: datetime) -> list[datetime]
 
 def _walls_between(spec: CronSpec, low: datetime, high: datetime) -> list[datetime]:
     walls: list[datetime] = []
-    wall = _next_wall(spec, low - timedelta(microseconds=1))
+    wall = next_wall(spec, low - timedelta(microseconds=1))
     while wall is not None and wall < high:
         walls.append(wall)
-        wall = _next_wall(spec, wall)
+        wall = next_wall(spec, wall)
     return walls
 
 

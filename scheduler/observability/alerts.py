@@ -37,7 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.observability import database_series, metrics
-from scheduler.runtime.services import redact
+from scheduler.runtime.retry import backoff_s
+from scheduler.runtime.urls import redact
 from scheduler.store.alerts import AlertStore
 from scheduler.store.models import ALERT_EVENTS
 
@@ -103,11 +104,6 @@ def signature(body: bytes, secret: str) -> str:
 def verify(body: bytes, secret: str, header: str | None) -> bool:
     """What a receiver does: recompute the signature and compare in constant time."""
     return header is not None and hmac.compare_digest(signature(body, secret), header)
-
-
-def backoff_s(attempts: int, cap_s: float) -> float:
-    """Wait before the next try after `attempts` failed ones: 1, 2, 4, ... seconds, capped."""
-    return float(min(cap_s, 2 ** max(0, attempts - 1)))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 from config.settings import Settings, get_settings
 from scheduler.observability import metrics
-from scheduler.runtime.services import redact
+from scheduler.runtime.urls import redact
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_S = 2.0
@@ -208,7 +208,7 @@ def serve(
     exposition: Callable[[], bytes] = metrics.exposition,
 ) -> ObservabilityServer:
     """Start the port with readiness checks on this process's database and broker."""
-    from scheduler.runtime.services import resolve_broker_url, resolve_database_url
+    from scheduler.runtime.urls import resolve_broker_url, resolve_database_url
 
     settings = settings or get_settings()
     readiness = ReadinessCheck(resolve_database_url(settings), resolve_broker_url(settings))

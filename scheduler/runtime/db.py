@@ -184,7 +184,7 @@ def get_runtime(url: str | None = None) -> Runtime:
                 return current
             current.close()
         if url is None:
-            from scheduler.runtime.services import resolve_database_url
+            from scheduler.runtime.urls import resolve_database_url
 
             url = resolve_database_url()
         _runtime = Runtime(url)

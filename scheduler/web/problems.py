@@ -10,13 +10,13 @@ from sqlalchemy.exc import DBAPIError
 
 from scheduler.core.exceptions import (
     ConflictError,
-    DatabaseUnreachable,
     DuplicateError,
     InvalidScheduleError,
     NotFoundError,
     SchedulerError,
 )
-from scheduler.runtime.services import redact
+from scheduler.runtime.retry import unreachable
+from scheduler.runtime.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def problem_for(exc: BaseException) -> HTTPProblem:
         return HTTPProblem(409, str(exc))
     if isinstance(exc, InvalidScheduleError):
         return HTTPProblem(400, str(exc))
-    if isinstance(exc, DatabaseUnreachable | ConnectionError | OSError | TimeoutError):
+    if unreachable(exc):
         return HTTPProblem(503, "the database or broker cannot be reached right now")
     if isinstance(exc, SchedulerError):
         return HTTPProblem(400, redact(str(exc)).splitlines()[0])

@@ -107,7 +107,7 @@ async def finish_run(
     publisher: Publisher | None = None,
     **outcome: Any,
 ) -> bool:
-    """The worker's outcome write (`SchedulerRepository.finish_run`) and its follow-up.
+    """The worker's outcome write (`RunStore.finish_run_returning`) and its follow-up.
 
     A failure is written in the same transaction as its follow-up; another outcome (the
     common case) stays one statement, followed by a transaction only for a `buffer_one`

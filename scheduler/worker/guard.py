@@ -19,7 +19,7 @@ from typing import Any
 from celery.worker.consumer.consumer import Consumer
 
 from scheduler.core.bounds import plain
-from scheduler.runtime.services import redact_text
+from scheduler.runtime.urls import redact_text
 
 log = logging.getLogger(__name__)
 

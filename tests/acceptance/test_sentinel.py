@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from scheduler.core.domain import ExecutionStatus
-from scheduler.runtime.services import redis_server_binary
+from scheduler.runtime.embedded import redis_server_binary
 from tests.support.procs import processes, query, wait_for
 from tests.support.status import SUCCESS
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from config.settings import get_settings
 from scheduler.cli import main
 from scheduler.runtime.db import close_runtime
-from scheduler.runtime.services import EmbeddedServices
+from scheduler.runtime.embedded import EmbeddedServices
 
 
 @pytest.fixture

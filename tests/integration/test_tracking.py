@@ -18,7 +18,8 @@ from config.celery import app
 from config.settings import get_settings
 from scheduler.core.domain import ExecutionStatus
 from scheduler.store.runs import RunStore
-from scheduler.worker.tracked import TrackedTask, tracked_task, worker_id
+from scheduler.worker.outcome import worker_id
+from scheduler.worker.tracked import TrackedTask, tracked_task
 from tasks import demo
 from tests.support.rows import execution, insert
 

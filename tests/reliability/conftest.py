@@ -12,7 +12,7 @@ import pytest
 from config.settings import get_settings
 from scheduler.runtime import migrate
 from scheduler.runtime.db import close_runtime
-from scheduler.runtime.services import EmbeddedServices
+from scheduler.runtime.embedded import EmbeddedServices
 from tests.conftest import run_sync
 
 LONG = os.environ.get("RELIABILITY_LONG") == "1"

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from scheduler.runtime.services import _open_prefixes
+from scheduler.runtime.embedded import _open_prefixes
 
 RUN_AS = "rabbitmq"
 """The Debian wrapper runs the server as this user when started by root."""

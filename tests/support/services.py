@@ -22,7 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from scheduler.runtime import migrate
-from scheduler.runtime.services import EmbeddedServices, normalize_database_url
+from scheduler.runtime.embedded import EmbeddedServices
+from scheduler.runtime.urls import normalize_database_url
 
 T = TypeVar("T")
 

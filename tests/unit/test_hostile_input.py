@@ -27,7 +27,7 @@ from scheduler.core.exceptions import ConfigurationError, InvalidScheduleError
 from scheduler.core.planner import DueSchedule, PlannerSettings, plan
 from scheduler.core.redaction import redact, redact_text
 from scheduler.runtime.logs import RedactingFormatter
-from scheduler.runtime.services import check_broker_url, normalize_database_url
+from scheduler.runtime.urls import check_broker_url, normalize_database_url
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -12,7 +12,6 @@ from config.settings import Settings
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.observability import database_series, metrics
 from scheduler.observability.alerts import (
-    backoff_s,
     body_bytes,
     glob_regex,
     parse_events,
@@ -21,6 +20,7 @@ from scheduler.observability.alerts import (
 )
 from scheduler.observability.health import liveness_bound_s
 from scheduler.runtime.logs import JsonFormatter, RedactingFormatter, redact
+from scheduler.runtime.retry import backoff_s
 
 
 def test_glob_regex_anchors_and_escapes() -> None:

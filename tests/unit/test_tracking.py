@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from scheduler.worker.tracked import TrackedTask, _accepts_execution_id, summarize, tracked_task
+from scheduler.worker.outcome import summarize
+from scheduler.worker.signature import accepts_execution_id
+from scheduler.worker.tracked import TrackedTask, tracked_task
 
 SEED_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -59,9 +61,9 @@ def test_accepts_execution_id() -> None:
 
     def without(x: int) -> None: ...
 
-    assert _accepts_execution_id(declares)
-    assert _accepts_execution_id(var_kw)
-    assert not _accepts_execution_id(without)
+    assert accepts_execution_id(declares)
+    assert accepts_execution_id(var_kw)
+    assert not accepts_execution_id(without)
 
 
 # Celery itself deprecates `queue` as a task attribute (use task_routes or the schedule's
@@ -155,7 +157,7 @@ def test_unreachable_sees_through_sqlalchemys_wrapping() -> None:
     from sqlalchemy import exc as sa_exc
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 
-    from scheduler.worker.tracked import unreachable
+    from scheduler.runtime.retry import unreachable
 
     def wrapped(cause: BaseException) -> sa_exc.DBAPIError:
         """What SQLAlchemy raises: DBAPIError(orig=adapter error caused by asyncpg's)."""

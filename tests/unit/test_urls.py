@@ -6,7 +6,7 @@ import pytest
 
 from config.settings import Settings
 from scheduler.core.exceptions import ConfigurationError
-from scheduler.runtime.services import check_broker_url, normalize_database_url, redact
+from scheduler.runtime.urls import check_broker_url, normalize_database_url, redact
 
 
 @pytest.mark.parametrize(
