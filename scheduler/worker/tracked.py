@@ -16,8 +16,8 @@ success, failed, retrying, timeout, revoked, with duration_ms, errors and progre
 
 The writes themselves are in `scheduler.worker.outcome`, the adaptation of the body's
 signature in `scheduler.worker.signature`; the Celery signals that record outcomes learnt
-outside the run are connected by `scheduler.worker.signals.connect_signals()` (the app in
-`config.celery` calls it).
+outside the run are connected by `scheduler.worker.signals.connect_signals()`, called when a
+tracked task is declared (and by `config.celery`).
 """
 
 from __future__ import annotations
@@ -86,9 +86,14 @@ class TrackedTask(Task):  # type: ignore[misc]
     _runs_lock = threading.Lock()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Adapt the `run` of every task class built on this base (see `signature`)."""
+        """Adapt the `run` of every task class built on this base (see `signature`), and
+        connect the signals that record outcomes learnt outside a run: any app with a tracked
+        task gets them, whether or not it is `config.celery`'s (connecting twice is a no-op)."""
         super().__init_subclass__(**kwargs)
         adapt_task_class(cls)
+        from scheduler.worker.signals import connect_signals  # signals imports this module
+
+        connect_signals()
 
     # --- Celery hooks ------------------------------------------------------------------
 
