@@ -43,7 +43,7 @@ def overdue_s(env: Env, n: int) -> float:
     from config.celery import app
     from config.settings import Settings
     from scheduler.beat.dispatcher import Dispatcher
-    from scheduler.beat.publisher import Publisher
+    from scheduler.broker.publisher import Publisher
     from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()

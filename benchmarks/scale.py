@@ -39,7 +39,7 @@ def bench_scale(env: Env, n: int) -> tuple[dict[str, Any], dict[str, list[str]]]
     from config.celery import app
     from config.settings import Settings
     from scheduler.beat.dispatcher import Dispatcher
-    from scheduler.beat.publisher import Publisher
+    from scheduler.broker.publisher import Publisher
     from scheduler.runtime.db import close_runtime, get_runtime
 
     url = env.fresh_database()

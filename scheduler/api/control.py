@@ -32,7 +32,7 @@ from scheduler.store.schedules import ScheduleStore
 @contextlib.asynccontextmanager
 async def _dispatcher() -> AsyncIterator[Dispatcher]:
     from config.celery import app
-    from scheduler.beat.publisher import Publisher
+    from scheduler.broker.publisher import Publisher
 
     publisher = Publisher(app)
     try:

@@ -25,9 +25,9 @@ from scheduler.beat.dispatcher import Dispatcher
 from scheduler.beat.engine import utcnow
 from scheduler.beat.leader import LeaderLock
 from scheduler.beat.listener import ChangeListener, Wakeup
-from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch
 from scheduler.beat.upkeep import Upkeep
+from scheduler.broker.publisher import Publisher
 from scheduler.observability import health, metrics
 from scheduler.observability.alerts import Observer, celery_send_task
 from scheduler.runtime import clock

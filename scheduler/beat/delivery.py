@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scheduler.beat.frames import OutgoingMessage
 from scheduler.beat.messages import run_message
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from scheduler.core.held import HeldRuns
 from scheduler.core.planner import PlannedRun
 from scheduler.observability import metrics

@@ -24,11 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from config.settings import Settings
 from scheduler.beat.delivery import Delivery
 from scheduler.beat.engine import Engine, TickResult
-from scheduler.beat.frames import OutgoingMessage
 from scheduler.beat.outbox import Outbox
-from scheduler.beat.publisher import Publisher
 from scheduler.beat.reaper import WorkerWatch, reap_lost
 from scheduler.beat.trigger import BackfillReport, ManualRuns, TriggerResult
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from scheduler.core.held import HeldRuns
 from scheduler.core.writeahead import WriteRate
 from scheduler.store.dispatch import DueOutlook

@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT
 
-from scheduler.beat.brokers import redis_client
+from scheduler.broker.connections import redis_client
 
 log = logging.getLogger(__name__)
 LOCK_KEY = "scheduler:beat:leader"

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from scheduler.beat.frames import OutgoingMessage
+from scheduler.broker.frames import OutgoingMessage
 from scheduler.core.domain import STATUS_IDS
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import check_options

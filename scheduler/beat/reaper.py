@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.settings import get_settings
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.store.runs import RunStore
 from scheduler.worker.followup import follow_up
 

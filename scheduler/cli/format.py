@@ -67,3 +67,9 @@ def console() -> Console:
     """Rich output at the terminal's width; into a pipe or file, lines are not folded at
     80 columns (a table row stays one line for grep and awk)."""
     return Console(width=None if sys.stdout.isatty() else 240)
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The address to open for a dashboard listening on `host`:`port` (IPv6 in brackets)."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"

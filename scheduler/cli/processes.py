@@ -164,7 +164,7 @@ def run(no_demo: bool, concurrency: int, loglevel: str, web_port: int, no_web: b
     The embedded servers keep running for the next command; stop them with
     `scheduler services down`.
     """
-    from scheduler.cli.web_cmd import dashboard_url
+    from scheduler.cli.format import dashboard_url
 
     if not no_web:
         click.echo(f"dashboard: {dashboard_url('127.0.0.1', web_port)}")

@@ -10,16 +10,11 @@ import click
 
 from scheduler import api
 from scheduler.cli.common import fail, json_option, print_json
-from scheduler.cli.format import console, local_time
+from scheduler.cli.format import console, dashboard_url, local_time
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 ROLE = click.Choice(["viewer", "operator", "admin"])
-
-
-def dashboard_url(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/"
 
 
 @click.group(invoke_without_command=True)

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from scheduler.beat.frames import OutgoingMessage
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import check_options

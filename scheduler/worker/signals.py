@@ -15,7 +15,6 @@ from scheduler.core.domain import ExecutionStatus
 from scheduler.observability import metrics
 from scheduler.runtime.db import close_runtime, get_runtime
 from scheduler.worker.outcome import write_outside_run
-from scheduler.worker.tracked import TrackedTask
 
 
 def connect_signals() -> None:
@@ -46,7 +45,7 @@ def _record_lost_or_timeout(
 ) -> None:
     """Failures the run itself never saw, learnt in the worker's main process: a hard time
     limit (the child was killed) or a child that died (SIGKILL, OOM)."""
-    if not task_id or not isinstance(sender, TrackedTask):
+    if not task_id or not _tracked(sender):
         return
     metrics.run_ended_outside(sender.name, exception)
     if isinstance(exception, TimeLimitExceeded):
@@ -58,5 +57,10 @@ def _record_lost_or_timeout(
 def _record_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
     task = sender
     task_id = getattr(request, "id", None)
-    if task_id and isinstance(task, TrackedTask):
+    if task_id and _tracked(task):
         write_outside_run(task_id, ExecutionStatus.REVOKED, None)
+
+
+def _tracked(task: Any) -> bool:
+    """A task built on `TrackedTask` (told by its marker: this module is imported by it)."""
+    return bool(getattr(task, "records_executions", False))

@@ -55,6 +55,7 @@ from scheduler.worker.outcome import (
     worker_id,
     write_outcome,
 )
+from scheduler.worker.signals import connect_signals
 from scheduler.worker.signature import accepts_execution_id, adapt_task_class
 
 REQUEUE_DELAY_S = 2.0
@@ -82,6 +83,8 @@ class TrackedTask(Task):  # type: ignore[misc]
     """A Celery task base class that records each run in `executions`."""
 
     abstract = True
+    records_executions = True
+    """What the worker's signal handlers look for (`scheduler.worker.signals`)."""
     _runs: dict[str, _RunState]
     _runs_lock = threading.Lock()
 
@@ -91,8 +94,6 @@ class TrackedTask(Task):  # type: ignore[misc]
         task gets them, whether or not it is `config.celery`'s (connecting twice is a no-op)."""
         super().__init_subclass__(**kwargs)
         adapt_task_class(cls)
-        from scheduler.worker.signals import connect_signals  # signals imports this module
-
         connect_signals()
 
     # --- Celery hooks ------------------------------------------------------------------

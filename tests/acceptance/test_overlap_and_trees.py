@@ -150,7 +150,7 @@ def test_chain_started_by_a_scheduled_run_is_one_tree(worker4: tuple[str, Procs]
     from config.settings import get_settings
     from scheduler import api
     from scheduler.beat.dispatcher import Dispatcher
-    from scheduler.beat.publisher import Publisher
+    from scheduler.broker.publisher import Publisher
     from scheduler.cli import main
     from scheduler.runtime.db import get_runtime
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.celery import app
 from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.frames import OutgoingMessage
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.runtime.db import session_factory
 from scheduler.store.runs import RunStore

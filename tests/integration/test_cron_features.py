@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.celery import app
 from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.cli import main
 from scheduler.core.cron import next_fire_times
 from scheduler.runtime.db import session_factory

@@ -9,8 +9,8 @@ import pytest
 
 from config.celery import app
 from config.settings import get_settings
-from scheduler.beat.frames import OutgoingMessage
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from tests.conftest import BrokerUnderTest, Connection, amqp_url_or_skip
 
 

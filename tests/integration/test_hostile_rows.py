@@ -23,7 +23,7 @@ from config.celery import app
 from config.settings import Settings
 from scheduler import api
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from config.celery import app
 from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.writeahead import WriteRate
 from scheduler.runtime.db import session_factory

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from config.celery import app
 from config.settings import get_settings
 from scheduler import api
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.cli import main
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError

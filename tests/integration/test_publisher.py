@@ -8,8 +8,8 @@ from typing import Any
 import redis
 
 from config.celery import app
-from scheduler.beat.frames import OutgoingMessage
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 
 
 def _pop_all(broker_url: str, queue: str = "celery") -> list[dict[str, Any]]:

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from config.celery import app
-from scheduler.beat.frames import OutgoingMessage
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.frames import OutgoingMessage
+from scheduler.broker.publisher import Publisher
 from scheduler.runtime import clock
 from tests.conftest import BrokerUnderTest, Connection
 

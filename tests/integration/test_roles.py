@@ -17,7 +17,7 @@ from config.celery import app
 from config.settings import Settings, get_settings
 from scheduler import api
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.cli import main
 from scheduler.runtime import db as scheduler_db
 from scheduler.runtime.db import create_engine, session_factory

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from config.celery import app
 from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.beat.publisher import Publisher
+from scheduler.broker.publisher import Publisher
 from scheduler.core.bounds import SANITISED_MARK
 from scheduler.runtime.db import create_engine, session_factory
 from tests.conftest import run_sync

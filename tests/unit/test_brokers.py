@@ -10,8 +10,8 @@ from typing import Any
 import amqp
 import pytest
 
-from scheduler.beat.brokers import encode_properties, encode_publish, frames
 from scheduler.beat.reaper import QueuedRun, judge_queued
+from scheduler.broker.connections import encode_properties, encode_publish, frames
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from scheduler.beat.frames import OutgoingMessage
+from scheduler.broker.frames import OutgoingMessage
 from scheduler.core.domain import ExecutionStatus, Trigger
 from scheduler.core.held import HeldRuns, changed_at
 from scheduler.core.planner import PlannedRun

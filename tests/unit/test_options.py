@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scheduler.beat.frames import OutgoingMessage, redis_payload
+from scheduler.broker.frames import OutgoingMessage, redis_payload
 from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import PROTOCOL_HEADERS, check_options
 

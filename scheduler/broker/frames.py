@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from scheduler.beat.brokers import EncodedMessage, Route, encode_properties, encode_publish
+from scheduler.broker.connections import EncodedMessage, Route, encode_properties, encode_publish
 
 
 @dataclass(frozen=True)

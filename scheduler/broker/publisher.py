@@ -17,7 +17,7 @@ caller leaves the runs `pending` for the sweep:
 - Other transports, and priorities on Redis, go through a kombu producer batch.
 
 The messages themselves (`OutgoingMessage`, their Redis and AMQP frames) are built in
-`scheduler.beat.frames`.
+`scheduler.broker.frames`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 from celery import Celery
 from kombu import messaging
 
-from scheduler.beat.brokers import (
+from scheduler.broker.connections import (
     ConfirmingChannel,
     EncodedMessage,
     PublishNotConfirmed,
@@ -45,8 +45,8 @@ from scheduler.beat.brokers import (
     redis_client,
     redis_queue_depth,
 )
-from scheduler.beat.frames import OutgoingMessage, amqp_message, instant_after, redis_payload
-from scheduler.beat.routing import resolve_route
+from scheduler.broker.frames import OutgoingMessage, amqp_message, instant_after, redis_payload
+from scheduler.broker.routing import resolve_route
 from scheduler.runtime import clock
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Exchange
 
-from scheduler.beat.brokers import Route
+from scheduler.broker.connections import Route
 
 DELIVERY_MODES = {"persistent": 2, "transient": 1}
 
