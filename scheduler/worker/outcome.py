@@ -147,7 +147,7 @@ def write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException 
 
 
 async def bookkeeping(fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
-    """One run-path repository call (claim, finish, progress) on the asyncpg connection of
+    """One run-path store call (claim, finish, progress) on the asyncpg connection of
     the process's held bookkeeping connection: one statement, one round trip, autocommit."""
     return await on_held_connection(fn, True, *args, **kwargs)
 
