@@ -17,19 +17,22 @@ import contextlib
 import importlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config.settings import get_settings
 from scheduler.runtime import db as scheduler_db
+from tests.support.cli import invoke
 from tests.support.services import SessionServices as SessionServices
 from tests.support.services import run_sync as run_sync
+from tests.support.web import PASSWORD, Web
 
 Connection: Any = importlib.import_module("kombu").Connection
 """kombu's Connection (untyped): RabbitMQ helpers of the broker fixture."""
@@ -127,6 +130,37 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield eng
     finally:
         await eng.dispose()
+
+
+@pytest.fixture
+def cli(database_url: str, broker_url: str) -> Callable[..., Result]:
+    """`scheduler *args` in-process on this test's database and broker."""
+    return invoke
+
+
+@pytest.fixture
+async def web(database_url: str, broker_url: str) -> AsyncIterator[Web]:
+    """The dashboard in-process on this test's database: a token per role (viewer, operator,
+    admin; each also a user with password `PASSWORD`) and a schedule `nightly`."""
+    import httpx
+
+    from scheduler import api
+    from scheduler.web import create_app
+    from scheduler.web.bridge import call
+
+    tokens = {}
+    for role in ("viewer", "operator", "admin"):
+        await call(api.aadd_user(role, role, PASSWORD, actor="test"))
+        tokens[role] = await call(api.acreate_token(f"{role}-token", role, actor="test"))
+    await call(
+        api.aupsert_schedule(
+            api.ScheduleDefinition(name="nightly", task="demo.noop", cron="0 3 * * *"), actor="test"
+        )
+    )
+    app = create_app(secret_key="test-secret")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        yield Web(app, client, tokens)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,18 +50,6 @@ async def insert_legacy(engine: AsyncEngine, statement: str, **params: object) -
         await sql(engine, statement, **params)
     finally:
         await sql(engine, "ALTER TABLE schedules ENABLE TRIGGER schedules_definition_bounds")
-
-
-@pytest.fixture
-def cli(database_url: str, broker_url: str) -> Any:
-    from scheduler.cli import main
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 async def test_a_deep_row_is_flagged_alone_and_the_others_keep_time(
