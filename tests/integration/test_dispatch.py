@@ -5,44 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.celery import app
-from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
-from scheduler.runtime.db import session_factory
+from tests.support.brokers import queued_messages
 from tests.support.sqlhelp import sql
 from tests.support.status import PENDING
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
-    publisher = Publisher(app)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop", "demo.sleep"}),
-        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
-    )
-    publisher.close()
-
-
-def queued_messages(broker_url: str, queue: str = "celery") -> list[dict[str, object]]:
-    client = redis.Redis.from_url(broker_url)
-    try:
-        return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
-    finally:
-        client.close()
 
 
 async def test_raw_insert_is_computed_fired_published_and_queued(

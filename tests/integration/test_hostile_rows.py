@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,14 @@ import yaml
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.celery import app
-from config.settings import Settings
 from scheduler import api
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.broker.publisher import Publisher
 from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DEEP = '{"a": ' * 3000 + "1" + "}" * 3000
 """Valid jsonb, but past what Python's parser (and any reader of ours) can take."""
-
-
-@pytest.fixture
-async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
-    publisher = Publisher(app)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop"}),
-        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
-    )
-    publisher.close()
 
 
 async def insert_legacy(engine: AsyncEngine, statement: str, **params: object) -> None:
