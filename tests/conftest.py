@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from config.settings import get_settings
 from scheduler.beat.dispatcher import Dispatcher
 from scheduler.runtime import db as scheduler_db
+from tests.support import services as services_support
 from tests.support.beat import build_dispatcher
 from tests.support.brokers import BrokerUnderTest as BrokerUnderTest
 from tests.support.brokers import Connection as Connection
@@ -40,8 +41,7 @@ _services: SessionServices | None = None
 
 
 def session_services() -> SessionServices:
-    assert _services is not None, "test services are started in pytest_configure"
-    return _services
+    return services_support.current_services()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or _services is not None:
         return
     _services = SessionServices()
+    services_support.set_current_services(_services)
     # Anything that resolves URLs on its own (config.celery at import, the CLI) uses the
     # test servers, never the developer's `.scheduler/`.
     os.environ["BROKER_URL"] = _services.broker_url
@@ -63,6 +64,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _services is not None:
         _services.close()
         _services = None
+        services_support.set_current_services(None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,11 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from scheduler import api
 from scheduler.core.domain import ExecutionStatus
-from tests.support.procs import Procs, processes, wait_for
+from tests.support.procs import Procs, module_database, processes, wait_for
 from tests.support.procs import query as _query
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,20 +69,7 @@ def _ready(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    from config.settings import get_settings
-    from scheduler.runtime.db import close_runtime
-    from tests.conftest import session_services
-
-    services = session_services()
-    name = services.create_database()
-    url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    client = redis.Redis.from_url(services.broker_url)
-    client.flushdb()
-    client.close()
-    try:
+    with module_database(flush_broker=True) as url:
         api.add_user("admin", "admin", PASSWORD)
         api.add_user("viewer", "viewer", PASSWORD)
         api.upsert_schedule(api.ScheduleDefinition(name="nightly-report", task="demo.noop",
@@ -110,16 +96,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             procs.beat()
             procs.start("web", "-m", "scheduler.cli", "web", "--port", str(port), "-l", "warning")
             wait_for(lambda: _ready(web_url), timeout_s=60, interval_s=0.2)
-            wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.2)
+            procs.wait_ready(interval_s=0.2)
             yield Site(web_url, url, procs)
-    finally:
-        close_runtime()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
-        services.drop_database(name)
 
 
 @pytest.fixture(scope="module")

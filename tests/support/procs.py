@@ -64,6 +64,10 @@ class Procs:
             *extra,
         )
 
+    def wait_ready(self, timeout_s: float = 60, interval_s: float = 0.1) -> None:
+        """Until a worker started here logs `ready.`."""
+        wait_for(lambda: "ready." in self.logs(), timeout_s=timeout_s, interval_s=interval_s)
+
     def stop_all(self) -> None:
         for proc in self.running:
             if proc.poll() is None:
@@ -90,6 +94,42 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         yield procs
     finally:
         procs.stop_all()
+
+
+@contextmanager
+def module_database(*, flush_broker: bool = False) -> Iterator[str]:
+    """A migrated database for a module-scoped fixture, exported as DATABASE_URL (processes
+    started inside inherit it); afterwards the process's runtime is closed, the previous
+    DATABASE_URL restored and the database dropped. `flush_broker` empties the test Redis
+    first: messages other tests left would run on this module's workers."""
+    import redis
+
+    from config.settings import get_settings
+    from scheduler.runtime.db import close_runtime
+    from tests.support.services import current_services
+
+    services = current_services()
+    name = services.create_database()
+    url = services.url_for(name)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    if flush_broker:
+        client = redis.Redis.from_url(services.broker_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    try:
+        yield url
+    finally:
+        close_runtime()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        get_settings.cache_clear()
+        services.drop_database(name)
 
 
 def require_binary(name: str) -> str:
