@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from config.celery import app
 from tests.support.procs import Procs, module_database, processes, query, wait_for
+from tests.support.status import QUEUED
 
 TERMINAL = ("success", "failed", "timeout", "revoked", "skipped", "missed", "lost")
 
@@ -94,7 +95,7 @@ def test_auto_pause_once_with_four_processes_failing_at_once(worker4: tuple[str,
         query(
             url,
             "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id) "
-            "SELECT $1, id, task, '[]', $2, 'manual', 2 FROM schedules WHERE name = 'etl'",
+            f"SELECT $1, id, task, '[]', $2, 'manual', {QUEUED} FROM schedules WHERE name = 'etl'",
             execution_id,
             json.dumps({"message": "warehouse down"}),
         )

@@ -16,7 +16,7 @@ from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
 from tests.support.brokers import queued_messages
 from tests.support.sqlhelp import sql
-from tests.support.status import PENDING
+from tests.support.status import PENDING, QUEUED
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -127,7 +127,7 @@ async def test_sweep_republishes_pending_rows_with_the_same_id(
     await sql(
         engine,
         "INSERT INTO executions (id, task, args, kwargs, trigger, status_id, created_at) "
-        "VALUES (:id, 'demo.noop', '[]', :kw, 'manual', 1, :t)",
+        f"VALUES (:id, 'demo.noop', '[]', :kw, 'manual', {PENDING}, :t)",
         id=execution_id,
         kw=json.dumps({"execution_id": str(execution_id)}),
         t=NOW - timedelta(seconds=30),
@@ -147,7 +147,10 @@ async def test_runs_queued_just_before_a_broker_outage_are_published_again(
     back, the runs queued shortly before the outage go out again (same id; the claim makes a
     second delivery run nothing). Older queued runs, and started ones, are left alone."""
     now = datetime.now(UTC)
-    rows = {"recent": (now - timedelta(seconds=3), 2), "old": (now - timedelta(minutes=5), 2)}
+    rows = {
+        "recent": (now - timedelta(seconds=3), QUEUED),
+        "old": (now - timedelta(minutes=5), QUEUED),
+    }
     rows["started"] = (now - timedelta(seconds=3), ExecutionStatus.RUNNING.id)
     ids = {name: uuid.uuid4() for name in rows}
     for name, (queued_at, status) in rows.items():

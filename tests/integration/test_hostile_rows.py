@@ -21,6 +21,7 @@ from scheduler import api
 from scheduler.beat.dispatcher import Dispatcher
 from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
+from tests.support.status import FAILED
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DEEP = '{"a": ' * 3000 + "1" + "}" * 3000
@@ -163,7 +164,7 @@ async def test_markup_and_escapes_in_data_print_as_written(engine: AsyncEngine, 
     await sql(
         engine,
         "INSERT INTO executions (id, task, status_id, trigger, args, kwargs, error_message, traceback) "
-        "VALUES (gen_random_uuid(), 'demo.noop', 6, 'manual', '[]', '{}', :err, :err)",
+        f"VALUES (gen_random_uuid(), 'demo.noop', {FAILED}, 'manual', '[]', '{{}}', :err, :err)",
         err="boom [/] [bold]loud[/bold] \x1b[2J\x1b]0;title\x07",
     )
     listed = cli("schedules", "list")

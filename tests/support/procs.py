@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -130,6 +131,33 @@ def module_database(*, flush_broker: bool = False) -> Iterator[str]:
             os.environ["DATABASE_URL"] = previous
         get_settings.cache_clear()
         services.drop_database(name)
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    """`GET url` answers 200 (False while nothing listens yet)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to the process group of `proc`, SIGKILL if it has not exited in `timeout_s`."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def require_binary(name: str) -> str:
