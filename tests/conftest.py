@@ -13,26 +13,27 @@ instead under CI=true). A RabbitMQ may be shared, so each test gets queue names 
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
+from click.testing import Result
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from config.settings import get_settings
+from scheduler.beat.dispatcher import Dispatcher
 from scheduler.runtime import db as scheduler_db
+from tests.support import services as services_support
+from tests.support.beat import build_dispatcher
+from tests.support.brokers import BrokerUnderTest as BrokerUnderTest
+from tests.support.brokers import Connection as Connection
+from tests.support.cli import invoke
 from tests.support.services import SessionServices as SessionServices
 from tests.support.services import run_sync as run_sync
+from tests.support.web import PASSWORD, Web
 
-Connection: Any = importlib.import_module("kombu").Connection
-"""kombu's Connection (untyped): RabbitMQ helpers of the broker fixture."""
 TIERS = ("unit", "integration", "acceptance", "migrations", "reliability", "browser")
 
 
@@ -40,8 +41,7 @@ _services: SessionServices | None = None
 
 
 def session_services() -> SessionServices:
-    assert _services is not None, "test services are started in pytest_configure"
-    return _services
+    return services_support.current_services()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or _services is not None:
         return
     _services = SessionServices()
+    services_support.set_current_services(_services)
     # Anything that resolves URLs on its own (config.celery at import, the CLI) uses the
     # test servers, never the developer's `.scheduler/`.
     os.environ["BROKER_URL"] = _services.broker_url
@@ -63,6 +64,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _services is not None:
         _services.close()
         _services = None
+        services_support.set_current_services(None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -130,6 +132,48 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
+    """The beat's engine on this test's database and Redis (batch of 50, tasks `REGISTERED`)."""
+    from config.celery import app
+    from scheduler.broker.publisher import Publisher
+
+    publisher = Publisher(app)
+    yield build_dispatcher(engine, publisher, beat_max_batch=50)
+    publisher.close()
+
+
+@pytest.fixture
+def cli(database_url: str, broker_url: str) -> Callable[..., Result]:
+    """`scheduler *args` in-process on this test's database and broker."""
+    return invoke
+
+
+@pytest.fixture
+async def web(database_url: str, broker_url: str) -> AsyncIterator[Web]:
+    """The dashboard in-process on this test's database: a token per role (viewer, operator,
+    admin; each also a user with password `PASSWORD`) and a schedule `nightly`."""
+    import httpx
+
+    from scheduler import api
+    from scheduler.web import create_app
+    from scheduler.web.bridge import call
+
+    tokens = {}
+    for role in ("viewer", "operator", "admin"):
+        await call(api.aadd_user(role, role, PASSWORD, actor="test"))
+        tokens[role] = await call(api.acreate_token(f"{role}-token", role, actor="test"))
+    await call(
+        api.aupsert_schedule(
+            api.ScheduleDefinition(name="nightly", task="demo.noop", cron="0 3 * * *"), actor="test"
+        )
+    )
+    app = create_app(secret_key="test-secret")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        yield Web(app, client, tokens)
+
+
+@pytest.fixture
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async with scheduler_db.session_factory(engine)() as s:
         yield s
@@ -153,83 +197,6 @@ def amqp_url_or_skip() -> str:
     except Exception as exc:
         skip_or_fail(f"RabbitMQ at TEST_AMQP_URL is unreachable: {exc}")
     return url
-
-
-@dataclass
-class BrokerUnderTest:
-    """One broker under test: its URL and helpers to look into its queues."""
-
-    kind: str
-    """`redis` or `rabbitmq`."""
-    url: str
-    queue: str
-    """A queue name of this test's own."""
-    used: set[str] = field(default_factory=set)
-
-    def new_queue(self) -> str:
-        name = f"t-{uuid.uuid4().hex[:12]}"
-        self.used.add(name)
-        return name
-
-    def depth(self, queue: str | None = None) -> int:
-        queue = queue or self.queue
-        if self.kind == "redis":
-            client = redis.Redis.from_url(self.url)
-            try:
-                return int(client.llen(queue))
-            finally:
-                client.close()
-        with Connection(self.url) as connection:
-            channel = connection.channel()
-            try:
-                _, count, _ = channel.queue_declare(queue=queue, passive=True)
-            except Exception:  # no such queue
-                return 0
-            return int(count)
-
-    def message_ids(self, queue: str | None = None) -> list[str]:
-        """The task ids of the messages waiting in `queue`, oldest first (left in place)."""
-        queue = queue or self.queue
-        if self.kind == "redis":
-            import json
-
-            client = redis.Redis.from_url(self.url)
-            try:
-                raw = client.lrange(queue, 0, -1)
-            finally:
-                client.close()
-            return [json.loads(m)["headers"]["id"] for m in reversed(raw)]
-        ids: list[str] = []
-        with Connection(self.url) as connection:
-            channel = connection.channel()
-            while (message := channel.basic_get(queue, no_ack=False)) is not None:
-                ids.append(message.headers["id"])
-            channel.close()  # unacked: all go back to the queue
-        return ids
-
-    def purge(self, queue: str | None = None) -> None:
-        queue = queue or self.queue
-        if self.kind == "redis":
-            client = redis.Redis.from_url(self.url)
-            try:
-                client.delete(queue)
-            finally:
-                client.close()
-            return
-        with Connection(self.url) as connection:
-            channel = connection.channel()
-            with contextlib.suppress(Exception):  # no such queue: nothing to purge
-                channel.queue_purge(queue)
-
-    def cleanup(self) -> None:
-        if self.kind != "rabbitmq":
-            return
-        with Connection(self.url) as connection:
-            for queue in self.used:
-                channel = connection.channel()
-                with contextlib.suppress(Exception):  # already gone
-                    channel.queue_delete(queue)
-                    channel.exchange_delete(queue)
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

@@ -13,6 +13,7 @@ from pathlib import Path
 from scheduler.observability.alerts import DELIVERY_HEADER, SIGNATURE_HEADER, rule_values, verify
 from tests.support.observe import Receiver
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import FAILED, RUNNING
 
 SECRET = "hook-secret"
 FAST = {
@@ -73,7 +74,7 @@ def test_failed_lost_late_stale_recovered_arrive_once_signed(
         url,
         "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id,"
         " created_at, completed_at)"
-        " SELECT gen_random_uuid(), id, task, '[]', '{}', 'manual', 6, now() - interval '1 hour',"
+        f" SELECT gen_random_uuid(), id, task, '[]', '{{}}', 'manual', {FAILED}, now() - interval '1 hour',"
         " now() - interval '1 hour' FROM schedules WHERE name = 'al-rec'",
     )
     query(
@@ -84,7 +85,7 @@ def test_failed_lost_late_stale_recovered_arrive_once_signed(
         url,
         "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id,"
         " created_at, started_at, worker)"
-        " SELECT gen_random_uuid(), id, task, '[]', '{}', 'manual', 3, now() - interval '1 minute',"
+        f" SELECT gen_random_uuid(), id, task, '[]', '{{}}', 'manual', {RUNNING}, now() - interval '1 minute',"
         " now() - interval '1 minute', $1 FROM schedules WHERE name = 'al-lost'",
         f"{socket.gethostname()}:{_dead_pid()}",
     )

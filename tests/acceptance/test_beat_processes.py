@@ -11,16 +11,9 @@ from pathlib import Path
 
 import redis
 
+from tests.support.brokers import queue_length
 from tests.support.procs import processes, query, wait_for
 from tests.support.status import PENDING, SUCCESS
-
-
-def _queue_length(broker_url: str) -> int:
-    client = redis.Redis.from_url(broker_url)
-    try:
-        return int(client.llen("celery"))
-    finally:
-        client.close()
 
 
 def _beat_ready(database_url: str, broker_url: str, log_dir: Path) -> bool:
@@ -46,7 +39,7 @@ def test_raw_insert_is_on_the_broker_within_a_second_and_sigterm_exits_0(
             expected = i + 1
 
             def arrived(n: int = expected) -> bool:
-                return _queue_length(broker_url) >= n
+                return queue_length(broker_url) >= n
 
             wait_for(arrived, timeout_s=5, interval_s=0.005)
             lags.append(time.monotonic() - start)
@@ -74,7 +67,7 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
     sweep_fast = {"SCHEDULER_BEAT_SWEEP_AFTER_S": "2"}
     with processes(tmp_path) as procs:
         beats = [procs.beat(sweep_fast) for _ in range(3)]
-        wait_for(lambda: _queue_length(broker_url) > 0, timeout_s=30)
+        wait_for(lambda: queue_length(broker_url) > 0, timeout_s=30)
         started = time.monotonic()
         kills = 0
         while time.monotonic() - started < 12:
@@ -154,7 +147,7 @@ def test_leader_mode_one_beat_dispatches_and_a_standby_takes_over_after_kill_9(
 
     with processes(tmp_path) as procs:
         beats = [procs.beat(leader_mode), procs.beat(leader_mode)]
-        wait_for(lambda: _queue_length(broker_url) >= 10, timeout_s=30)
+        wait_for(lambda: queue_length(broker_url) >= 10, timeout_s=30)
         assert [leads(0), leads(1)].count(True) == 1, procs.logs()
         leader = 0 if leads(0) else 1
         standby = 1 - leader

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from scheduler.core.domain import ExecutionStatus
-from tests.conftest import BrokerUnderTest
+from tests.support.brokers import BrokerUnderTest
 from tests.support.procs import processes, query, wait_for
 
 QUEUED, SUCCESS, LOST = (

@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.support.procs import ROOT, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.support.procs import ROOT, free_port, http_ok, stop_group, wait_for
 
 
 def test_scheduler_run_prints_the_dashboard_url_first_and_serves_it(
     database_url: str, broker_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -52,7 +38,7 @@ def test_scheduler_run_prints_the_dashboard_url_first_and_serves_it(
         )
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: _ready(url + "readyz"), timeout_s=60, interval_s=0.2)
+        wait_for(lambda: http_ok(url + "readyz"), timeout_s=60, interval_s=0.2)
         first = log.read_text().splitlines()[0]
         assert first == f"dashboard: {url}"
         overview = httpx.get(url, timeout=5)
@@ -60,10 +46,5 @@ def test_scheduler_run_prints_the_dashboard_url_first_and_serves_it(
         assert "demo-noop-every-5s" in httpx.get(url + "schedules", timeout=5).text
         assert "loopback only" in overview.text
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout_s=30)
     assert proc.returncode in (0, -signal.SIGTERM), log.read_text()[-2000:]

@@ -5,7 +5,6 @@ scheduled run shows as one tree."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from click.testing import CliRunner
 
 from config.celery import app
-from tests.conftest import SessionServices
-from tests.support.procs import Procs, processes, query, wait_for
+from tests.support.procs import Procs, module_database, processes, query, wait_for
+from tests.support.status import QUEUED
 
 TERMINAL = ("success", "failed", "timeout", "revoked", "skipped", "missed", "lost")
 
@@ -27,35 +25,11 @@ TERMINAL = ("success", "failed", "timeout", "revoked", "skipped", "missed", "los
 @pytest.fixture(scope="module")
 def worker4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Procs]]:
     """One database and one prefork worker with four processes, shared by this module."""
-    from config.settings import get_settings
-    from scheduler.runtime.db import close_runtime
-    from tests.conftest import session_services
-
-    services: SessionServices = session_services()
-    name = services.create_database()
-    url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
     log_dir = tmp_path_factory.mktemp("worker4")
-    client = redis.Redis.from_url(services.broker_url)
-    try:
-        client.flushdb()  # messages other tests left would run here
-    finally:
-        client.close()
-    try:
-        with processes(log_dir) as procs:
-            procs.worker("-P", "prefork", "-c", "4", "-I", "tests.acceptance.tasks_for_tests")
-            wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.1)
-            yield url, procs
-    finally:
-        close_runtime()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
-        services.drop_database(name)
+    with module_database(flush_broker=True) as url, processes(log_dir) as procs:
+        procs.worker("-P", "prefork", "-c", "4", "-I", "tests.acceptance.tasks_for_tests")
+        procs.wait_ready()
+        yield url, procs
 
 
 def _runs(url: str, schedule: str) -> list[dict[str, Any]]:
@@ -121,7 +95,7 @@ def test_auto_pause_once_with_four_processes_failing_at_once(worker4: tuple[str,
         query(
             url,
             "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id) "
-            "SELECT $1, id, task, '[]', $2, 'manual', 2 FROM schedules WHERE name = 'etl'",
+            f"SELECT $1, id, task, '[]', $2, 'manual', {QUEUED} FROM schedules WHERE name = 'etl'",
             execution_id,
             json.dumps({"message": "warehouse down"}),
         )

@@ -8,7 +8,6 @@ none the run simply goes on to its end (the README's pool table says which is wh
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from typing import Any
 import pytest
 
 from config.celery import app
-from tests.conftest import SessionServices
-from tests.support.procs import processes, wait_for
+from tests.support.procs import module_database, processes, wait_for
 from tests.support.runs import finished as finished_within
 from tests.support.runs import row, send
 
@@ -62,24 +60,8 @@ class PoolWorker:
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One database for the module, exported as DATABASE_URL (workers inherit it)."""
-    from config.settings import get_settings
-    from tests.conftest import session_services
-
-    services: SessionServices = session_services()
-    name = services.create_database()
-    url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    try:
+    with module_database() as url:
         yield url
-    finally:
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
-        services.drop_database(name)
 
 
 @pytest.fixture(scope="module")

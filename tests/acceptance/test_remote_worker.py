@@ -15,6 +15,7 @@ from config.celery import app
 from scheduler.beat.reaper import WorkerWatch, reap_lost
 from scheduler.runtime.db import close_runtime, get_runtime
 from tests.support.procs import processes, query, wait_for
+from tests.support.status import QUEUED
 
 NODE = "remote@elsewhere.invalid"
 
@@ -39,7 +40,7 @@ def test_a_node_that_stops_answering_ends_its_runs_lost(
         query(
             database_url,
             "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
-            "VALUES ($1, 'demo.sleep', '[]', $2, 'manual', 2)",
+            f"VALUES ($1, 'demo.sleep', '[]', $2, 'manual', {QUEUED})",
             uuid.UUID(execution_id),
             json.dumps({"seconds": 60}),
         )

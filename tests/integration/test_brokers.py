@@ -15,14 +15,13 @@ import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
-from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
 from scheduler.broker.frames import OutgoingMessage
 from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
-from scheduler.runtime.db import session_factory
 from scheduler.store.runs import RunStore
-from tests.conftest import BrokerUnderTest, Connection
+from tests.support.beat import build_dispatcher
+from tests.support.brokers import BrokerUnderTest, Connection
 from tests.support.sqlhelp import sql
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -33,16 +32,12 @@ LOST_AFTER_S = 600.0
 @pytest.fixture
 async def dispatcher(engine: AsyncEngine, broker: BrokerUnderTest) -> AsyncIterator[Dispatcher]:
     publisher = Publisher(app, confirm_timeout_s=5)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop", "demo.sleep"}),
-        settings=Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            beat_max_batch=50,
-            queued_timeout_s=TIMEOUT_S,
-            queued_lost_after_s=LOST_AFTER_S,
-        ),
+    yield build_dispatcher(
+        engine,
+        publisher,
+        beat_max_batch=50,
+        queued_timeout_s=TIMEOUT_S,
+        queued_lost_after_s=LOST_AFTER_S,
     )
     publisher.close()
 

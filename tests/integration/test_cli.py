@@ -10,29 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 
-from scheduler.cli import main
+from tests.support.cli import one_error_line
 from tests.support.procs import query
 from tests.support.status import QUEUED, SUCCESS
-
-
-@pytest.fixture
-def cli(database_url: str, broker_url: str) -> Any:
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Result:
-        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
-
-    return invoke
-
-
-def error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_add_list_show_update_enable_disable_remove(cli: Any, database_url: str) -> None:
@@ -83,21 +64,21 @@ def test_add_list_show_update_enable_disable_remove(cli: Any, database_url: str)
 def test_bad_input_is_one_line_and_writes_nothing(
     cli: Any, database_url: str, args: list[str], expected: str
 ) -> None:
-    line = error_line(cli("schedules", "add", "x", *args))
+    line = one_error_line(cli("schedules", "add", "x", *args))
     assert expected in line
     assert query(database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
 
 
 def test_not_found_and_duplicate_errors(cli: Any) -> None:
     cli("schedules", "add", "a", "--task", "demo.noop", "--every", "5s")
-    assert "exists" in error_line(
+    assert "exists" in one_error_line(
         cli("schedules", "add", "a", "--task", "demo.noop", "--every", "5s")
     )
     for verb in ("show", "update", "enable", "disable", "remove", "trigger"):
-        assert "no schedule named" in error_line(cli("schedules", verb, "missing"))
-    assert "no execution" in error_line(cli("show", str(uuid.uuid4())))
-    assert "not an execution id" in error_line(cli("show", "nope"))
-    assert "no schedule named" in error_line(cli("history", "--schedule", "missing"))
+        assert "no schedule named" in one_error_line(cli("schedules", verb, "missing"))
+    assert "no execution" in one_error_line(cli("show", str(uuid.uuid4())))
+    assert "not an execution id" in one_error_line(cli("show", "nope"))
+    assert "no schedule named" in one_error_line(cli("history", "--schedule", "missing"))
 
 
 def test_usage_errors_exit_2(cli: Any) -> None:
@@ -177,12 +158,12 @@ def test_apply_rejects_bad_files_without_writing(
     bad.write_text(
         "schedules:\n  - name: ok\n    task: demo.noop\n    every: 5s\n  - name: broken\n    task: demo.noop\n    cron: nope\n"
     )
-    assert "schedule #2" in error_line(cli("apply", str(bad)))
+    assert "schedule #2" in one_error_line(cli("apply", str(bad)))
     bad.write_text("schedules: [\n")
-    assert "not valid YAML" in error_line(cli("apply", str(bad)))
+    assert "not valid YAML" in one_error_line(cli("apply", str(bad)))
     bad.write_text("schedules:\n  - name: a\n    task: demo.noop\n    every: 5s\n    colour: red\n")
-    assert "unknown field" in error_line(cli("apply", str(bad)))
-    assert "cannot read" in error_line(cli("apply", str(tmp_path / "missing.yaml")))
+    assert "unknown field" in one_error_line(cli("apply", str(bad)))
+    assert "cannot read" in one_error_line(cli("apply", str(tmp_path / "missing.yaml")))
     assert query(database_url, "SELECT count(*) AS n FROM schedules")[0]["n"] == 0
 
 
@@ -206,7 +187,9 @@ def test_next_tasks_and_reap(cli: Any) -> None:
         "2026-11-01T01:00:00-05:00",
         "2026-11-01T01:15:00-05:00",
     ]
-    assert "unknown time zone" in error_line(cli("next", "--cron", "@daily", "--tz", "Nowhere/X"))
+    assert "unknown time zone" in one_error_line(
+        cli("next", "--cron", "@daily", "--tz", "Nowhere/X")
+    )
     names = {t["name"] for t in json.loads(cli("tasks", "--json").output)}
     assert {
         "demo.noop",

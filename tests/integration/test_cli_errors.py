@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,14 +15,7 @@ from config.settings import get_settings
 from scheduler.cli import main
 from scheduler.cli.common import explain, sqlstate
 from scheduler.runtime.db import close_runtime
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
+from tests.support.cli import one_error_line
 
 
 @pytest.fixture
@@ -37,14 +30,14 @@ def test_unreachable_database(point_at: None, monkeypatch: pytest.MonkeyPatch) -
     get_settings.cache_clear()
     runner = CliRunner()
     for args in (["schedules", "list"], ["history"], ["stats"], ["export"]):
-        line = _one_error_line(runner.invoke(main, args))
+        line = one_error_line(runner.invoke(main, args))
         assert "cannot reach the database" in line
         assert "DATABASE_URL" in line
 
 
 def test_database_without_schema(empty_database_url: str) -> None:
     for args in (["schedules", "list"], ["history"], ["export"]):
-        line = _one_error_line(CliRunner().invoke(main, args))
+        line = one_error_line(CliRunner().invoke(main, args))
         assert line == "error: the database has no schema: run `scheduler db upgrade`", line
 
 

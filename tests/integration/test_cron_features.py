@@ -4,7 +4,6 @@ the beat's plan, and the CLI's `next`, `schedules add/show/list` texts and error
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,28 +11,12 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.celery import app
-from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.broker.publisher import Publisher
 from scheduler.cli import main
 from scheduler.core.cron import next_fire_times
-from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
-    publisher = Publisher(app)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop"}),
-        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
-    )
-    publisher.close()
 
 
 async def test_raw_rows_with_crons_that_cannot_run_get_last_error(

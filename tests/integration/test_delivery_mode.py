@@ -11,7 +11,8 @@ from config.celery import app
 from config.settings import get_settings
 from scheduler.broker.frames import OutgoingMessage
 from scheduler.broker.publisher import Publisher
-from tests.conftest import BrokerUnderTest, Connection, amqp_url_or_skip
+from tests.conftest import amqp_url_or_skip
+from tests.support.brokers import BrokerUnderTest, Connection
 
 
 def test_the_apps_delivery_mode_comes_from_the_setting() -> None:

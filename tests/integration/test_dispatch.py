@@ -5,44 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.celery import app
-from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.exceptions import InvalidScheduleError, NotFoundError
-from scheduler.runtime.db import session_factory
+from tests.support.brokers import queued_messages
 from tests.support.sqlhelp import sql
-from tests.support.status import PENDING
+from tests.support.status import PENDING, QUEUED
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
-    publisher = Publisher(app)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop", "demo.sleep"}),
-        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
-    )
-    publisher.close()
-
-
-def queued_messages(broker_url: str, queue: str = "celery") -> list[dict[str, object]]:
-    client = redis.Redis.from_url(broker_url)
-    try:
-        return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
-    finally:
-        client.close()
 
 
 async def test_raw_insert_is_computed_fired_published_and_queued(
@@ -151,7 +127,7 @@ async def test_sweep_republishes_pending_rows_with_the_same_id(
     await sql(
         engine,
         "INSERT INTO executions (id, task, args, kwargs, trigger, status_id, created_at) "
-        "VALUES (:id, 'demo.noop', '[]', :kw, 'manual', 1, :t)",
+        f"VALUES (:id, 'demo.noop', '[]', :kw, 'manual', {PENDING}, :t)",
         id=execution_id,
         kw=json.dumps({"execution_id": str(execution_id)}),
         t=NOW - timedelta(seconds=30),
@@ -171,7 +147,10 @@ async def test_runs_queued_just_before_a_broker_outage_are_published_again(
     back, the runs queued shortly before the outage go out again (same id; the claim makes a
     second delivery run nothing). Older queued runs, and started ones, are left alone."""
     now = datetime.now(UTC)
-    rows = {"recent": (now - timedelta(seconds=3), 2), "old": (now - timedelta(minutes=5), 2)}
+    rows = {
+        "recent": (now - timedelta(seconds=3), QUEUED),
+        "old": (now - timedelta(minutes=5), QUEUED),
+    }
     rows["started"] = (now - timedelta(seconds=3), ExecutionStatus.RUNNING.id)
     ids = {name: uuid.uuid4() for name in rows}
     for name, (queued_at, status) in rows.items():

@@ -8,40 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner, Result
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.celery import app
-from config.settings import Settings
 from scheduler import api
 from scheduler.beat.dispatcher import Dispatcher
-from scheduler.broker.publisher import Publisher
 from scheduler.runtime.db import session_factory
 from tests.support.sqlhelp import sql
+from tests.support.status import FAILED
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DEEP = '{"a": ' * 3000 + "1" + "}" * 3000
 """Valid jsonb, but past what Python's parser (and any reader of ours) can take."""
-
-
-@pytest.fixture
-async def dispatcher(engine: AsyncEngine, broker_url: str) -> AsyncIterator[Dispatcher]:
-    publisher = Publisher(app)
-    yield Dispatcher(
-        sessions=session_factory(engine),
-        publisher=publisher,
-        registered=frozenset({"demo.noop"}),
-        settings=Settings(_env_file=None, beat_max_batch=50),  # type: ignore[call-arg]
-    )
-    publisher.close()
 
 
 async def insert_legacy(engine: AsyncEngine, statement: str, **params: object) -> None:
@@ -51,18 +35,6 @@ async def insert_legacy(engine: AsyncEngine, statement: str, **params: object) -
         await sql(engine, statement, **params)
     finally:
         await sql(engine, "ALTER TABLE schedules ENABLE TRIGGER schedules_definition_bounds")
-
-
-@pytest.fixture
-def cli(database_url: str, broker_url: str) -> Any:
-    from scheduler.cli import main
-
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return invoke
 
 
 async def test_a_deep_row_is_flagged_alone_and_the_others_keep_time(
@@ -192,7 +164,7 @@ async def test_markup_and_escapes_in_data_print_as_written(engine: AsyncEngine, 
     await sql(
         engine,
         "INSERT INTO executions (id, task, status_id, trigger, args, kwargs, error_message, traceback) "
-        "VALUES (gen_random_uuid(), 'demo.noop', 6, 'manual', '[]', '{}', :err, :err)",
+        f"VALUES (gen_random_uuid(), 'demo.noop', {FAILED}, 'manual', '[]', '{{}}', :err, :err)",
         err="boom [/] [bold]loud[/bold] \x1b[2J\x1b]0;title\x07",
     )
     listed = cli("schedules", "list")

@@ -4,21 +4,19 @@ swept (or withdrawn) when the beat that wrote them is gone."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.celery import app
-from config.settings import Settings
 from scheduler.beat.dispatcher import Dispatcher
 from scheduler.broker.publisher import Publisher
 from scheduler.core.domain import ExecutionStatus
 from scheduler.core.writeahead import WriteRate
-from scheduler.runtime.db import session_factory
+from tests.support.beat import build_dispatcher
+from tests.support.brokers import published_ids
 from tests.support.sqlhelp import sql
 
 # an hour ahead of the wall clock: a hand edit made now (updated_at) comes before every slot
@@ -35,24 +33,13 @@ async def make_dispatcher(engine: AsyncEngine) -> AsyncIterator[MakeDispatcher]:
 
     def make() -> Dispatcher:
         publishers.append(Publisher(app))
-        return Dispatcher(
-            sessions=session_factory(engine),
-            publisher=publishers[-1],
-            registered=frozenset({"demo.noop"}),
-            settings=Settings(_env_file=None, beat_lookahead_s=2.0),  # type: ignore[call-arg]
+        return build_dispatcher(
+            engine, publishers[-1], frozenset({"demo.noop"}), beat_lookahead_s=2.0
         )
 
     yield make
     for publisher in publishers:
         publisher.close()
-
-
-def published_ids(broker_url: str) -> list[str]:
-    client = redis.Redis.from_url(broker_url)
-    try:
-        return [json.loads(raw)["headers"]["id"] for raw in client.lrange("celery", 0, -1)]
-    finally:
-        client.close()
 
 
 async def add(engine: AsyncEngine, name: str, every_s: int, policy: str = "allow") -> None:

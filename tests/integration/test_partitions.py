@@ -23,6 +23,7 @@ from scheduler.runtime import db as scheduler_db
 from scheduler.store import partitions, retention
 from scheduler.store.partitions import Interval
 from tests.support.procs import query
+from tests.support.status import SUCCESS
 
 NOW = datetime.now(UTC)
 
@@ -143,7 +144,7 @@ async def test_a_new_partition_takes_the_rows_of_its_range_from_the_default(
     try:
         await conn.execute(
             "INSERT INTO executions (id, task, args, kwargs, trigger, status_id)"
-            " VALUES ($1, 'demo.noop', '[]', '{}', 'direct', 5)",
+            f" VALUES ($1, 'demo.noop', '[]', '{{}}', 'direct', {SUCCESS})",
             stray,
         )
         async with scheduler_db.session_factory(engine)() as session, session.begin():

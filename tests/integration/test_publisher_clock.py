@@ -22,7 +22,7 @@ from config.celery import app
 from scheduler.broker.frames import OutgoingMessage
 from scheduler.broker.publisher import Publisher
 from scheduler.runtime import clock
-from tests.conftest import BrokerUnderTest, Connection
+from tests.support.brokers import BrokerUnderTest, Connection
 
 AHEAD = timedelta(minutes=7)
 JITTER_S = 30.0

@@ -1,73 +1,19 @@
-"""The dashboard's JSON API and pages in-process (httpx's ASGI transport) on a real database:
-every endpoint for every role, credentials, CSRF, escaping, audit, errors."""
+"""The dashboard's JSON API in-process (httpx's ASGI transport) on a real database: every
+endpoint for every role, schedule CRUD, runs, pause/resume/backfill, retry/revoke, escaping,
+audit and errors. Sign-in and the CLI's accounts are in test_web_auth."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import re
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
-from click.testing import CliRunner
 
 from scheduler import api
-from scheduler.cli import main
 from scheduler.core.domain import ExecutionStatus
-from scheduler.web import create_app
 from scheduler.web.bridge import call
-from tests.conftest import run_sync
-from tests.support.procs import query
-
-PASSWORD = "correct horse battery"
-XSS = "<script>alert(1)</script>"
-
-
-@dataclass
-class Web:
-    app: Any
-    client: httpx.AsyncClient
-    token: dict[str, str]
-
-    def auth(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token[role]}"}
-
-
-def sql(database_url: str, statement: str, *args: object) -> list[dict[str, Any]]:
-    """`query` from inside a running event loop (on its own loop, in another thread)."""
-
-    async def run() -> list[dict[str, Any]]:
-        return await asyncio.to_thread(query, database_url, statement, *args)
-
-    return run_sync(run())
-
-
-def basic(name: str, password: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{name}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
-
-
-@pytest.fixture
-async def web(database_url: str, broker_url: str) -> AsyncIterator[Web]:
-    tokens = {}
-    for role in ("viewer", "operator", "admin"):
-        await call(api.aadd_user(role, role, PASSWORD, actor="test"))
-        tokens[role] = await call(api.acreate_token(f"{role}-token", role, actor="test"))
-    await call(
-        api.aupsert_schedule(
-            api.ScheduleDefinition(name="nightly", task="demo.noop", cron="0 3 * * *"), actor="test"
-        )
-    )
-    app = create_app(secret_key="test-secret")
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        yield Web(app, client, tokens)
-
+from tests.support.web import XSS, Web, failed_run, sql
 
 # (method, path, body, least role)
 ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
@@ -89,20 +35,6 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, str]] = [
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 
-def _failed_run(database_url: str, schedule: str) -> str:
-    key = str(uuid.uuid4())
-    sql(
-        database_url,
-        "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id, "
-        "error_type, error_message, completed_at) SELECT $1, id, task, '[]', '{}', 'schedule', $2, "
-        "'RuntimeError', 'boom', now() FROM schedules WHERE name = $3",
-        uuid.UUID(key),
-        ExecutionStatus.FAILED.id,
-        schedule,
-    )
-    return key
-
-
 async def test_every_endpoint_for_every_role(web: Web, database_url: str) -> None:
     n = 0
     for method, path, body, least in ENDPOINTS:
@@ -115,7 +47,7 @@ async def test_every_endpoint_for_every_role(web: Web, database_url: str) -> Non
             )
             run = (await web.client.post("/api/v1/schedules/nightly/trigger", json={},
                                          headers=web.auth("operator"))).json()["execution_id"]  # fmt: skip
-            url = path.format(n=n, run=run, failed=_failed_run(database_url, "nightly"))
+            url = path.format(n=n, run=run, failed=failed_run(database_url, "nightly"))
             past = (datetime.now(UTC) - timedelta(days=n)).replace(
                 hour=3, minute=0, second=0, microsecond=0
             )
@@ -290,7 +222,7 @@ async def test_pause_resume_backfill_are_audited(web: Web) -> None:
 
 async def test_retry_and_revoke(web: Web, database_url: str) -> None:
     operator = web.auth("operator")
-    failed = _failed_run(database_url, "nightly")
+    failed = failed_run(database_url, "nightly")
     retried = await web.client.post(f"/api/v1/runs/{failed}/retry", headers=operator)
     assert retried.status_code == 201, retried.text
     new = retried.json()["execution_id"]
@@ -352,178 +284,12 @@ async def test_errors_are_json_with_one_line_and_the_right_status(web: Web) -> N
         assert "postgres" not in message.lower()
 
 
-async def test_basic_auth_session_sign_in_rate_limit_and_csrf(web: Web) -> None:
-    ok = await web.client.get("/api/v1/schedules", headers=basic("viewer", PASSWORD))
-    assert ok.status_code == 200
-    assert (
-        await web.client.get("/api/v1/schedules", headers={"Authorization": "Bearer nope"})
-    ).status_code == 401
-    assert (await web.client.get("/")).status_code == 303  # signed out: to /login
-
-    form = await web.client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    signed_in = await web.client.post(
-        "/login",
-        data={"name": "operator", "password": PASSWORD, "csrf": csrf.group(1), "next": "/runs"},
-    )
-    assert signed_in.status_code == 303
-    assert signed_in.headers["location"] == "/runs"
-    cookie = signed_in.headers["set-cookie"].lower()
-    assert "httponly" in cookie
-    assert "samesite=strict" in cookie
-    page = await web.client.get("/schedules/nightly")
-    assert page.status_code == 200
-    assert "Run now" in page.text
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None
-    refused = await web.client.post("/schedules/nightly/trigger", data={"csrf": "forged"})
-    assert refused.status_code == 403
-    assert "CSRF" in refused.text
-    assert (await web.client.post("/api/v1/schedules/nightly/trigger", json={})).status_code == 403
-    done = await web.client.post("/schedules/nightly/trigger", data={"csrf": token.group(1)})
-    assert done.status_code == 303
-    assert done.headers["location"].startswith("/runs/")
-    assert (
-        await web.client.post(
-            "/schedules/nightly/delete", data={"csrf": token.group(1), "confirm": "nightly"}
-        )
-    ).status_code == 403
-
-    web.client.cookies.clear()
-    for _ in range(5):
-        wrong = await web.client.get("/api/v1/runs", headers=basic("admin", "wrong password"))
-        assert wrong.status_code == 401
-    limited = await web.client.get("/api/v1/runs", headers=basic("admin", PASSWORD))
-    assert limited.status_code == 429
-    assert "Retry-After" in limited.headers
-
-
-async def test_viewer_sees_no_action_buttons(web: Web) -> None:
-    page = await web.client.get("/schedules/nightly", headers=basic("viewer", PASSWORD))
-    assert page.status_code == 200
-    assert "Run now" not in page.text
-    assert "/trigger" not in page.text
-    admin = await web.client.get("/schedules/nightly", headers=basic("admin", PASSWORD))
-    assert "Run now" in admin.text
-    assert "Delete" in admin.text
-
-
-async def test_without_accounts_loopback_only(database_url: str) -> None:
-    app = create_app(secret_key="k")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"
-    ) as local:
-        response = await local.get("/api/v1/schedules")
-        assert response.status_code == 200
-        assert "no accounts yet" in (await local.get("/")).text
-    remote = httpx.ASGITransport(app=app, client=("192.0.2.10", 5000))
-    async with httpx.AsyncClient(transport=remote, base_url="http://192.0.2.1") as outside:
-        assert (await outside.get("/api/v1/schedules")).status_code == 401
-    await call(api.arecord_audit("test.check", "none", None, actor="t"))
-
-
-def test_cli_users_tokens_audit_and_web_refusal(database_url: str, broker_url: str) -> None:
-    runner = CliRunner()
-
-    def run(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(main, list(args), input=input, catch_exceptions=False)
-
-    refused = run("web", "--host", "0.0.0.0", "--port", "1")
-    assert refused.exit_code == 2
-    assert "no dashboard user exists" in refused.output
-    assert len(refused.output.strip().splitlines()) == 1
-    assert (
-        run(
-            "web",
-            "users",
-            "add",
-            "alice",
-            "--role",
-            "admin",
-            "--password-stdin",
-            input=PASSWORD + "\n",
-        ).exit_code
-        == 0
-    )
-    duplicate = run(
-        "web", "users", "add", "alice", "--role", "admin", "--password-stdin", input=PASSWORD + "\n"
-    )
-    assert duplicate.exit_code == 2
-    assert "exists" in duplicate.output
-    short = run(
-        "web", "users", "add", "bob", "--role", "viewer", "--password-stdin", input="short\n"
-    )
-    assert short.exit_code == 2
-    assert "at least 8" in short.output
-    listed = run("web", "users", "list", "--json")
-    assert '"alice"' in listed.output
-    assert "password" not in listed.output
-    created = run("web", "tokens", "create", "ci", "--role", "operator")
-    token = created.stdout.strip()
-    assert token.startswith("sch_")
-    stored = query(database_url, "SELECT token_hash FROM web_tokens")
-    assert stored
-    assert token not in stored[0]["token_hash"]
-    assert (
-        run("schedules", "add", "cli-made", "--task", "demo.noop", "--cron", "@daily").exit_code
-        == 0
-    )
-    assert run("schedules", "remove", "cli-made", "--yes").exit_code == 0
-    assert run("web", "users", "remove", "alice").exit_code == 0
-    assert run("web", "users", "remove", "alice").exit_code == 2
-    audit = run("audit", "--since", "1h", "--json")
-    assert audit.exit_code == 0
-    actions = [line for line in audit.output.splitlines() if '"action"' in line]
-    for action in (
-        "user.create",
-        "token.create",
-        "schedule.create",
-        "schedule.delete",
-        "user.delete",
-    ):
-        assert any(action in line for line in actions), action
-    text = run("audit")
-    assert "schedule.create" in text.output
-    assert run("audit", "--since", "soon").exit_code == 2
-    actor = api.default_actor()
-    assert all(e["actor"] == actor for e in api.audit_log())
-
-
-async def test_mounted_in_another_asgi_application(web: Web) -> None:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
-
-    host = Starlette(routes=[Mount("/scheduler", app=create_app(secret_key="k"))])
-    transport = httpx.ASGITransport(app=host)
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-        signed_out = await client.get("/scheduler/runs")
-        assert signed_out.status_code == 303
-        assert signed_out.headers["location"] == "/scheduler/login?next=%2Fscheduler%2Fruns"
-        form = await client.get("/scheduler/login?next=%2Fscheduler%2Fruns")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        done = await client.post(
-            "/scheduler/login",
-            data={"name": "viewer", "password": PASSWORD, "csrf": csrf.group(1),
-                  "next": "/scheduler/runs"},
-        )  # fmt: skip
-        assert done.headers["location"] == "/scheduler/runs"
-        page = await client.get("/scheduler/schedules")
-        assert page.status_code == 200
-        assert 'href="/scheduler/schedules/nightly"' in page.text
-        assert 'src="/scheduler/static/app.js"' in page.text
-        assert (await client.get("/scheduler/static/app.js")).status_code == 200
-        listed = await client.get("/scheduler/api/v1/schedules", headers=web.auth("viewer"))
-        assert listed.json()["total"] == 1
-
-
 async def test_overview_lists_schedules_failing_now(web: Web, database_url: str) -> None:
     await call(
         api.aupsert_schedule(api.ScheduleDefinition(name="mended", task="demo.noop", cron="@daily"))
     )
-    _failed_run(database_url, "nightly")
-    _failed_run(database_url, "mended")
+    failed_run(database_url, "nightly")
+    failed_run(database_url, "mended")
     sql(
         database_url,
         "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, status_id, created_at) "

@@ -10,6 +10,7 @@ import pytest
 
 from scheduler.core.execution_ids import slot_execution_id
 from scheduler.runtime import migrate
+from tests.support.status import PENDING
 
 ROWS = 20_000
 FINGERPRINT = (
@@ -74,7 +75,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
             insert = (
                 "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger,"
                 " scheduled_for, status_id) VALUES ($1, 1, 'demo.noop', '[]', '{}', 'schedule',"
-                " $2, 1) ON CONFLICT (id) DO NOTHING RETURNING tableoid::regclass::text"
+                f" $2, {PENDING}) ON CONFLICT (id) DO NOTHING RETURNING tableoid::regclass::text"
             )
             where = await conn.fetchval(insert, run_id, slot)
             assert where.startswith("scheduler_partitions.executions_")
@@ -135,7 +136,7 @@ async def test_a_slot_row_must_carry_its_slot_id(database_url: str) -> None:
             await conn.execute(
                 "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger,"
                 " scheduled_for, status_id) VALUES ($1, 1, 'demo.noop', '[]', '{}', 'schedule',"
-                " $2, 1)",
+                f" $2, {PENDING})",
                 wrong,
                 slot,
             )

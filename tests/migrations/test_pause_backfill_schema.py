@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from scheduler.runtime import migrate
+from tests.support.status import PENDING
 
 
 def _dsn(url: str) -> str:
@@ -33,7 +34,7 @@ async def test_constraints_and_the_pause_annotation(database_url: str) -> None:
         for trigger in ("backfill", "retry"):
             await conn.execute(
                 "INSERT INTO executions (id, task, args, kwargs, trigger, status_id, root_id, "
-                "parent_id) VALUES ($1, 'demo.noop', '[]', '{}', $2, 1, $3, $3)",
+                f"parent_id) VALUES ($1, 'demo.noop', '[]', '{{}}', $2, {PENDING}, $3, $3)",
                 uuid.uuid4(),
                 trigger,
                 root,
@@ -41,7 +42,7 @@ async def test_constraints_and_the_pause_annotation(database_url: str) -> None:
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute(
                 "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
-                "VALUES ($1, 'demo.noop', '[]', '{}', 'other', 1)",
+                f"VALUES ($1, 'demo.noop', '[]', '{{}}', 'other', {PENDING})",
                 uuid.uuid4(),
             )
     finally:

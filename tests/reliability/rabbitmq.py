@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -18,16 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.runtime.embedded import _open_prefixes
+from tests.support.procs import free_port, stop_group
 
 RUN_AS = "rabbitmq"
 """The Debian wrapper runs the server as this user when started by root."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def rabbitmq_server() -> str | None:
@@ -37,8 +29,8 @@ def rabbitmq_server() -> str | None:
 class PrivateRabbitMQ:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.port = _free_port()
-        self.dist_port = _free_port()
+        self.port = free_port()
+        self.dist_port = free_port()
         self.node = f"sched-test-{uuid.uuid4().hex[:8]}@localhost"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = root / "server.log"
@@ -106,9 +98,4 @@ class PrivateRabbitMQ:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc, timeout_s=60)

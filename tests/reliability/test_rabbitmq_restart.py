@@ -13,7 +13,7 @@ from config.settings import get_settings
 from tests.conftest import skip_or_fail
 from tests.reliability.conftest import OwnServices
 from tests.reliability.rabbitmq import PrivateRabbitMQ, rabbitmq_server
-from tests.reliability.test_restarts import _restart_mid_run
+from tests.reliability.restarts import restart_mid_run
 
 
 @pytest.fixture
@@ -39,5 +39,5 @@ def test_rabbitmq_restart_mid_run(own_services: OwnServices, rabbitmq: PrivateRa
         time.sleep(2)
         rabbitmq.start()
 
-    figures = _restart_mid_run(own_services, outage)
+    figures = restart_mid_run(own_services, outage)
     assert figures["active"] == 0

@@ -22,13 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.procs import free_port as free_port
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, timeout_s: float = 5.0) -> tuple[int, bytes]:

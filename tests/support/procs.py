@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,10 @@ class Procs:
             *extra,
         )
 
+    def wait_ready(self, timeout_s: float = 60, interval_s: float = 0.1) -> None:
+        """Until a worker started here logs `ready.`."""
+        wait_for(lambda: "ready." in self.logs(), timeout_s=timeout_s, interval_s=interval_s)
+
     def stop_all(self) -> None:
         for proc in self.running:
             if proc.poll() is None:
@@ -90,6 +95,69 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         yield procs
     finally:
         procs.stop_all()
+
+
+@contextmanager
+def module_database(*, flush_broker: bool = False) -> Iterator[str]:
+    """A migrated database for a module-scoped fixture, exported as DATABASE_URL (processes
+    started inside inherit it); afterwards the process's runtime is closed, the previous
+    DATABASE_URL restored and the database dropped. `flush_broker` empties the test Redis
+    first: messages other tests left would run on this module's workers."""
+    import redis
+
+    from config.settings import get_settings
+    from scheduler.runtime.db import close_runtime
+    from tests.support.services import current_services
+
+    services = current_services()
+    name = services.create_database()
+    url = services.url_for(name)
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    if flush_broker:
+        client = redis.Redis.from_url(services.broker_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+    try:
+        yield url
+    finally:
+        close_runtime()
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        get_settings.cache_clear()
+        services.drop_database(name)
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str) -> bool:
+    """`GET url` answers 200 (False while nothing listens yet)."""
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to the process group of `proc`, SIGKILL if it has not exited in `timeout_s`."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def require_binary(name: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from config.celery import app
 from tests.support.procs import query, wait_for
+from tests.support.status import QUEUED
 
 
 def send(name: str, **kwargs: Any) -> str:
@@ -22,7 +23,7 @@ def send_with_id(execution_id: str, name: str, **kwargs: Any) -> str:
     query(
         url,
         "INSERT INTO executions (id, task, args, kwargs, trigger, status_id) "
-        "VALUES ($1, $2, '[]', $3, 'manual', 2) ON CONFLICT (id) DO NOTHING",
+        f"VALUES ($1, $2, '[]', $3, 'manual', {QUEUED}) ON CONFLICT (id) DO NOTHING",
         uuid.UUID(execution_id),
         name,
         json.dumps(kwargs),

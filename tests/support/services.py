@@ -127,3 +127,17 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+_current: SessionServices | None = None
+
+
+def current_services() -> SessionServices:
+    """The session's services, started in `pytest_configure` (tests/conftest.py)."""
+    assert _current is not None, "test services are started in pytest_configure"
+    return _current
+
+
+def set_current_services(services: SessionServices | None) -> None:
+    global _current
+    _current = services

@@ -7,6 +7,7 @@ from scheduler.core.domain import ExecutionStatus
 
 PENDING = ExecutionStatus.PENDING.id
 QUEUED = ExecutionStatus.QUEUED.id
+RUNNING = ExecutionStatus.RUNNING.id
 SUCCESS = ExecutionStatus.SUCCESS.id
 FAILED = ExecutionStatus.FAILED.id
 UNFINISHED = ", ".join(

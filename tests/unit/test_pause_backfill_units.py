@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,35 +15,8 @@ from scheduler.core.cron import make_timing
 from scheduler.core.definitions import ScheduleDefinition, from_mapping, to_mapping, validate
 from scheduler.core.domain import ExecutionStatus, OverlapPolicy
 from scheduler.core.exceptions import InvalidScheduleError
-from scheduler.core.planner import DueSchedule, PlannerSettings, plan_row
-
-NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-SETTINGS = PlannerSettings(default_grace_s=60, max_catchup=5)
-
-
-def row(**changes: Any) -> DueSchedule:
-    base = DueSchedule(
-        id=1,
-        name="s",
-        task="demo.noop",
-        cron=None,
-        interval_seconds=Decimal(60),
-        run_at=None,
-        timezone="UTC",
-        args=[],
-        kwargs={},
-        options={},
-        start_at=None,
-        end_at=None,
-        max_runs=None,
-        misfire_policy="run_once",
-        misfire_grace_seconds=None,
-        overlap_policy="allow",
-        jitter_seconds=0,
-        next_run_at=NOW,
-        total_run_count=0,
-    )
-    return replace(base, **changes)
+from scheduler.core.planner import DueSchedule, plan_row
+from tests.support.planning import NOW, SETTINGS, due_row
 
 
 def slots(r: DueSchedule, start: datetime, end: datetime, limit: int = 1000) -> list[datetime]:
@@ -55,7 +27,7 @@ def slots(r: DueSchedule, start: datetime, end: datetime, limit: int = 1000) -> 
 
 
 def test_cron_backfill_slots_include_both_bounds_in_the_schedule_zone() -> None:
-    r = row(cron="30 1 * * *", interval_seconds=None, timezone="Europe/London")
+    r = due_row(cron="30 1 * * *", interval_seconds=None, timezone="Europe/London")
     got = slots(
         r, datetime(2026, 3, 28, 1, 30, tzinfo=UTC), datetime(2026, 3, 30, 0, 30, tzinfo=UTC)
     )
@@ -69,20 +41,20 @@ def test_cron_backfill_slots_include_both_bounds_in_the_schedule_zone() -> None:
 
 
 def test_interval_backfill_keeps_the_beats_grid() -> None:
-    r = row(next_run_at=NOW + timedelta(seconds=30))  # grid at :30 of each minute
+    r = due_row(next_run_at=NOW + timedelta(seconds=30))  # grid at :30 of each minute
     got = slots(r, NOW - timedelta(minutes=3), NOW)
     assert got == [NOW - timedelta(seconds=s) for s in (150, 90, 30)]
-    anchored = row(start_at=NOW - timedelta(minutes=2, seconds=10), next_run_at=None)
+    anchored = due_row(start_at=NOW - timedelta(minutes=2, seconds=10), next_run_at=None)
     assert slots(anchored, NOW - timedelta(hours=1), NOW)[0] == anchored.start_at
 
 
 def test_backfill_respects_start_end_one_offs_and_the_limit() -> None:
-    r = row(cron="0 * * * *", interval_seconds=None, end_at=NOW - timedelta(hours=2))
+    r = due_row(cron="0 * * * *", interval_seconds=None, end_at=NOW - timedelta(hours=2))
     assert slots(r, NOW - timedelta(hours=4), NOW)[-1] == NOW - timedelta(hours=2)
-    once = row(interval_seconds=None, run_at=NOW - timedelta(hours=1))
+    once = due_row(interval_seconds=None, run_at=NOW - timedelta(hours=1))
     assert slots(once, NOW - timedelta(hours=2), NOW) == [NOW - timedelta(hours=1)]
     assert slots(once, NOW - timedelta(minutes=30), NOW) == []
-    minutely = row(cron="* * * * *", interval_seconds=None)
+    minutely = due_row(cron="* * * * *", interval_seconds=None)
     assert len(slots(minutely, NOW - timedelta(minutes=9), NOW, limit=10)) == 10
     with pytest.raises(InvalidScheduleError, match="more than 10 slots"):
         slots(minutely, NOW - timedelta(minutes=10), NOW, limit=10)
@@ -104,7 +76,7 @@ def test_overlap_decisions_for_runs_made_at_once() -> None:
 
 
 def test_buffer_one_run_behind_a_running_one_is_held_not_published() -> None:
-    busy = row(overlap_policy="buffer_one", active_runs=1, waiting_runs=0)
+    busy = due_row(overlap_policy="buffer_one", active_runs=1, waiting_runs=0)
     runs, update = plan_row(busy, now=NOW, registered=None, settings=SETTINGS)
     [run] = runs
     assert (run.status, run.held, run.fires, run.publishes) == (
