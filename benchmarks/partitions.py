@@ -242,8 +242,10 @@ async def _claim_finish(
     sides: list[Side], schedules: int, first: datetime, n: int
 ) -> dict[str, float]:
     """Median claim + finish of one run (us), the sides taking turns run by run."""
+    from scheduler.store.run_tables import RunTables
     from scheduler.store.runs import RunStore
 
+    tables = {side.label: RunTables() for side in sides}  # the worker's, one per database
     runs = _runs(schedules, first, n, 1.0)
     for side in sides:
         await side.insert(runs, status=QUEUED)
@@ -253,12 +255,13 @@ async def _claim_finish(
             started = time.perf_counter()
             attempt = await RunStore.claim_execution(
                 side.c, run_id, task="demo.noop", args_json="[]", kwargs_json="{}",
-                worker="bench", now=datetime.now(UTC),
+                worker="bench", now=datetime.now(UTC), tables=tables[side.label],
             )  # fmt: skip
             assert attempt == 1
             await RunStore.finish_run(
-                side.c, run_id, status_id=SUCCESS, duration_ms=1, completed_at=datetime.now(UTC)
-            )
+                side.c, run_id, status_id=SUCCESS, duration_ms=1,
+                completed_at=datetime.now(UTC), tables=tables[side.label],
+            )  # fmt: skip
             per_run[side.label].append((time.perf_counter() - started) * 1e6)
     return {label: round(statistics.median(v[n // 10 :]), 1) for label, v in per_run.items()}
 

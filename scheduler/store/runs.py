@@ -8,8 +8,9 @@ trip (~0.5 ms, against ~1.5 ms of statement building and compiling through SQLAl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Integer, func, select, update
@@ -22,6 +23,7 @@ from scheduler.store.models import (
     Execution,
     ExecutionStatusRow,
 )
+from scheduler.store.run_tables import PARENT, RunTables, is_stale_table
 
 
 class Attempt(int):
@@ -36,45 +38,77 @@ class Attempt(int):
         return attempt
 
 
-_CLAIM_SQL = (
-    "INSERT INTO executions AS e (id, task, args, kwargs, trigger, status_id, created_at,"
-    " started_at, worker, attempt, parent_id, root_id)"
-    f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1, $8, $9)"
-    f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
-    " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
-    " attempt = e.attempt + 1, completed_at = NULL,"
-    " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
-    " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
-    " WHERE (e.status_id = ANY($7::smallint[])"
-    # a run the beat gave up on as never claimed still runs if its message turns up
-    f" OR (e.status_id = {ExecutionStatus.LOST.id} AND e.error_type = 'NeverClaimed'"
-    " AND e.started_at IS NULL)) AND e.task = EXCLUDED.task"
-    " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
-)
+@cache
+def _claim_sql(relation: str) -> str:
+    return (
+        f"INSERT INTO {relation} AS e (id, task, args, kwargs, trigger, status_id, created_at,"
+        " started_at, worker, attempt, parent_id, root_id)"
+        f" VALUES ($1, $2, $3, $4, 'direct', {ExecutionStatus.RUNNING.id}, $5, $5, $6, 1, $8, $9)"
+        f" ON CONFLICT (id) DO UPDATE SET status_id = {ExecutionStatus.RUNNING.id},"
+        " started_at = EXCLUDED.started_at, worker = EXCLUDED.worker,"
+        " attempt = e.attempt + 1, completed_at = NULL,"
+        " parent_id = coalesce(e.parent_id, EXCLUDED.parent_id),"
+        " root_id = coalesce(e.root_id, EXCLUDED.root_id)"
+        " WHERE (e.status_id = ANY($7::smallint[])"
+        # a run the beat gave up on as never claimed still runs if its message turns up
+        f" OR (e.status_id = {ExecutionStatus.LOST.id} AND e.error_type = 'NeverClaimed'"
+        " AND e.started_at IS NULL)) AND e.task = EXCLUDED.task"
+        " RETURNING e.attempt, extract(epoch FROM e.started_at - e.queued_at)::float8"
+    )
 
 
-_FINISH_SQL = (
-    "UPDATE executions SET status_id = $2, duration_ms = $3, completed_at = $4,"
-    " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
-    " progress = COALESCE($9::jsonb, progress)"
-    # `status_id + 0`: the primary key finds the row, never ix_executions_active (a
-    # generic plan may pick it when the statistics hold no running row, then scan every
-    # running and dead entry: 12 ms a finish in docs/BENCHMARKS.md, "History at scale")
-    f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
-)
+@cache
+def _finish_sql(relation: str) -> str:
+    return (
+        f"UPDATE {relation} AS e SET status_id = $2, duration_ms = $3, completed_at = $4,"
+        " result_summary = $5, error_type = $6, error_message = $7, traceback = $8,"
+        " progress = COALESCE($9::jsonb, progress)"
+        # `status_id + 0`: the primary key finds the row, never ix_executions_active (a
+        # generic plan may pick it when the statistics hold no running row, then scan every
+        # running and dead entry: 12 ms a finish in docs/BENCHMARKS.md, "History at scale")
+        f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
+    )
 
 
-_FINISH_RETURNING_SQL = (
-    _FINISH_SQL + " RETURNING schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
-    " OR (s.pause_after_failures IS NOT NULL AND s.enabled AND $2 = ANY($10::smallint[]))"
-    " FROM schedules s WHERE s.id = executions.schedule_id) AS follow_up"
-)
+@cache
+def _finish_returning_sql(relation: str) -> str:
+    return _finish_sql(relation) + (
+        " RETURNING schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
+        " OR (s.pause_after_failures IS NOT NULL AND s.enabled AND $2 = ANY($10::smallint[]))"
+        " FROM schedules s WHERE s.id = e.schedule_id) AS follow_up"
+    )
 
 
-_PROGRESS_SQL = (
-    "UPDATE executions SET progress = $2::jsonb"
-    f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
-)
+@cache
+def _progress_sql(relation: str) -> str:
+    return (
+        f"UPDATE {relation} SET progress = $2::jsonb"
+        f" WHERE id = $1 AND status_id + 0 = {ExecutionStatus.RUNNING.id}"
+    )
+
+
+async def _on_run(
+    driver: Any,
+    tables: RunTables | None,
+    method: str,
+    sql: Callable[[str], str],
+    execution_id: uuid.UUID,
+    *params: Any,
+) -> Any:
+    """One run-path statement (`method` of the asyncpg connection) on the table holding the
+    run: its partition when `tables` knows it, else the parent. Inside a transaction the
+    parent always (a dropped partition's error would abort the caller's transaction)."""
+    call = getattr(driver, method)
+    if tables is None or driver.is_in_transaction():
+        return await call(sql(PARENT), execution_id, *params)
+    relation = await tables.relation(driver, execution_id)
+    try:
+        return await call(sql(relation), execution_id, *params)
+    except Exception as exc:
+        if relation == PARENT or not is_stale_table(exc):
+            raise
+        tables.forget()
+        return await call(sql(PARENT), execution_id, *params)
 
 
 _CLAIMABLE = [
@@ -134,6 +168,7 @@ class RunStore:
         reclaim_running: bool = False,
         parent_id: uuid.UUID | str | None = None,
         root_id: uuid.UUID | str | None = None,
+        tables: RunTables | None = None,
     ) -> int | None:
         """Start a run in one statement: claim its row (pending|queued|retrying -> running,
         started_at, worker, attempt + 1), or create it with trigger `direct` for a call made
@@ -143,12 +178,16 @@ class RunStore:
         `root_id` are Celery's (the task that sent this one, the first of its tree).
 
         `driver` is an asyncpg connection (see `driver_connection`); args/kwargs are JSON text.
+        With `tables`, the statement names the run's partition (see `run_tables`).
         """
         claimable = _CLAIMABLE
         if reclaim_running:
             claimable = [*claimable, ExecutionStatus.RUNNING.id]
-        row = await driver.fetchrow(
-            _CLAIM_SQL,
+        row = await _on_run(
+            driver,
+            tables,
+            "fetchrow",
+            _claim_sql,
             as_uuid(execution_id),
             task,
             args_json,
@@ -182,12 +221,16 @@ class RunStore:
         error_message: str | None = None,
         traceback: str | None = None,
         progress_json: str | None = None,
+        tables: RunTables | None = None,
     ) -> bool:
         """Write a run's outcome in one statement; only a `running` row changes. Every
         outcome column is written (a success clears the error of an earlier attempt);
         `progress` is kept when `progress_json` is None. True when the row changed."""
-        status = await driver.execute(
-            _FINISH_SQL,
+        status = await _on_run(
+            driver,
+            tables,
+            "execute",
+            _finish_sql,
             as_uuid(execution_id),
             status_id,
             duration_ms,
@@ -213,12 +256,16 @@ class RunStore:
         error_message: str | None = None,
         traceback: str | None = None,
         progress_json: str | None = None,
+        tables: RunTables | None = None,
     ) -> tuple[int | None, bool] | None:
         """`finish_run`, returning (schedule_id, whether the outcome has a follow-up: a
         `buffer_one` schedule may release its buffered run, a failure may pause the schedule);
         None when the row did not change."""
-        row = await driver.fetchrow(
-            _FINISH_RETURNING_SQL,
+        row = await _on_run(
+            driver,
+            tables,
+            "fetchrow",
+            _finish_returning_sql,
             as_uuid(execution_id),
             status_id,
             duration_ms,
@@ -238,10 +285,16 @@ class RunStore:
 
     @staticmethod
     async def record_progress(
-        driver: Any, execution_id: uuid.UUID | str, progress_json: str
+        driver: Any,
+        execution_id: uuid.UUID | str,
+        progress_json: str,
+        *,
+        tables: RunTables | None = None,
     ) -> None:
         """Store a running execution's progress (JSON text {current, total, percent})."""
-        await driver.execute(_PROGRESS_SQL, as_uuid(execution_id), progress_json)
+        await _on_run(
+            driver, tables, "execute", _progress_sql, as_uuid(execution_id), progress_json
+        )
 
     @staticmethod
     async def driver_connection(connection: AsyncConnection) -> Any:

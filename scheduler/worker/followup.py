@@ -28,6 +28,7 @@ from scheduler.core.exceptions import InvalidScheduleError
 from scheduler.core.options import check_options
 from scheduler.store.common import FAILURE_STATUS_IDS
 from scheduler.store.followups import FollowUpStore
+from scheduler.store.run_tables import RunTables
 from scheduler.store.runs import RunStore
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,15 @@ async def finish_run(
     *,
     status_id: int,
     publisher: Publisher | None = None,
+    tables: RunTables | None = None,
     **outcome: Any,
 ) -> bool:
     """The worker's outcome write (`RunStore.finish_run_returning`) and its follow-up.
 
     A failure is written in the same transaction as its follow-up; another outcome (the
     common case) stays one statement, followed by a transaction only for a `buffer_one`
-    schedule. True when the row changed."""
+    schedule. True when the row changed. `tables` names the run's partition for the one
+    statement (see scheduler.store.run_tables)."""
     if status_id in FAILURE_STATUS_IDS:
         async with driver.transaction():
             done = await RunStore.finish_run_returning(
@@ -122,7 +125,9 @@ async def finish_run(
                     driver, [done[0]], failed=True, publisher=publisher or process_publisher()
                 )
         return done is not None
-    done = await RunStore.finish_run_returning(driver, execution_id, status_id=status_id, **outcome)
+    done = await RunStore.finish_run_returning(
+        driver, execution_id, status_id=status_id, tables=tables, **outcome
+    )
     if done is not None and done[1] and ExecutionStatus.from_id(status_id).is_terminal:
         async with driver.transaction():
             await follow_up(

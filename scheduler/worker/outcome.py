@@ -25,6 +25,7 @@ from scheduler.core.exceptions import DatabaseUnreachable
 from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
 from scheduler.runtime.retry import retry_unreachable, unreachable
+from scheduler.store.run_tables import RunTables
 from scheduler.store.runs import RunStore
 from scheduler.worker import followup
 
@@ -39,6 +40,8 @@ together) instead of queueing behind one connection. 2 x 3 of the engine's 10 co
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
+RUN_TABLES = RunTables()
+"""The partitions' id ranges, so a run's claim, outcome and progress name its partition."""
 HELD_ATTEMPTS = 2
 """A held connection found dead is replaced once before the write counts as unreachable."""
 
@@ -131,7 +134,9 @@ async def write_outcome(
 
 
 async def _finish(execution_id: str, outcome: dict[str, Any], lane: str) -> None:
-    await on_held_connection(followup.finish_run, True, execution_id, lane=lane, **outcome)
+    await on_held_connection(
+        followup.finish_run, True, execution_id, lane=lane, tables=RUN_TABLES, **outcome
+    )
 
 
 def write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException | None) -> None:

@@ -46,6 +46,7 @@ from scheduler.runtime.db import get_runtime
 from scheduler.store.runs import RunStore
 from scheduler.worker.outcome import (
     OUTCOME_LANE,
+    RUN_TABLES,
     bookkeeping,
     error_fields,
     json_text,
@@ -122,6 +123,7 @@ class TrackedTask(Task):  # type: ignore[misc]
                     reclaim_running=reclaim,
                     parent_id=getattr(request, "parent_id", None),
                     root_id=getattr(request, "root_id", None),
+                    tables=RUN_TABLES,
                     lane=lane("claims"),
                 )
             )
@@ -224,7 +226,12 @@ class TrackedTask(Task):  # type: ignore[misc]
             state.progress_dirty = False
             try:
                 get_runtime().run(
-                    bookkeeping(RunStore.record_progress, execution_id, json.dumps(state.progress))
+                    bookkeeping(
+                        RunStore.record_progress,
+                        execution_id,
+                        json.dumps(state.progress),
+                        tables=RUN_TABLES,
+                    )
                 )
             except DatabaseUnreachable as exc:  # the final value is written with the outcome
                 log.warning("progress of execution %s not written: %s", execution_id, exc)

@@ -200,9 +200,9 @@ def test_progress_is_throttled_and_the_last_value_always_lands(
     writes: list[dict[str, Any]] = []
     original = RunStore.record_progress
 
-    async def counting(driver: Any, execution_id: Any, progress_json: str) -> None:
+    async def counting(driver: Any, execution_id: Any, progress_json: str, **kw: Any) -> None:
         writes.append(json.loads(progress_json))
-        await original(driver, execution_id, progress_json)
+        await original(driver, execution_id, progress_json, **kw)
 
     monkeypatch.setattr(RunStore, "record_progress", staticmethod(counting))
     result = demo.progress.apply(kwargs={"steps": 200, "step_s": 0})
