@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,19 @@ class OutgoingMessage:
     """(queue, payload) in Redis wire format, built ahead by `Publisher.prepare`."""
     amqp_message: EncodedMessage | None = None
     """The encoded AMQP message, built ahead by `Publisher.prepare` (RabbitMQ)."""
+
+
+def delivery_tag() -> str:
+    """A unique tag in uuid4's form, as kombu gives each message on Redis (its key among the
+    unacked messages). From `random`, reseeded in every forked process, not from `os.urandom`:
+    a system call per message was a tenth of a 10k burst's publishing."""
+    h = f"{random.getrandbits(128) & _TAG_MASK | _TAG_BITS:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_TAG_MASK = ~((0xF << 76) | (0x3 << 62))
+_TAG_BITS = (0x4 << 76) | (0x2 << 62)
+"""Version 4 and the RFC 4122 variant, as `uuid.uuid4()` sets them."""
 
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
@@ -114,7 +127,7 @@ def redis_payload(message: OutgoingMessage, queue: str, origin: str, now: dateti
                 "delivery_info": {"exchange": "", "routing_key": queue},
                 "priority": 0,
                 "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
+                "delivery_tag": delivery_tag(),
             },
         }
     )
