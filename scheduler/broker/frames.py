@@ -8,6 +8,7 @@ if `send_task` had sent them. Pure: the instant a message is stamped with is pas
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -113,21 +114,58 @@ def amqp_message(
 
 
 def redis_payload(message: OutgoingMessage, queue: str, origin: str, now: datetime) -> str:
-    """One task message in kombu's Redis format: Celery protocol 2, JSON body, base64."""
-    return json.dumps(
-        {
-            "body": base64.b64encode(_body(message)).decode(),
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": task_headers(message, origin, now),
-            "properties": {
-                "correlation_id": message.execution_id,
-                "reply_to": "",
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": delivery_tag(),
-            },
-        }
+    """One task message in kombu's Redis format: Celery protocol 2, JSON body, base64.
+
+    The JSON of `task_headers` and of kombu's envelope, assembled from pieces: the parts that
+    are the same for every message of a task and a queue are encoded once (`_constant`), so a
+    message costs the JSON of its own values only (half the time of one `json.dumps` of the
+    whole document, on the 10k-message paths of a burst)."""
+    options = message.options
+    extra = options.get("headers")
+    execution_id = json.dumps(message.execution_id)
+    return "".join(
+        (
+            '{"body": "',
+            base64.b64encode(_body(message)).decode(),
+            '", "content-encoding": "utf-8", "content-type": "application/json",'
+            ' "headers": {"lang": "py", "task": ',
+            _constant(message.task),
+            ', "id": ',
+            execution_id,
+            ', "shadow": null, "eta": ',
+            _json_or_null(_iso_after(now, message.countdown_s)),
+            ', "expires": ',
+            _json_or_null(_iso_after(now, options.get("expires"))),
+            ', "group": null, "group_index": null, "retries": 0, "timelimit": ',
+            json.dumps([options.get("time_limit"), options.get("soft_time_limit")]),
+            ', "root_id": ',
+            execution_id,
+            ', "parent_id": null, "argsrepr": ',
+            json.dumps(repr(message.args)),
+            ', "kwargsrepr": ',
+            json.dumps(repr(message.kwargs)),
+            ', "origin": ',
+            _constant(origin),
+            ', "ignore_result": false, "replaced_task_nesting": 0, "stamped_headers": null,'
+            ' "stamps": {}',
+            ", " + json.dumps(extra)[1:-1] if isinstance(extra, dict) and extra else "",
+            '}, "properties": {"correlation_id": ',
+            execution_id,
+            ', "reply_to": "", "delivery_mode": 2, "delivery_info": {"exchange": "",'
+            ' "routing_key": ',
+            _constant(queue),
+            '}, "priority": 0, "body_encoding": "base64", "delivery_tag": "',
+            delivery_tag(),
+            '"}}',
+        )
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _constant(text: str) -> str:
+    """The JSON of a task name, queue or origin (a handful per process)."""
+    return json.dumps(text)
+
+
+def _json_or_null(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value)

@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from scheduler.core.domain import ExecutionStatus
@@ -57,3 +58,14 @@ MESSAGE_COLUMNS = (
     Schedule.options,
 )
 """What publishing a run again needs (select with an outer join on its schedule)."""
+
+
+async def transaction_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session`, inside the session's transaction (begun on
+    the server first if no statement has run yet): for a hot statement in plain SQL, one
+    round trip with no SQLAlchemy result processing."""
+    connection = await session.connection()
+    driver: Any = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        await session.execute(text("SELECT 1"))  # SQLAlchemy begins the transaction lazily
+    return driver

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduler.core.domain import ExecutionStatus, OverlapPolicy
 from scheduler.core.held import IDENTITY_KEYS
-from scheduler.store.common import Executor, as_uuid, json_text
+from scheduler.store.common import Executor, json_text, transaction_driver
 from scheduler.store.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
@@ -47,6 +47,36 @@ DUE_COLUMNS = (
 )
 """What planning a due row reads (also the manual trigger's lock, `scheduler.store.manual`)."""
 
+
+_DUE_SQL = (
+    f"SELECT {', '.join(str(c.key) for c in DUE_COLUMNS)} FROM schedules"
+    " WHERE enabled AND (next_run_at <= $1"
+    f" OR (next_run_at <= $2 AND overlap_policy = '{OverlapPolicy.ALLOW.value}')"
+    " OR (next_run_at IS NULL AND last_error IS NULL))"
+    " ORDER BY next_run_at ASC NULLS FIRST LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+"""Rows due at $1 (`allow` ones due by the horizon $2), oldest first, locked (`ix_schedules_due`)."""
+
+_INSERT_RUNS_SQL = (
+    "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, scheduled_for,"
+    " status_id, created_at, completed_at, parent_id, root_id)"
+    " SELECT id, schedule_id, task, args::jsonb, kwargs::jsonb, trigger, scheduled_for,"
+    " status_id, created_at, completed_at, parent_id, root_id FROM unnest($1::uuid[],"
+    " $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],"
+    " $8::smallint[], $9::timestamptz[], $10::timestamptz[], $11::uuid[], $12::uuid[])"
+    " AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id,"
+    " created_at, completed_at, parent_id, root_id)"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+_UPDATE_SCHEDULES_SQL = (
+    "UPDATE schedules s SET next_run_at = u.next_run_at, last_run_at = u.last_run_at,"
+    " enabled = u.enabled, last_error = u.last_error,"
+    " total_run_count = s.total_run_count + u.runs_added"
+    " FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::boolean[],"
+    " $5::text[], $6::bigint[]) AS u(id, next_run_at, last_run_at, enabled, last_error,"
+    " runs_added) WHERE s.id = u.id"
+)
 
 _IDENTITY_COLUMNS = tuple(getattr(Schedule, key) for key in IDENTITY_KEYS)
 """The columns a run written ahead depends on (`scheduler.core.held.IDENTITY_KEYS`)."""
@@ -85,25 +115,13 @@ class DispatchStore:
         session: AsyncSession, *, now: datetime, limit: int, horizon: datetime | None = None
     ) -> list[dict[str, Any]]:
         """Due enabled rows (or rows never computed), locked; rows other beats hold are skipped.
-        With a `horizon`, `allow` rows due by then are taken too (they are planned ahead)."""
-        due = Schedule.next_run_at <= now
-        if horizon is not None and horizon > now:
-            ahead = and_(
-                Schedule.next_run_at <= horizon,
-                Schedule.overlap_policy == OverlapPolicy.ALLOW.value,
-            )
-            due = or_(due, ahead)
-        result = await session.execute(
-            select(*DUE_COLUMNS)
-            .where(
-                Schedule.enabled,
-                or_(due, and_(Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))),
-            )
-            .order_by(Schedule.next_run_at.asc().nulls_first())
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [dict(row) for row in result.mappings()]
+        With a `horizon`, `allow` rows due by then are taken too (they are planned ahead).
+        Plain SQL on the driver: 1,000 rows cost ~4 ms of CPU here against ~9 ms through
+        SQLAlchemy's result processing (the overdue path reads 10k rows a pass)."""
+        driver = await transaction_driver(session)
+        ahead = horizon if horizon is not None and horizon > now else now
+        records = await driver.fetch(_DUE_SQL, now, ahead, limit)
+        return [dict(record) for record in records]
 
     @staticmethod
     async def run_counts(
@@ -142,37 +160,23 @@ class DispatchStore:
         them)."""
         if not rows:
             return set()
-        result = await session.execute(
-            text(
-                "INSERT INTO executions (id, schedule_id, task, args, kwargs, trigger, "
-                "scheduled_for, status_id, created_at, completed_at, parent_id, root_id) "
-                "SELECT id, schedule_id, task, args::jsonb, kwargs::jsonb, trigger, scheduled_for, "
-                "status_id, created_at, completed_at, parent_id, root_id FROM unnest("
-                "CAST(:ids AS uuid[]), CAST(:schedule_ids AS bigint[]), CAST(:tasks AS text[]), "
-                "CAST(:args AS text[]), CAST(:kwargs AS text[]), CAST(:triggers AS text[]), "
-                "CAST(:scheduled_for AS timestamptz[]), CAST(:status_ids AS smallint[]), "
-                "CAST(:created_at AS timestamptz[]), CAST(:completed_at AS timestamptz[]), "
-                "CAST(:parent_ids AS uuid[]), CAST(:root_ids AS uuid[])) "
-                "AS r(id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, "
-                "created_at, completed_at, parent_id, root_id) "
-                "ON CONFLICT (id) DO NOTHING RETURNING id"
-            ),
-            {
-                "ids": [r["id"] for r in rows],
-                "schedule_ids": [r["schedule_id"] for r in rows],
-                "tasks": [r["task"] for r in rows],
-                "args": [json_text(r["args"]) for r in rows],
-                "kwargs": [json_text(r["kwargs"]) for r in rows],
-                "triggers": [r["trigger"] for r in rows],
-                "scheduled_for": [r["scheduled_for"] for r in rows],
-                "status_ids": [r["status_id"] for r in rows],
-                "created_at": [r["created_at"] for r in rows],
-                "completed_at": [r["completed_at"] for r in rows],
-                "parent_ids": [r.get("parent_id") for r in rows],
-                "root_ids": [r.get("root_id") for r in rows],
-            },
+        driver = await transaction_driver(session)
+        records = await driver.fetch(
+            _INSERT_RUNS_SQL,
+            [r["id"] for r in rows],
+            [r["schedule_id"] for r in rows],
+            [r["task"] for r in rows],
+            [json_text(r["args"]) for r in rows],
+            [json_text(r["kwargs"]) for r in rows],
+            [r["trigger"] for r in rows],
+            [r["scheduled_for"] for r in rows],
+            [r["status_id"] for r in rows],
+            [r["created_at"] for r in rows],
+            [r["completed_at"] for r in rows],
+            [r.get("parent_id") for r in rows],
+            [r.get("root_id") for r in rows],
         )
-        return {as_uuid(v) for v in result.scalars().all()}
+        return {record[0] for record in records}
 
     @staticmethod
     async def update_schedules(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -180,25 +184,15 @@ class DispatchStore:
         row's `runs_added` (runs actually inserted) to total_run_count, in one statement."""
         if not rows:
             return
-        await session.execute(
-            text(
-                "UPDATE schedules s SET next_run_at = u.next_run_at, last_run_at = u.last_run_at, "
-                "enabled = u.enabled, last_error = u.last_error, "
-                "total_run_count = s.total_run_count + u.runs_added FROM unnest("
-                "CAST(:ids AS bigint[]), CAST(:next AS timestamptz[]), "
-                "CAST(:last AS timestamptz[]), CAST(:enabled AS boolean[]), "
-                "CAST(:errors AS text[]), CAST(:runs AS bigint[])) "
-                "AS u(id, next_run_at, last_run_at, enabled, last_error, runs_added) "
-                "WHERE s.id = u.id"
-            ),
-            {
-                "ids": [r["id"] for r in rows],
-                "next": [r["next_run_at"] for r in rows],
-                "last": [r["last_run_at"] for r in rows],
-                "enabled": [r["enabled"] for r in rows],
-                "errors": [r["last_error"] for r in rows],
-                "runs": [r.get("runs_added", 0) for r in rows],
-            },
+        driver = await transaction_driver(session)
+        await driver.execute(
+            _UPDATE_SCHEDULES_SQL,
+            [r["id"] for r in rows],
+            [r["next_run_at"] for r in rows],
+            [r["last_run_at"] for r in rows],
+            [r["enabled"] for r in rows],
+            [r["last_error"] for r in rows],
+            [r.get("runs_added", 0) for r in rows],
         )
 
     @staticmethod

@@ -12,11 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from scheduler.core.domain import ExecutionStatus, OverlapPolicy
-from scheduler.store.common import MESSAGE_COLUMNS
+from scheduler.store.common import MESSAGE_COLUMNS, transaction_driver
 from scheduler.store.models import (
     NON_TERMINAL_STATUS_IDS,
     Execution,
     Schedule,
+)
+
+_MARK_QUEUED_SQL = (
+    f"UPDATE executions SET queued_at = $1, status_id = CASE WHEN status_id ="
+    f" {ExecutionStatus.PENDING.id} THEN {ExecutionStatus.QUEUED.id} ELSE status_id END"
+    " WHERE id = ANY($2::uuid[]) AND queued_at IS NULL"
 )
 
 
@@ -36,20 +42,9 @@ class OutboxStore:
         # flushed, the run is `pending` again and the sweep publishes it again with the same
         # task id, which a worker's claim runs at most once.
         await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        result = await session.execute(
-            text(
-                "UPDATE executions SET queued_at = :now, status_id = CASE WHEN status_id = "
-                ":pending THEN :queued ELSE status_id END "
-                "WHERE id = ANY(CAST(:ids AS uuid[])) AND queued_at IS NULL"
-            ),
-            {
-                "queued": ExecutionStatus.QUEUED.id,
-                "pending": ExecutionStatus.PENDING.id,
-                "now": now,
-                "ids": list(execution_ids),
-            },
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        driver = await transaction_driver(session)
+        status = await driver.execute(_MARK_QUEUED_SQL, now, list(execution_ids))
+        return int(status.split()[-1])
 
     @staticmethod
     async def lock_stale_pending(
