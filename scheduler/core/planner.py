@@ -127,8 +127,9 @@ class Plan:
     updates: list[ScheduleUpdate] = field(default_factory=list)
 
 
-_MISFIRE_POLICIES = frozenset(p.value for p in MisfirePolicy)
-_OVERLAP_POLICIES = frozenset(p.value for p in OverlapPolicy)
+_MISFIRE_POLICIES = {p.value: p for p in MisfirePolicy}
+_OVERLAP_POLICIES = {p.value: p for p in OverlapPolicy}
+"""By value: a dict lookup, not an enum call, per planned row."""
 
 
 def jitter_s(schedule_id: int, slot: datetime, jitter_seconds: int) -> float:
@@ -297,7 +298,7 @@ def _fire_due(
 
     fires: list[tuple[datetime, Trigger]] = []
     recorded_missed: list[datetime] = []
-    policy = MisfirePolicy(row.misfire_policy)
+    policy = _MISFIRE_POLICIES[row.misfire_policy]
     if missed:
         if policy is MisfirePolicy.RUN_ONCE:
             fires.append((missed[-1], Trigger.CATCHUP))
@@ -311,7 +312,7 @@ def _fire_due(
         make_run(row, s, Trigger.CATCHUP, ExecutionStatus.MISSED) for s in recorded_missed
     ]
     active, waiting = row.active_runs, row.waiting_runs
-    overlap = OverlapPolicy(row.overlap_policy)
+    overlap = _OVERLAP_POLICIES[row.overlap_policy]
     fired = 0
     last_fired: datetime | None = None
     total = row.total_run_count
