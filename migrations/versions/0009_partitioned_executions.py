@@ -259,6 +259,11 @@ def _rebuild(*, partitioned: bool) -> None:
 
 
 def upgrade() -> None:
+    if op.get_bind().execute(sa.text("SELECT to_regclass('public.executions_next')")).scalar():
+        raise RuntimeError(
+            "an online move to 0009 is under way (executions_next exists): finish it with"
+            " `scheduler db upgrade --online`, or abandon it (docs/OPERATIONS.md)"
+        )
     op.execute(SLOT_ID_FUNCTION)
     op.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     _rebuild(partitioned=True)

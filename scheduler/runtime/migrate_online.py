@@ -478,6 +478,8 @@ class _Mover:
             after, n_read, n_copied = done.result
             rows_read, rows_copied = rows_read + n_read, rows_copied + n_copied
             read_here += n_read
+            if not n_read:
+                continue
             self.on_progress(
                 Progress(
                     Step.COPY,

@@ -33,6 +33,7 @@ from tests.support.status import FAILED, PENDING, RUNNING, SUCCESS
 
 ROWS = 1_000_000
 SCHEDULES = 1_000
+PASS_ROWS = 100
 COLUMNS = (
     "id, schedule_id, task, args, kwargs, trigger, scheduled_for, status_id, created_at,"
     " queued_at, started_at, completed_at, duration_ms, attempt, worker, result_summary,"
@@ -112,6 +113,8 @@ class Writer:
     inserted: int = 0
     deleted: int = 0
     errors: list[BaseException] = field(default_factory=list)
+    passes: list[int] = field(default_factory=list)
+    """How many of the first PASS_ROWS schedules each beat pass could lock."""
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
@@ -144,6 +147,9 @@ class Writer:
     ) -> None:
         now = datetime.now(UTC)
         choice = rng.random()
+        if n == 0 and choice < 0.05:
+            await self._beat_pass(conn)
+            return
         if choice < 0.3 or not mine:
             row = {
                 "id": uuid.uuid4(),
@@ -215,6 +221,18 @@ class Writer:
         done = await self._timed(conn, sql, run_id, *changes.values())
         assert done == "UPDATE 1", done
         self._keep(mine, {**row, **changes})
+
+    async def _beat_pass(self, conn: asyncpg.Connection) -> None:
+        """A beat's lock on its due schedules: rows another transaction holds are passed by,
+        so a move that held schedules (a foreign key checked by the copy) would starve it."""
+        started = time.perf_counter()
+        async with conn.transaction():
+            locked = await conn.fetch(
+                "SELECT id FROM schedules WHERE id <= $1 ORDER BY id FOR UPDATE SKIP LOCKED",
+                PASS_ROWS,
+            )
+        self.latencies_s.append(time.perf_counter() - started)
+        self.passes.append(len(locked))
 
     def _keep(self, mine: dict[uuid.UUID, dict[str, Any]], row: dict[str, Any]) -> None:
         mine[row["id"]] = row
@@ -313,13 +331,17 @@ async def test_a_million_rows_move_while_beats_and_workers_write(
             for r in await conn.fetch("SELECT execution_id FROM notification_deliveries")
         }
         assert alerted <= touched
+    # the beats' passes found their schedules free all along
+    assert writer.passes
+    assert min(writer.passes) >= PASS_ROWS * 0.9, sorted(writer.passes)[:10]
     longest = max(writer.latencies_s)
     print(
         f"\nonline move of {ROWS} rows: seed {seeded_s:.1f} s, command {moved_s:.1f} s,"
         f" copy {report['copy_s']:.1f} s ({ROWS / report['copy_s']:.0f} rows/s),"
         f" switch {report['switch_s']:.3f} s (lock wait {report['switch_lock_wait_s']:.3f} s,"
         f" attempts {report['switch_attempts']}); writer: {len(writer.latencies_s)} statements,"
-        f" longest {longest:.3f} s, {writer.inserted} inserted, {writer.deleted} deleted"
+        f" longest {longest:.3f} s, {writer.inserted} inserted, {writer.deleted} deleted,"
+        f" {len(writer.passes)} beat passes locking at least {min(writer.passes)}/{PASS_ROWS}"
     )
     assert longest < 5.0
 
@@ -401,6 +423,7 @@ async def test_a_move_stopped_during_the_copy_resumes_and_ends_as_the_plain_upgr
         await conn.execute("DELETE FROM executions WHERE id = $1", ids[0])
         await conn.execute("UPDATE executions SET worker = 'between runs' WHERE id = $1", ids[1])
         await conn.execute(OLD_BEAT_INSERT, uuid.uuid4())
+    assert "online move to 0009 is under way" in one_error_line(invoke("db", "upgrade"))
 
     code, out, err = await _run("--batch", "200", "--copy-only", "--json")
     assert code == 0, err
