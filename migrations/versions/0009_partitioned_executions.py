@@ -15,8 +15,10 @@ history reads `ix_executions_created`). The rest serve the same queries as befor
 (docs/ARCHITECTURE.md lists each with its query).
 
 Every row and id is kept: the table is rebuilt (renamed, recreated, copied, indexed) in this
-one transaction, so writers wait for it; docs/OPERATIONS.md has the procedure that keeps beats
-and workers running (copy in batches, switch in seconds). Downgrade rebuilds the plain table.
+one transaction, so writers wait for it. `scheduler db upgrade --online`
+(scheduler.runtime.migrate_online) reaches this revision with beats and workers running: it
+builds the table with the helpers below under another name (`executions_next`, `_next` names),
+copies in batches and switches in seconds. Downgrade rebuilds the plain table.
 
 Revision ID: 0009
 Revises: 0008
@@ -45,7 +47,7 @@ COLUMNS = (
     " error_type, error_message, traceback, progress, parent_id, root_id"
 )
 TABLE = """
-CREATE TABLE executions (
+CREATE TABLE {table} (
     id uuid NOT NULL,
     schedule_id bigint,
     task text NOT NULL,
@@ -69,6 +71,15 @@ CREATE TABLE executions (
     parent_id uuid,
     root_id uuid
 )"""
+RECENT_RUNS = "SELECT count(*) FROM executions WHERE created_at > now() - interval '1 hour'"
+"""Runs of the last hour: daily partitions from DAILY_FROM_RUNS_PER_DAY a day, else weekly."""
+GRANTS = (
+    "SELECT grantee, string_agg(privilege_type, ', ') FROM"
+    " information_schema.role_table_grants WHERE table_schema = 'public'"
+    " AND table_name = 'executions' AND grantee <> (SELECT tableowner FROM pg_tables"
+    " WHERE schemaname = 'public' AND tablename = 'executions') GROUP BY grantee"
+)
+"""The privileges others hold on `executions`: (grantee, privileges) rows."""
 TRIGGER_CHECK = "trigger IN ('schedule', 'catchup', 'manual', 'direct', 'backfill', 'retry')"
 SLOT_ID_CHECK = (
     "schedule_id IS NULL OR scheduled_for IS NULL OR substr(id::text, 15, 1) <> '7'"
@@ -89,34 +100,44 @@ BEGIN
 END
 $$
 """
+CHECKS = [("ck_executions_ck_executions_trigger", TRIGGER_CHECK)]
+PARTITIONED_CHECKS = [("ck_executions_slot_id", SLOT_ID_CHECK)]
+FOREIGN_KEYS = [
+    (
+        "fk_executions_schedule_id_schedules",
+        "FOREIGN KEY (schedule_id) REFERENCES schedules (id) ON DELETE SET NULL",
+    ),
+    (
+        "fk_executions_status_id_execution_statuses",
+        "FOREIGN KEY (status_id) REFERENCES execution_statuses (id)",
+    ),
+]
 COMMON_INDEXES = [
-    "CREATE INDEX ix_executions_schedule_created ON executions (schedule_id, created_at DESC)",
-    "CREATE INDEX ix_executions_created ON executions (created_at DESC)",
-    "CREATE INDEX ix_executions_task_created ON executions (task, created_at DESC)",
-    "CREATE INDEX ix_executions_active ON executions (status_id, created_at)"
-    " WHERE status_id IN (1, 2, 3, 4)",
-    "CREATE INDEX ix_executions_active_schedule ON executions (schedule_id)"
-    " WHERE status_id IN (1, 2, 3, 4)",
+    ("ix_executions_schedule_created", "(schedule_id, created_at DESC)"),
+    ("ix_executions_created", "(created_at DESC)"),
+    ("ix_executions_task_created", "(task, created_at DESC)"),
+    ("ix_executions_active", "(status_id, created_at) WHERE status_id IN (1, 2, 3, 4)"),
+    ("ix_executions_active_schedule", "(schedule_id) WHERE status_id IN (1, 2, 3, 4)"),
 ]
 PARTITIONED_INDEXES = [
-    "CREATE INDEX ix_executions_root_id ON executions (root_id) WHERE root_id IS NOT NULL",
-    "CREATE INDEX ix_executions_status_created ON executions (status_id, created_at DESC)"
-    " WHERE status_id <> 5",
+    ("ix_executions_root_id", "(root_id) WHERE root_id IS NOT NULL"),
+    ("ix_executions_status_created", "(status_id, created_at DESC) WHERE status_id <> 5"),
 ]
 PLAIN_INDEXES = [
-    "CREATE INDEX ix_executions_root_id ON executions (root_id)",
-    "CREATE INDEX ix_executions_status_created ON executions (status_id, created_at DESC)",
+    ("ix_executions_root_id", "(root_id)"),
+    ("ix_executions_status_created", "(status_id, created_at DESC)"),
 ]
 MOVING = "current_setting('scheduler.moving', true) IS DISTINCT FROM 'on'"
 """Rows moved between partitions (`SET LOCAL scheduler.moving = 'on'`) are not new runs."""
+ALERT_TRIGGERS = ["scheduler_alert_run_inserted", "scheduler_alert_run_updated"]
 TRIGGERS = [
     """
-CREATE TRIGGER scheduler_alert_run_inserted AFTER INSERT ON executions FOR EACH ROW
+CREATE TRIGGER scheduler_alert_run_inserted AFTER INSERT ON {table} FOR EACH ROW
 WHEN (NEW.schedule_id IS NOT NULL AND (NEW.status_id = 10 OR NEW.queued_at IS NOT NULL){moving})
 EXECUTE FUNCTION scheduler_alert_run_events()
 """,
     """
-CREATE TRIGGER scheduler_alert_run_updated AFTER UPDATE ON executions FOR EACH ROW
+CREATE TRIGGER scheduler_alert_run_updated AFTER UPDATE ON {table} FOR EACH ROW
 WHEN (NEW.schedule_id IS NOT NULL AND (
     (NEW.status_id IS DISTINCT FROM OLD.status_id AND NEW.status_id IN (4, 5, 6, 7, 10, 11))
     OR (OLD.queued_at IS NULL AND NEW.queued_at IS NOT NULL
@@ -132,7 +153,7 @@ def _id_floor(instant: datetime) -> str:
     return str(uuid.UUID(int=ms << 80))
 
 
-def _partitions(daily: bool) -> list[str]:
+def _partitions(table: str, daily: bool) -> list[str]:
     """The partitions from today's period to AHEAD_DAYS ahead (scheduler.store.partitions names)."""
     now = datetime.now(UTC)
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -143,70 +164,106 @@ def _partitions(daily: bool) -> list[str]:
     while start <= now + timedelta(days=AHEAD_DAYS):
         name = f"executions_{'d' if daily else 'w'}{start:%Y%m%d}"
         statements.append(
-            f"CREATE TABLE {SCHEMA}.{name} PARTITION OF executions"
+            f"CREATE TABLE {SCHEMA}.{name} PARTITION OF {table}"
             f" FOR VALUES FROM ('{_id_floor(start)}') TO ('{_id_floor(start + length)}')"
         )
         start += length
     return statements
 
 
+def daily_partitions(recent_runs: int) -> bool:
+    """Whether `recent_runs` (the RECENT_RUNS count) call for daily partitions."""
+    return recent_runs * 24 >= DAILY_FROM_RUNS_PER_DAY
+
+
+def create_table(table: str, *, partitioned: bool, daily: bool) -> list[str]:
+    """`executions`'s columns under the name `table`. Partitioned: by id range, with
+    `executions_default` and the partitions of today to AHEAD_DAYS ahead, all in SCHEMA under
+    their final names whatever `table` is (the plain table has none to collide with)."""
+    if not partitioned:
+        return [TABLE.format(table=table)]
+    return [
+        TABLE.format(table=table) + " PARTITION BY RANGE (id)",
+        f"CREATE TABLE {SCHEMA}.executions_default PARTITION OF {table} DEFAULT",
+        *_partitions(table, daily),
+    ]
+
+
+def keys(table: str, *, partitioned: bool, suffix: str = "") -> list[str]:
+    """The primary key and the checks of `table` (the plain table's slot key too), each
+    name ending in `suffix`. The foreign keys are apart: `foreign_keys`."""
+    statements = [f"ALTER TABLE {table} ADD CONSTRAINT pk_executions{suffix} PRIMARY KEY (id)"]
+    if not partitioned:
+        statements.append(
+            f"ALTER TABLE {table} ADD CONSTRAINT uq_executions_slot{suffix}"
+            " UNIQUE (schedule_id, scheduled_for)"
+        )
+    checks = CHECKS + (PARTITIONED_CHECKS if partitioned else [])
+    statements += [
+        f"ALTER TABLE {table} ADD CONSTRAINT {name}{suffix} CHECK ({check})"
+        for name, check in checks
+    ]
+    return statements
+
+
+def foreign_keys(table: str, *, suffix: str = "", not_valid: bool = False) -> list[str]:
+    """The foreign keys to schedules and statuses, named with `suffix`; `not_valid` leaves
+    the rows already there unchecked (for `VALIDATE CONSTRAINT` later)."""
+    tail = " NOT VALID" if not_valid else ""
+    return [
+        f"ALTER TABLE {table} ADD CONSTRAINT {name}{suffix} {definition}{tail}"
+        for name, definition in FOREIGN_KEYS
+    ]
+
+
+def indexes(table: str, *, partitioned: bool, suffix: str = "") -> list[str]:
+    """The indexes of `table` (docs/OPERATIONS.md says which query each serves)."""
+    chosen = COMMON_INDEXES + (PARTITIONED_INDEXES if partitioned else PLAIN_INDEXES)
+    return [f"CREATE INDEX {name}{suffix} ON {table} {columns}" for name, columns in chosen]
+
+
+def alert_triggers(table: str, *, partitioned: bool) -> list[str]:
+    """Revision 0008's run-event triggers; on the partitioned table quiet for moved rows."""
+    moving = f" AND {MOVING}" if partitioned else ""
+    return [trigger.format(table=table, moving=moving) for trigger in TRIGGERS]
+
+
+def grant_statements(table: str, grants: Sequence[tuple[str, str]]) -> list[str]:
+    """GRANTs giving `table` the (grantee, privileges) rows GRANTS read."""
+    return [f'GRANT {privileges} ON {table} TO "{grantee}"' for grantee, privileges in grants]
+
+
 def _rebuild(*, partitioned: bool) -> None:
     """Recreate `executions` (partitioned or plain) with every row, its grants and triggers."""
     bind = op.get_bind()
-    grants = bind.execute(
-        sa.text(
-            "SELECT grantee, string_agg(privilege_type, ', ') FROM"
-            " information_schema.role_table_grants WHERE table_schema = 'public'"
-            " AND table_name = 'executions' AND grantee <> (SELECT tableowner FROM pg_tables"
-            " WHERE schemaname = 'public' AND tablename = 'executions') GROUP BY grantee"
-        )
-    ).all()
-    recent = bind.execute(
-        sa.text("SELECT count(*) FROM executions WHERE created_at > now() - interval '1 hour'")
-    ).scalar_one()
-    for name in ("scheduler_alert_run_inserted", "scheduler_alert_run_updated"):
+    grants = [(str(g), str(p)) for g, p in bind.execute(sa.text(GRANTS)).all()]
+    recent = int(bind.execute(sa.text(RECENT_RUNS)).scalar_one())
+    for name in ALERT_TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name} ON executions")
     op.execute("ALTER TABLE executions RENAME TO executions_previous")
-    if partitioned:
-        op.execute(TABLE + " PARTITION BY RANGE (id)")
-        op.execute(f"CREATE TABLE {SCHEMA}.executions_default PARTITION OF executions DEFAULT")
-        for statement in _partitions(daily=recent * 24 >= DAILY_FROM_RUNS_PER_DAY):
-            op.execute(statement)
-    else:
-        op.execute(TABLE)
+    for statement in create_table(
+        "executions", partitioned=partitioned, daily=daily_partitions(recent)
+    ):
+        op.execute(statement)
     op.execute(f"INSERT INTO executions ({COLUMNS}) SELECT {COLUMNS} FROM executions_previous")
     op.execute("DROP TABLE executions_previous")
-    op.execute("ALTER TABLE executions ADD CONSTRAINT pk_executions PRIMARY KEY (id)")
-    if not partitioned:
-        op.execute(
-            "ALTER TABLE executions ADD CONSTRAINT uq_executions_slot"
-            " UNIQUE (schedule_id, scheduled_for)"
-        )
-    op.execute(
-        "ALTER TABLE executions ADD CONSTRAINT fk_executions_schedule_id_schedules"
-        " FOREIGN KEY (schedule_id) REFERENCES schedules (id) ON DELETE SET NULL"
-    )
-    op.execute(
-        "ALTER TABLE executions ADD CONSTRAINT fk_executions_status_id_execution_statuses"
-        " FOREIGN KEY (status_id) REFERENCES execution_statuses (id)"
-    )
-    op.execute(
-        f"ALTER TABLE executions ADD CONSTRAINT ck_executions_ck_executions_trigger CHECK ({TRIGGER_CHECK})"
-    )
-    if partitioned:
-        op.execute(
-            f"ALTER TABLE executions ADD CONSTRAINT ck_executions_slot_id CHECK ({SLOT_ID_CHECK})"
-        )
-    for statement in COMMON_INDEXES + (PARTITIONED_INDEXES if partitioned else PLAIN_INDEXES):
+    for statement in [
+        *keys("executions", partitioned=partitioned),
+        *foreign_keys("executions"),
+        *indexes("executions", partitioned=partitioned),
+        *alert_triggers("executions", partitioned=partitioned),
+        *grant_statements("executions", grants),
+    ]:
         op.execute(statement)
-    for statement in TRIGGERS:
-        op.execute(statement.replace("{moving}", f" AND {MOVING}" if partitioned else ""))
-    for grantee, privileges in grants:
-        op.execute(f'GRANT {privileges} ON executions TO "{grantee}"')
     op.execute("ANALYZE executions")
 
 
 def upgrade() -> None:
+    if op.get_bind().execute(sa.text("SELECT to_regclass('public.executions_next')")).scalar():
+        raise RuntimeError(
+            "an online move to 0009 is under way (executions_next exists): finish it with"
+            " `scheduler db upgrade --online`, or abandon it (docs/OPERATIONS.md)"
+        )
     op.execute(SLOT_ID_FUNCTION)
     op.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     _rebuild(partitioned=True)

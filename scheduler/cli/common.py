@@ -15,7 +15,7 @@ import click
 
 from scheduler.core.bounds import plain
 from scheduler.core.exceptions import SchedulerError
-from scheduler.runtime.retry import unreachable
+from scheduler.runtime.retry import error_chain, sqlstate, unreachable
 from scheduler.runtime.urls import redact, redact_text
 
 T = TypeVar("T")
@@ -89,32 +89,9 @@ def _explain(exc: BaseException) -> str:
     return text.splitlines()[0] if text else name
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc`, what it wraps (SQLAlchemy's `orig`) and what caused it, outermost first."""
-    found: list[BaseException] = []
-    pending: list[BaseException | None] = [exc]
-    while pending and len(found) < 10:
-        item = pending.pop(0)
-        if item is None or any(item is seen for seen in found):
-            continue
-        found.append(item)
-        orig = getattr(item, "orig", None)
-        pending.extend([orig if isinstance(orig, BaseException) else None, item.__cause__])
-    return found
-
-
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of the PostgreSQL error behind `exc`, if there is one."""
-    for item in _chain(exc):
-        state = getattr(item, "sqlstate", None) or getattr(item, "pgcode", None)
-        if isinstance(state, str) and len(state) == 5:
-            return state
-    return None
-
-
 def _reason(exc: BaseException) -> str:
     """The database's own line, without SQLAlchemy's `(module.Class)` prefix or its SQL."""
-    chain = _chain(exc)
+    chain = error_chain(exc)
     innermost = chain[-1] if chain else exc
     line = (str(innermost) or type(innermost).__name__).splitlines()[0]
     return redact(line.split(") ", 1)[-1] if line.startswith("(") else line)

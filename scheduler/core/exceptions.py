@@ -67,3 +67,11 @@ class DatabaseUnreachable(SchedulerError):
 class ConflictError(SchedulerError):
     """An action the object's current state does not allow (e.g. retrying a run that has
     not failed)."""
+
+
+class MigrationError(SchedulerError):
+    """A schema change that cannot go on as the database stands (the line says what to do)."""
+
+
+class MigrationStopped(MigrationError):
+    """An online move stopped on request (SIGTERM, Ctrl-C) between two of its transactions."""

@@ -1,8 +1,10 @@
 """One retry policy: what "unreachable" means, how long to back off, how to try again.
 
 Only an unreachable database or broker (down, restarting, connection lost) is worth trying
-again: a wrong statement or a refused value fails the same way every time, so it is raised at
-once. Every retry in the project is bounded (a number of attempts, a capped wait).
+again, and a lock not had in time (`lock_timeout`, a deadlock: the holder will be done soon);
+a wrong statement or a refused value fails the same way every time, so it is raised at once.
+Database errors are told apart by SQLSTATE. Every retry in the project is bounded (a number
+of attempts, a capped wait).
 """
 
 from __future__ import annotations
@@ -46,6 +48,39 @@ def unreachable(exc: BaseException) -> bool:
             orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
         )
     return False
+
+
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, what it wraps (SQLAlchemy's `orig`) and what caused it, outermost first."""
+    found: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending and len(found) < 10:
+        item = pending.pop(0)
+        if item is None or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        orig = getattr(item, "orig", None)
+        pending.extend([orig if isinstance(orig, BaseException) else None, item.__cause__])
+    return found
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the PostgreSQL error behind `exc`, if there is one."""
+    for item in error_chain(exc):
+        state = getattr(item, "sqlstate", None) or getattr(item, "pgcode", None)
+        if isinstance(state, str) and len(state) == 5:
+            return state
+    return None
+
+
+LOCK_STATES = frozenset({"55P03", "40P01"})
+"""lock_not_available (`lock_timeout` ran out) and deadlock_detected."""
+
+
+def lock_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says a lock could not be had in time (or the deadlock detector chose
+    this transaction): the same transaction can be tried again once the holder is done."""
+    return sqlstate(exc) in LOCK_STATES
 
 
 _MAX_DOUBLINGS = 64

@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import get_settings
 from scheduler.cli import main
-from scheduler.cli.common import explain, sqlstate
+from scheduler.cli.common import explain
 from scheduler.runtime.db import close_runtime
+from scheduler.runtime.retry import sqlstate
 from tests.support.cli import one_error_line
 
 
