@@ -282,24 +282,17 @@ async def test_a_million_rows_move_while_beats_and_workers_write(
     writer = Writer(url, pools)
     writing = asyncio.create_task(writer.run())
     await asyncio.sleep(0.5)
-    proc = await asyncio.create_subprocess_exec(
-        *_command("--json"),
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
+    code, out, err = await _run("--json")
     await asyncio.sleep(0.5)  # writes after the switch too
     writer.stop.set()
     await writing
     moved_s = time.monotonic() - started - seeded_s
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err
     assert writer.errors == []
     report = json.loads(out)
     assert report["switched"]
     assert report["revision"] == migrate.head_revision()
-    assert "copy: done" in err.decode()
+    assert "copy: done" in err
 
     async with _connect(url) as conn:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == (
