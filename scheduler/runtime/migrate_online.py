@@ -647,6 +647,7 @@ class _Mover:
         await self._rename_names(
             conn, "executions", lambda name: name.removesuffix("_next"), only_suffix="_next"
         )
+        await _rename_not_null(conn)
         await _execute(
             conn,
             [
@@ -704,6 +705,33 @@ class _Mover:
             if name.endswith(only_suffix)
         ]
         await _execute(conn, statements)
+
+
+async def _rename_not_null(conn: AsyncConnection) -> None:
+    """PostgreSQL 18 records NOT NULL constraints with names made from the table's name at
+    creation (`executions_next_id_not_null`): they get the names a plain upgrade gives them.
+    The parent's first (a rename recurses to the partitions), then any partition's left."""
+    for scope in (
+        "c.conrelid = 'public.executions'::regclass",
+        "c.conrelid IN (SELECT inhrelid FROM pg_inherits"
+        " WHERE inhparent = 'public.executions'::regclass)",
+    ):
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c"
+                    f" WHERE c.contype = 'n' AND c.conname LIKE '{NEXT}\\_%' AND {scope}"
+                )
+            )
+        ).all()
+        await _execute(
+            conn,
+            [
+                f"ALTER TABLE {table} RENAME CONSTRAINT {_quoted(str(name))}"
+                f" TO {_quoted('executions_' + str(name).removeprefix(NEXT + '_'))}"
+                for table, name in rows
+            ],
+        )
 
 
 async def _set_lock_timeout(conn: AsyncConnection, timeout_s: float) -> None:

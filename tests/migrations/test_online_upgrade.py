@@ -349,12 +349,15 @@ async def _fingerprint(conn: asyncpg.Connection, table: str) -> tuple[int, str]:
 
 async def _structure(conn: asyncpg.Connection) -> set[tuple[str, ...]]:
     """`executions` and its partitions as the catalog has them: kinds, constraints, indexes,
-    triggers (period partitions' dates left out: two databases made on different days)."""
+    triggers (period partitions' dates left out: two databases made on different days; NOT
+    NULL constraints by column only: PostgreSQL 18 names them unique in the schema, so a plain
+    upgrade, which renames the old table aside first, gets `executions_id_not_null1`)."""
     rows = await conn.fetch(
         "WITH t AS (SELECT 'executions'::regclass AS oid UNION ALL"
         " SELECT inhrelid FROM pg_inherits WHERE inhparent = 'executions'::regclass)"
         " SELECT 'rel', c.oid::regclass::text, c.relkind::text FROM t JOIN pg_class c USING (oid)"
-        " UNION ALL SELECT 'constraint', conrelid::regclass::text, conname || ' '"
+        " UNION ALL SELECT 'constraint', conrelid::regclass::text,"
+        " CASE WHEN contype = 'n' THEN 'not-null' ELSE conname END || ' '"
         " || pg_get_constraintdef(k.oid) || ' ' || convalidated || ' ' || (conparentid <> 0)"
         " FROM pg_constraint k JOIN t ON t.oid = k.conrelid"
         " UNION ALL SELECT 'index', indrelid::regclass::text, pg_get_indexdef(indexrelid)"
