@@ -8,12 +8,15 @@ One dialect per path, chosen by what the path needs:
 
 - SQLAlchemy Core where filters vary or the statement is built from parts: schedules,
   history, the dashboard's pages and aggregates, alerts, accounts, audit;
-- fixed `text()` statements with named binds where Core cannot say it plainly: the beat's
-  bulk writes over arrays (`unnest ... WITH ORDINALITY`, `ON CONFLICT (id) DO NOTHING
-  RETURNING`), the outbox mark, the outlook, partition DDL and retention;
-- asyncpg `$n` strings, prepared once per held connection, on the worker's path (claim,
-  outcome, progress: `runs`) and the follow-ups of an outcome (`followups`): one round trip
-  of ~0.5 ms, against ~1.5 ms of building and compiling through SQLAlchemy per call.
+- fixed `text()` statements with named binds where Core cannot say it plainly: the manual
+  runs' and the sweeps' writes, the outlook, partition DDL and retention;
+- asyncpg `$n` strings, prepared once per connection, on the hot paths: the worker's (claim,
+  outcome, progress: `runs`, naming the run's partition with `run_tables`), the follow-ups of
+  an outcome (`followups`): one round trip of ~0.5 ms, against ~1.5 ms of building and
+  compiling through SQLAlchemy per call; and the beat pass's four bulk statements over arrays
+  (lock the due rows, insert the runs, advance the schedules, mark them queued: `dispatch`,
+  `outbox`), on the session's own connection (`common.transaction_driver`), which skips
+  SQLAlchemy's result processing (1,000 locked rows: 4 ms of CPU against 9).
 
 Status ids come from `scheduler.core.domain`. In fixed statements they are written in as
 constants (never typed as digits) rather than bound: a partial index, such as the one over
