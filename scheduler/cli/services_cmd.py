@@ -13,7 +13,7 @@ import click
 from config.settings import get_settings
 from scheduler.cli.common import fail, json_option, print_json, run_db
 from scheduler.core.exceptions import MigrationStopped
-from scheduler.runtime import migrate, migrate_online
+from scheduler.runtime import migrate, migrate_online, online_sql
 from scheduler.runtime.embedded import EmbeddedServices
 from scheduler.runtime.urls import redact, resolve_database_url
 
@@ -132,7 +132,7 @@ def db_upgrade(
         return
     click.echo(f"database at {report.revision} ({redact(url)})")
     if report.switched:
-        click.echo(f"the previous table is kept as {migrate_online.OLD}: drop it when satisfied")
+        click.echo(f"the previous table is kept as {online_sql.OLD}: drop it when satisfied")
 
 
 def _upgrade_online(

@@ -44,7 +44,6 @@ keeps the copy current, and the next run resumes the copy after the last id
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -60,16 +59,28 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from scheduler.core.exceptions import MigrationError, MigrationStopped
 from scheduler.runtime import migrate
+from scheduler.runtime.online_sql import (
+    LAST_ID,
+    MIRROR,
+    NEXT,
+    OLD,
+    PROGRESS,
+    copy_batch,
+    execute_all,
+    has_mirror,
+    mirror_function,
+    referenced_table,
+    rename_names,
+    rename_not_null,
+    set_lock_timeout,
+    work,
+)
 from scheduler.runtime.retry import backoff_s, lock_unavailable
 
 T = TypeVar("T")
 
 MOVE_FROM = "0008"
 MOVE_TO = "0009"
-NEXT = "executions_next"
-OLD = "executions_old"
-PROGRESS = "executions_next_progress"
-MIRROR = "scheduler_mirror_executions_next"
 """The mirror's trigger and its function."""
 ADVISORY_KEY = 0x5C4ED_0009
 """`pg_try_advisory_lock` key: one online move at a time on a database."""
@@ -286,7 +297,7 @@ class _Mover:
         self.stop = stop
         self.on_progress = on_progress
         self.give_way_s = GIVE_WAY_S
-        self.referenced = [_referenced(definition) for _, definition in ddl.FOREIGN_KEYS]
+        self.referenced = [referenced_table(definition) for _, definition in ddl.FOREIGN_KEYS]
 
     async def run(self, *, batch: int, copy_only: bool, restart: bool) -> OnlineReport:
         await self._read_deadlock_timeout()
@@ -345,11 +356,11 @@ class _Mover:
             return True
         if any(found):
             await self._locked(
-                _work([f"DROP TRIGGER IF EXISTS {MIRROR} ON executions"]),
+                work([f"DROP TRIGGER IF EXISTS {MIRROR} ON executions"]),
                 what="dropping the mirror trigger",
             )
             await self._locked(
-                _work(
+                work(
                     [
                         f"DROP TABLE IF EXISTS {NEXT}, {PROGRESS}",
                         f"DROP FUNCTION IF EXISTS {MIRROR}()",
@@ -390,7 +401,7 @@ class _Mover:
             started = time.monotonic()
             try:
                 async with self.conn.begin():
-                    await _set_lock_timeout(self.conn, timeout_s)
+                    await set_lock_timeout(self.conn, timeout_s)
                     result = await work(self.conn)
                 return _Attempts(result, attempt, time.monotonic() - started, failed)
             except DBAPIError as exc:
@@ -415,14 +426,14 @@ class _Mover:
 
     async def _has_mirror(self) -> bool:
         async with self.conn.begin():
-            return await _has_mirror(self.conn)
+            return await has_mirror(self.conn)
 
     async def _prepare(self, conn: AsyncConnection) -> int:
         """Step 1; returns the number of partitions (the default one included)."""
         ddl = self.ddl
         recent = int((await conn.execute(text(ddl.RECENT_RUNS))).scalar_one())
         table = ddl.create_table(NEXT, partitioned=True, daily=ddl.daily_partitions(recent))
-        await _execute(
+        await execute_all(
             conn,
             [
                 ddl.SLOT_ID_FUNCTION,
@@ -440,10 +451,10 @@ class _Mover:
 
     async def _create_mirror(self, conn: AsyncConnection) -> None:
         """Step 2 (SHARE ROW EXCLUSIVE on executions: waits for the writers of the moment)."""
-        await _execute(
+        await execute_all(
             conn,
             [
-                _mirror_function(self.ddl.COLUMNS),
+                mirror_function(self.ddl.COLUMNS),
                 f"CREATE TRIGGER {MIRROR} AFTER INSERT OR UPDATE OR DELETE ON executions"
                 f" FOR EACH ROW EXECUTE FUNCTION {MIRROR}()",
             ],
@@ -468,7 +479,7 @@ class _Mover:
         while after != LAST_ID:
             self._check_stop(f"during the copy ({rows_read} of ~{estimate} rows read)")
             done = await self._locked(
-                _batch(self.ddl.COLUMNS, after, batch),
+                copy_batch(self.ddl.COLUMNS, after, batch),
                 what="a copy batch",
                 timeout_s=self.give_way_s,
                 attempts=COPY_ATTEMPTS,
@@ -570,7 +581,7 @@ class _Mover:
                 )
             if not state:
                 await self._locked(
-                    _work([f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}"]),
+                    work([f"ALTER TABLE {table} VALIDATE CONSTRAINT {name}"]),
                     what=f"checking a foreign key on {table}",
                 )
 
@@ -583,9 +594,9 @@ class _Mover:
         async def run(conn: AsyncConnection) -> None:
             for n, (tables, mode) in enumerate(locks):
                 if n == 1:
-                    await _set_lock_timeout(conn, self.give_way_s)
+                    await set_lock_timeout(conn, self.give_way_s)
                 await conn.exec_driver_sql(f"LOCK TABLE {tables} IN {mode} MODE")
-            await _execute(conn, statements)
+            await execute_all(conn, statements)
 
         return run
 
@@ -603,7 +614,7 @@ class _Mover:
 
     async def _check(self) -> int:
         """Step 5: ANALYZE, then both tables' rows counted in one snapshot."""
-        await self._locked(_work([f"ANALYZE {NEXT}"]), what=f"ANALYZE {NEXT}")
+        await self._locked(work([f"ANALYZE {NEXT}"]), what=f"ANALYZE {NEXT}")
         async with self.conn.begin():
             old, new = (
                 await self.conn.execute(
@@ -628,13 +639,13 @@ class _Mover:
         version = await conn.scalar(text("SELECT version_num FROM alembic_version"))
         if version != MOVE_FROM:
             raise MigrationError(f"the database went to revision {version} during the move")
-        if not await _has_mirror(conn):
+        if not await has_mirror(conn):
             raise MigrationError(
                 f"the mirror trigger on executions is gone: {NEXT} may miss writes;"
                 " run again with --restart"
             )
         grants = [(str(g), str(p)) for g, p in (await conn.execute(text(ddl.GRANTS))).all()]
-        await _execute(
+        await execute_all(
             conn,
             [
                 f"DROP TRIGGER {MIRROR} ON executions",
@@ -642,13 +653,13 @@ class _Mover:
                 f"ALTER TABLE executions RENAME TO {OLD}",
             ],
         )
-        await self._rename_names(conn, OLD, lambda name: f"{name}_old")
+        await rename_names(conn, OLD, lambda name: f"{name}_old")
         await conn.exec_driver_sql(f"ALTER TABLE {NEXT} RENAME TO executions")
-        await self._rename_names(
+        await rename_names(
             conn, "executions", lambda name: name.removesuffix("_next"), only_suffix="_next"
         )
-        await _rename_not_null(conn)
-        await _execute(
+        await rename_not_null(conn)
+        await execute_all(
             conn,
             [
                 *ddl.alert_triggers("executions", partitioned=True),
@@ -662,181 +673,3 @@ class _Mover:
             {"to": MOVE_TO, "from_": MOVE_FROM},
         )
         return lock_wait_s
-
-    async def _rename_names(
-        self,
-        conn: AsyncConnection,
-        table: str,
-        rename: Callable[[str], str],
-        *,
-        only_suffix: str = "",
-    ) -> None:
-        """Rename the constraints of `table` (an index behind one goes with it), then its
-        other indexes; with `only_suffix`, only the names ending in it. The partitions'
-        check constraints follow their table's; their own keys and indexes keep their
-        names (they are made from the partitions' names)."""
-        constraints = (
-            await conn.execute(
-                text(
-                    "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"
-                    " ORDER BY conname"
-                ),
-                {"t": f"public.{table}"},
-            )
-        ).scalars()
-        indexes = (
-            await conn.execute(
-                text(
-                    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                    " WHERE i.indrelid = CAST(:t AS regclass) AND NOT EXISTS (SELECT 1"
-                    " FROM pg_constraint k WHERE k.conrelid = i.indrelid"
-                    " AND k.conindid = i.indexrelid) ORDER BY c.relname"
-                ),
-                {"t": f"public.{table}"},
-            )
-        ).scalars()
-        statements = [
-            f"ALTER TABLE {table} RENAME CONSTRAINT {_quoted(name)} TO {_quoted(rename(name))}"
-            for name in map(str, constraints)
-            if name.endswith(only_suffix)
-        ] + [
-            f"ALTER INDEX {_quoted(name)} RENAME TO {_quoted(rename(name))}"
-            for name in map(str, indexes)
-            if name.endswith(only_suffix)
-        ]
-        await _execute(conn, statements)
-
-
-async def _rename_not_null(conn: AsyncConnection) -> None:
-    """PostgreSQL 18 records NOT NULL constraints with names made from the table's name at
-    creation (`executions_next_id_not_null`): they get the names a plain upgrade gives them.
-    The parent's first (a rename recurses to the partitions), then any partition's left."""
-    for scope in (
-        "c.conrelid = 'public.executions'::regclass",
-        "c.conrelid IN (SELECT inhrelid FROM pg_inherits"
-        " WHERE inhparent = 'public.executions'::regclass)",
-    ):
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT c.conrelid::regclass::text, c.conname FROM pg_constraint c"
-                    f" WHERE c.contype = 'n' AND c.conname LIKE '{NEXT}\\_%' AND {scope}"
-                )
-            )
-        ).all()
-        await _execute(
-            conn,
-            [
-                f"ALTER TABLE {table} RENAME CONSTRAINT {_quoted(str(name))}"
-                f" TO {_quoted('executions_' + str(name).removeprefix(NEXT + '_'))}"
-                for table, name in rows
-            ],
-        )
-
-
-async def _set_lock_timeout(conn: AsyncConnection, timeout_s: float) -> None:
-    await conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, round(timeout_s * 1000))}ms'")
-
-
-def _referenced(definition: str) -> str:
-    """The table a FOREIGN KEY definition references."""
-    found = re.search(r"REFERENCES (\w+)", definition)
-    if found is None:  # pragma: no cover - the revision's own definitions
-        raise MigrationError(f"no referenced table in {definition!r}")
-    return found.group(1)
-
-
-async def _execute(conn: AsyncConnection, statements: Sequence[str]) -> None:
-    for statement in statements:
-        await conn.exec_driver_sql(statement)
-
-
-def _work(statements: Sequence[str]) -> Callable[[AsyncConnection], Awaitable[None]]:
-    """The statements, as work for `_Mover._locked`."""
-
-    async def run(conn: AsyncConnection) -> None:
-        await _execute(conn, statements)
-
-    return run
-
-
-async def _has_mirror(conn: AsyncConnection) -> bool:
-    found = await conn.scalar(
-        text(
-            "SELECT EXISTS (SELECT 1 FROM pg_trigger"
-            " WHERE tgrelid = 'public.executions'::regclass AND tgname = :name)"
-        ),
-        {"name": MIRROR},
-    )
-    return bool(found)
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _mirror_function(columns: str) -> str:
-    """The trigger function repeating a write to `executions` on `executions_next`."""
-    names = [name.strip() for name in columns.split(",")]
-    values = ", ".join(f"NEW.{name}" for name in names)
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names if name != "id")
-    return f"""
-CREATE OR REPLACE FUNCTION {MIRROR}() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM {NEXT} WHERE id = OLD.id;
-        RETURN NULL;
-    END IF;
-    IF TG_OP = 'UPDATE' THEN
-        IF OLD.id <> NEW.id THEN
-            DELETE FROM {NEXT} WHERE id = OLD.id;
-        END IF;
-    END IF;
-    INSERT INTO {NEXT} ({columns}) VALUES ({values})
-    ON CONFLICT (id) DO UPDATE SET {updates};
-    RETURN NULL;
-END
-$$
-"""
-
-
-LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
-"""The largest uuid: the bound of the batch that reaches the end."""
-
-
-def _batch(
-    columns: str, after: str | None, size: int
-) -> Callable[[AsyncConnection], Awaitable[tuple[str, int, int]]]:
-    """One copy batch, as work for `_Mover._locked`: the ids after `after` (None: from the
-    first) up to the bound `size` ids further on (LAST_ID when fewer are left), fixed before
-    any row is read; its rows held FOR KEY SHARE and inserted unless mirrored, the progress
-    row moved to the bound in the same transaction. Returns the bound and how many rows the
-    batch read and inserted. (A locked row that a writer gave another id meanwhile comes back
-    as it is now, with its new id; the fixed range keeps that id from moving the bound.)"""
-    params: dict[str, object] = {"size": size}
-    later = ""
-    if after is not None:
-        later, params["after"] = "id > CAST(:after AS uuid)", after
-    select = (
-        f"WITH bound AS (SELECT coalesce((SELECT id FROM executions"
-        f"{' WHERE ' + later if later else ''} ORDER BY id OFFSET :size - 1 LIMIT 1),"
-        f" '{LAST_ID}'::uuid) AS id),"
-        f" batch AS (SELECT {columns} FROM executions"
-        f" WHERE {later + ' AND ' if later else ''}id <= (SELECT id FROM bound)"
-        " ORDER BY id FOR KEY SHARE),"
-        f" copied AS (INSERT INTO {NEXT} ({columns}) SELECT {columns} FROM batch"
-        " ON CONFLICT (id) DO NOTHING RETURNING 1)"
-        " SELECT (SELECT id::text FROM bound), (SELECT count(*) FROM batch),"
-        " (SELECT count(*) FROM copied)"
-    )
-    advance = (
-        f"UPDATE {PROGRESS} SET copied_up_to = CAST(:bound AS uuid),"
-        " rows_read = rows_read + :n_read, rows_copied = rows_copied + :n_copied"
-    )
-
-    async def run(conn: AsyncConnection) -> tuple[str, int, int]:
-        bound, n_read, n_copied = (await conn.execute(text(select), params)).one()
-        await conn.execute(text(advance), {"bound": bound, "n_read": n_read, "n_copied": n_copied})
-        return str(bound), int(n_read), int(n_copied)
-
-    return run
