@@ -12,13 +12,10 @@ from scheduler.core.execution_ids import new_execution_id, slot_execution_id
 from scheduler.runtime import migrate
 from scheduler.store.run_tables import PARENT, RunTables
 from scheduler.store.runs import RunStore
+from tests.support.sqlhelp import connected
 from tests.support.status import QUEUED, SUCCESS
 
 NOW = datetime.now(UTC)
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def _table_of(conn: asyncpg.Connection, run_id: uuid.UUID) -> str:
@@ -47,8 +44,7 @@ async def _claim_and_finish(conn: asyncpg.Connection, run_id: uuid.UUID, tables:
 async def test_a_run_is_written_in_its_partition_and_other_ids_through_the_parent(
     database_url: str,
 ) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
-    try:
+    async with connected(database_url) as conn:
         schedule = await conn.fetchval(
             "INSERT INTO schedules (name, task, interval_seconds) VALUES ('p', 'demo.noop', 60)"
             " RETURNING id"
@@ -70,15 +66,12 @@ async def test_a_run_is_written_in_its_partition_and_other_ids_through_the_paren
         assert await tables.relation(conn, direct) == PARENT
         await _claim_and_finish(conn, direct, tables)
         assert await _table_of(conn, direct) == "scheduler_partitions.executions_default"
-    finally:
-        await conn.close()
 
 
 async def test_a_partition_dropped_after_the_list_was_read_falls_back_to_the_parent(
     database_url: str,
 ) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
-    try:
+    async with connected(database_url) as conn:
         last = await conn.fetchval(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
             " WHERE i.inhparent = 'executions'::regclass AND c.relname <> 'executions_default'"
@@ -95,38 +88,32 @@ async def test_a_partition_dropped_after_the_list_was_read_falls_back_to_the_par
         await _claim_and_finish(conn, run_id, tables)
         assert await _table_of(conn, run_id) == "scheduler_partitions.executions_default"
         assert await tables.relation(conn, run_id) == PARENT
-    finally:
-        await conn.close()
 
 
 async def test_a_role_granted_only_the_parent_and_an_unpartitioned_table_use_the_parent(
     database_url: str, empty_database_url: str
 ) -> None:
     role = f"worker_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(_dsn(database_url))
-    try:
-        await conn.execute(f"CREATE ROLE {role}")
-        await conn.execute(f"GRANT SELECT, INSERT, UPDATE ON executions TO {role}")
-        run_id = new_execution_id(NOW)
-        tables = RunTables()
-        assert (await tables.relation(conn, run_id)).startswith("scheduler_partitions.")
-        await conn.execute(f"SET ROLE {role}")  # the list was read as the owner: 42501
-        await _claim_and_finish(conn, run_id, tables)
-        assert await tables.relation(conn, new_execution_id(NOW)) == PARENT
-        await conn.execute("RESET ROLE")
-        assert (await _table_of(conn, run_id)).startswith("scheduler_partitions.executions_")
-    finally:
-        await conn.execute("RESET ROLE")
-        await conn.execute("DROP OWNED BY " + role)
-        await conn.execute("DROP ROLE " + role)
-        await conn.close()
+    async with connected(database_url) as conn:
+        try:
+            await conn.execute(f"CREATE ROLE {role}")
+            await conn.execute(f"GRANT SELECT, INSERT, UPDATE ON executions TO {role}")
+            run_id = new_execution_id(NOW)
+            tables = RunTables()
+            assert (await tables.relation(conn, run_id)).startswith("scheduler_partitions.")
+            await conn.execute(f"SET ROLE {role}")  # the list was read as the owner: 42501
+            await _claim_and_finish(conn, run_id, tables)
+            assert await tables.relation(conn, new_execution_id(NOW)) == PARENT
+            await conn.execute("RESET ROLE")
+            assert (await _table_of(conn, run_id)).startswith("scheduler_partitions.executions_")
+        finally:
+            await conn.execute("RESET ROLE")
+            await conn.execute("DROP OWNED BY " + role)
+            await conn.execute("DROP ROLE " + role)
 
     await migrate.upgrade(empty_database_url, "0008")
-    plain = await asyncpg.connect(_dsn(empty_database_url))
-    try:
+    async with connected(empty_database_url) as plain:
         run_id = new_execution_id(NOW + timedelta(seconds=1))
         tables = RunTables()
         assert await tables.relation(plain, run_id) == PARENT
         await _claim_and_finish(plain, run_id, tables)
-    finally:
-        await plain.close()

@@ -16,8 +16,6 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +27,7 @@ from scheduler.runtime import migrate
 from tests.support.cli import invoke, one_error_line
 from tests.support.procs import ROOT
 from tests.support.services import SessionServices
+from tests.support.sqlhelp import connected
 from tests.support.status import FAILED, PENDING, RUNNING, SUCCESS
 
 ROWS = 1_000_000
@@ -52,24 +51,11 @@ OLD_BEAT_INSERT = (
 """How a beat of revision 0008 writes a run: random id, the slot's uniqueness by constraint."""
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-@asynccontextmanager
-async def _connect(url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(_dsn(url))
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def _seed(url: str, rows: int) -> None:
     """A database at 0008 with `rows` runs as pre-0009 beats wrote them (uuid4 ids), over 30
     days, of every status, some without a schedule, some in a run tree."""
     await migrate.upgrade(url, "0008")
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         await conn.execute(
             "INSERT INTO schedules (name, task, interval_seconds)"
             " SELECT 'every-' || i, 'demo.noop', 60 FROM generate_series(1, $1) i",
@@ -129,7 +115,7 @@ class Writer:
     async def _task(self, n: int) -> None:
         rng = random.Random(n)
         mine = {row["id"]: dict(row) for row in self.pools[n]}
-        async with _connect(self.url) as conn:
+        async with connected(self.url) as conn:
             while not self.stop.is_set():
                 try:
                     await self._one(conn, rng, mine, n)
@@ -273,7 +259,7 @@ async def test_a_million_rows_move_while_beats_and_workers_write(
     started = time.monotonic()
     await _seed(url, ROWS)
     seeded_s = time.monotonic() - started
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         sample = await conn.fetch(
             f"SELECT {COLUMNS} FROM executions TABLESAMPLE SYSTEM (0.6) REPEATABLE (7)"
         )
@@ -294,7 +280,7 @@ async def test_a_million_rows_move_while_beats_and_workers_write(
     assert report["revision"] == migrate.head_revision()
     assert "copy: done" in err
 
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == (
             migrate.head_revision()
         )
@@ -388,7 +374,7 @@ async def test_a_move_stopped_during_the_copy_resumes_and_ends_as_the_plain_upgr
 ) -> None:
     url = empty_database_url
     await _seed(url, SMALL)
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         await conn.execute(ALERT_RULE)
     proc = await asyncio.create_subprocess_exec(
         *_command("--batch", "200"),
@@ -408,7 +394,7 @@ async def test_a_move_stopped_during_the_copy_resumes_and_ends_as_the_plain_upgr
     assert await proc.wait() == 128 + signal.SIGTERM, rest
     assert "stopped during the copy" in rest
 
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         # still 0008 and in use; the mirror carries writes made while no move runs
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0008"
         read = await conn.fetchval("SELECT rows_read FROM executions_next_progress")
@@ -427,7 +413,7 @@ async def test_a_move_stopped_during_the_copy_resumes_and_ends_as_the_plain_upgr
     assert (report["resumed"], report["switched"], report["revision"]) == (True, False, "0008")
     assert report["rows_read"] >= SMALL
 
-    async with _connect(url) as conn:
+    async with connected(url) as conn:
         await conn.execute(OLD_BEAT_INSERT, uuid.uuid4())  # the old beats until they stop
         before = await _fingerprint(conn, "executions")
     code, out, err = await _run()
@@ -436,7 +422,7 @@ async def test_a_move_stopped_during_the_copy_resumes_and_ends_as_the_plain_upgr
 
     reference = services.create_database(from_template=True)
     try:
-        async with _connect(url) as conn, _connect(services.url_for(reference)) as plain:
+        async with connected(url) as conn, connected(services.url_for(reference)) as plain:
             assert await conn.fetchval("SELECT version_num FROM alembic_version") == (
                 migrate.head_revision()
             )
