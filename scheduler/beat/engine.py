@@ -33,7 +33,7 @@ from scheduler.beat.messages import execution_values, run_message, update_values
 from scheduler.core.bounds import plain
 from scheduler.core.domain import OverlapPolicy
 from scheduler.core.planner import DueSchedule, PlannedRun, PlannerSettings, ScheduleUpdate, plan
-from scheduler.core.writeahead import Lead, WriteRate, horizon_s, lead, wake_at
+from scheduler.core.writeahead import Lead, WriteRate, first_sight_s, horizon_s, lead, wake_at
 from scheduler.observability import metrics
 from scheduler.runtime import clock
 from scheduler.store.dispatch import DispatchStore, DueOutlook
@@ -100,6 +100,8 @@ class Engine:
         """How far the beat looks to size the lead, and the most it writes ahead."""
         self.write_rate = WriteRate()
         self._lead = Lead(start_in_s=None, horizon_s=settings.beat_lookahead_s)
+        self._first_sight_s = settings.beat_lookahead_s
+        """How far ahead rows seen for the first time are written (sized by their count)."""
         self.flags = FlagReport()
         self.changed = False
         """A schedule changed (NOTIFY): held runs are re-checked on the next pass."""
@@ -112,7 +114,7 @@ class Engine:
         return dataclasses.replace(result, published=published)
 
     async def _commit_batch(
-        self, now: datetime, *, horizon: datetime
+        self, now: datetime, *, horizon: datetime, first_horizon: datetime | None = None
     ) -> tuple[TickResult, list[PlannedRun]]:
         """The transactional half of a batch: returns the runs it inserted, not yet published
         (those of slots after `now` are to be held until their time)."""
@@ -133,6 +135,7 @@ class Engine:
                 due,
                 now=now,
                 horizon=horizon,
+                first_horizon=first_horizon,
                 registered=self.registered,
                 settings=self.planner_settings,
             )
@@ -172,9 +175,20 @@ class Engine:
                 if outlook.allow_within is not None
                 else []
             )
+            uncomputed = (
+                await DispatchStore.uncomputed_count(session, cap=HELD_MAX)
+                if outlook.uncomputed
+                else 0
+            )
         self._lead = lead(
             profile,
             step_s=PROFILE_STEP_S,
+            rows_per_s=self.write_rate.rows_per_s,
+            base_s=self.lookahead.total_seconds(),
+            max_s=self.window.total_seconds(),
+        )
+        self._first_sight_s = first_sight_s(
+            uncomputed,
             rows_per_s=self.write_rate.rows_per_s,
             base_s=self.lookahead.total_seconds(),
             max_s=self.window.total_seconds(),
@@ -184,6 +198,11 @@ class Engine:
     @property
     def horizon_s(self) -> float:
         return horizon_s(self._lead, held=len(self.held), held_max=HELD_MAX)
+
+    @property
+    def first_sight_horizon_s(self) -> float:
+        """How far ahead the next pass writes rows it sees for the first time."""
+        return 0.0 if len(self.held) >= HELD_MAX else self._first_sight_s
 
     def wake_at(self, outlook: DueOutlook, now: datetime) -> datetime | None:
         return wake_at(
@@ -256,7 +275,9 @@ class Engine:
 
     async def _batch(self, now: datetime) -> tuple[datetime, TickResult, list[PlannedRun]]:
         result, fired = await self._commit_batch(
-            now, horizon=now + timedelta(seconds=self.horizon_s)
+            now,
+            horizon=now + timedelta(seconds=self.horizon_s),
+            first_horizon=now + timedelta(seconds=self.first_sight_horizon_s),
         )
         if result.locked:
             log.debug(

@@ -197,9 +197,18 @@ def plan(
     registered: frozenset[str] | None,
     settings: PlannerSettings,
     horizon: datetime | None = None,
+    first_horizon: datetime | None = None,
 ) -> Plan:
+    """Runs and schedule updates for due rows. `allow` rows are planned up to `horizon`;
+    rows seen for the first time (no `next_run_at`) up to `first_horizon` when it is later
+    (see `scheduler.core.writeahead.first_sight_s`)."""
     result = Plan()
     floor = min_interval_s()  # once a batch: the environment is not read per row
+    first = (
+        horizon
+        if first_horizon is None or (horizon and horizon >= first_horizon)
+        else first_horizon
+    )
     for row in rows:
         try:
             runs, update = plan_row(
@@ -207,7 +216,7 @@ def plan(
                 now=now,
                 registered=registered,
                 settings=settings,
-                horizon=horizon,
+                horizon=horizon if row.next_run_at is not None else first,
                 floor=floor,
             )
         except Exception as exc:  # a value no check foresaw: this row stops, not the batch

@@ -74,6 +74,21 @@ def lead(
     return Lead(start_in_s=start, horizon_s=min(horizon, max_s))
 
 
+def first_sight_s(
+    uncomputed: int, *, rows_per_s: float, base_s: float, max_s: float, margin: float = MARGIN
+) -> float:
+    """How far ahead the first slots of rows seen for the first time (no `next_run_at` yet)
+    are written, in the pass that computes them. Their slots are unknown until each row is
+    planned, so they are taken as due at once: writing `uncomputed` rows takes
+    `uncomputed / rate`, and a row whose first slot falls within that lead (with the margin,
+    plus `base_s`) is written now rather than locked and planned a second time when its
+    lead comes. One new row keeps the least lead; 100k rows inserted at once are written in
+    the pass that finds them, up to `max_s` ahead."""
+    if base_s <= 0 or uncomputed <= 0:
+        return max(base_s, 0.0)
+    return min(max_s, uncomputed / max(rows_per_s, 1.0) * margin + base_s)
+
+
 class WriteRate:
     """Rows the beat writes per second (lock, plan, insert, update, commit), as a moving
     average over batches."""

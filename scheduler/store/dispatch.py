@@ -226,6 +226,19 @@ class DispatchStore:
         )
 
     @staticmethod
+    async def uncomputed_count(session: AsyncSession, *, cap: int) -> int:
+        """Enabled rows with no `next_run_at` yet (and no error), counted up to `cap`: one
+        scan of the due index's NULL end, asked only when the outlook says such rows exist."""
+        first = (
+            select(Schedule.id)
+            .where(Schedule.enabled, Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))
+            .limit(cap)
+            .subquery()
+        )
+        count: int = (await session.execute(select(func.count()).select_from(first))).scalar_one()
+        return count
+
+    @staticmethod
     async def allow_due_profile(
         session: AsyncSession, *, now: datetime, until: datetime, step_s: float
     ) -> list[tuple[float, int]]:

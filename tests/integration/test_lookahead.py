@@ -233,6 +233,32 @@ async def test_a_burst_too_big_for_the_least_lead_is_written_earlier(
     assert slow.held == 0
 
 
+async def test_a_burst_of_new_rows_is_written_in_the_pass_that_finds_them(
+    engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
+) -> None:
+    # rows inserted with SQL have no first slot yet: the pass that computes it writes the run
+    # too when the count of such rows asks for a longer lead than their slot is away
+    await add_burst(engine, 300, BASE + 10 * SECOND)
+    quick = make_dispatcher()
+    quick.write_rate = WriteRate(initial=1_000)  # 300 rows: 0.6 s, the least lead does
+    await quick.run_once(BASE)
+    assert await runs(engine) == []
+    await sql(engine, "UPDATE schedules SET next_run_at = NULL")
+
+    slow = make_dispatcher()
+    slow.write_rate = WriteRate(initial=50)  # 300 rows: 12 s with the margin, 14 s lead
+    await slow.run_once(BASE)
+    written = await runs(engine)
+    assert len(written) == 300
+    assert {r["scheduled_for"] for r in written} == {BASE + 10 * SECOND}
+    assert slow.held == 300
+    nexts = await sql(engine, "SELECT DISTINCT next_run_at FROM schedules")
+    assert nexts == [{"next_run_at": BASE + 10 * SECOND + timedelta(hours=1)}]
+    assert published_ids(broker_url) == []
+    await slow.run_once(BASE + 10 * SECOND)
+    assert sorted(published_ids(broker_url)) == sorted(str(r["id"]) for r in written)
+
+
 async def test_two_beats_share_a_burst_written_early(
     engine: AsyncEngine, make_dispatcher: MakeDispatcher, broker_url: str
 ) -> None:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.core.writeahead import INITIAL_ROWS_PER_S, MIN_SAMPLE_ROWS, WriteRate, lead
+from scheduler.core.writeahead import (
+    INITIAL_ROWS_PER_S,
+    MIN_SAMPLE_ROWS,
+    WriteRate,
+    first_sight_s,
+    lead,
+)
 
 STEP = 0.25
 
@@ -78,3 +84,12 @@ def test_the_write_rate_starts_low_and_follows_measured_batches() -> None:
     assert rate.rows_per_s == pytest.approx(5_000, rel=0.01)
     rate.record(1_000, 0.0)  # a clock that did not move is no sample
     assert rate.rows_per_s == pytest.approx(5_000, rel=0.01)
+
+
+def test_rows_seen_for_the_first_time_are_written_as_far_ahead_as_their_count_asks() -> None:
+    # one new row: the least lead; 100k at 5k rows/s: 40 s of writing with the margin
+    assert first_sight_s(1, rows_per_s=5_000, base_s=2, max_s=60) == pytest.approx(2.0004)
+    assert first_sight_s(0, rows_per_s=5_000, base_s=2, max_s=60) == 2
+    assert first_sight_s(100_000, rows_per_s=5_000, base_s=2, max_s=60) == 42
+    assert first_sight_s(100_000, rows_per_s=1_000, base_s=2, max_s=60) == 60
+    assert first_sight_s(100_000, rows_per_s=1_000, base_s=0, max_s=0) == 0  # write-ahead off
