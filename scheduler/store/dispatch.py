@@ -69,6 +69,18 @@ _INSERT_RUNS_SQL = (
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 
+_OUTLOOK_SQL = text(
+    "SELECT EXISTS (SELECT 1 FROM schedules WHERE enabled AND next_run_at IS NULL"
+    " AND last_error IS NULL),"
+    " (SELECT min(next_run_at) FROM schedules WHERE enabled),"
+    " (SELECT min(next_run_at) FROM schedules WHERE enabled AND next_run_at <= :horizon"
+    f" AND overlap_policy = '{OverlapPolicy.ALLOW.value}'),"
+    " (SELECT min(next_run_at) FROM schedules WHERE enabled AND next_run_at <= :horizon"
+    f" AND overlap_policy <> '{OverlapPolicy.ALLOW.value}')"
+)
+"""The outlook's four index scans of `ix_schedules_due` in one round trip; text built once (a
+Core select rebuilt and cache-keyed every idle pass cost more than the statement itself)."""
+
 _UPDATE_SCHEDULES_SQL = (
     "UPDATE schedules s SET next_run_at = u.next_run_at, last_run_at = u.last_run_at,"
     " enabled = u.enabled, last_error = u.last_error,"
@@ -201,26 +213,7 @@ class DispatchStore:
         its first computation, the earliest `next_run_at`, and the earliest of `allow` rows
         and of guarded rows due by `horizon`. Each part is an index scan bounded by the
         horizon, so the idle cost does not grow with the number of schedules."""
-        uncomputed = (
-            select(Schedule.id)
-            .where(Schedule.enabled, Schedule.next_run_at.is_(None), Schedule.last_error.is_(None))
-            .exists()
-        )
-        allow = Schedule.overlap_policy == OverlapPolicy.ALLOW.value
-
-        def earliest(*where: Any) -> Any:
-            return (
-                select(func.min(Schedule.next_run_at))
-                .where(Schedule.enabled, *where)
-                .scalar_subquery()
-            )
-
-        within = Schedule.next_run_at <= horizon
-        row = (
-            await session.execute(
-                select(uncomputed, earliest(), earliest(within, allow), earliest(within, ~allow))
-            )
-        ).one()
+        row = (await session.execute(_OUTLOOK_SQL, {"horizon": horizon})).one()
         return DueOutlook(
             uncomputed=bool(row[0]), earliest=row[1], allow_within=row[2], guarded_within=row[3]
         )
