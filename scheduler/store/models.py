@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from scheduler.core.domain import EARLIEST_INSTANT, LATEST_INSTANT
+from scheduler.core.domain import EARLIEST_INSTANT, LATEST_INSTANT, NON_TERMINAL, STATUS_IDS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -38,8 +38,8 @@ NAMING_CONVENTION = {
 }
 
 NOTIFY_CHANNEL = "scheduler_schedules"
-NON_TERMINAL_STATUS_IDS = (1, 2, 3, 4)
-"""pending, queued, running, retrying (see `domain.ExecutionStatus`)."""
+NON_TERMINAL_STATUS_IDS = tuple(sorted(STATUS_IDS[status] for status in NON_TERMINAL))
+"""The ids of pending, queued, running, retrying (`domain.NON_TERMINAL`): 1, 2, 3, 4."""
 SLOT_ID_CHECK = (
     "schedule_id IS NULL OR scheduled_for IS NULL OR substr(id::text, 15, 1) <> '7'"
     " OR id = scheduler_slot_id(schedule_id, scheduled_for)"

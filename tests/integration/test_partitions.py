@@ -23,13 +23,10 @@ from scheduler.runtime import db as scheduler_db
 from scheduler.store import partitions, retention
 from scheduler.store.partitions import Interval
 from tests.support.procs import query
+from tests.support.sqlhelp import plain_dsn
 from tests.support.status import SUCCESS
 
 NOW = datetime.now(UTC)
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def _partition_names(engine: AsyncEngine) -> list[str]:
@@ -89,7 +86,7 @@ async def test_retention_drops_whole_partitions_and_deletes_the_rest(
             assert await partitions.create_partition(
                 session, start, start + timedelta(days=1), Interval.DAY
             )
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         await conn.execute(
             "INSERT INTO schedules (name, task, interval_seconds, options) VALUES"
@@ -140,7 +137,7 @@ async def test_a_new_partition_takes_the_rows_of_its_range_from_the_default(
 ) -> None:
     start = partitions.period_start(NOW + timedelta(days=60), Interval.DAY)
     stray = uuid.UUID(int=id_floor(start + timedelta(hours=5)).int | (4 << 76) | 0x1234)
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         await conn.execute(
             "INSERT INTO executions (id, task, args, kwargs, trigger, status_id)"
@@ -190,7 +187,7 @@ async def test_the_beat_upkeep_maintains_and_rewrites_without_alerting_again(
         assert await partitions.create_partition(
             session, day, day + timedelta(days=1), Interval.DAY
         )
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         await conn.execute(
             "INSERT INTO schedules (name, task, interval_seconds, options) VALUES"

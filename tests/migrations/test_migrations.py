@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from scheduler.core.domain import NON_TERMINAL, ExecutionStatus
 from scheduler.runtime import migrate
 from scheduler.store.models import Base
+from tests.support.sqlhelp import plain_dsn
 
 CONTRACT_TABLES = {
     "execution_statuses",
@@ -26,12 +27,8 @@ CONTRACT_TABLES = {
 }
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 async def _tables(url: str) -> set[str]:
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         rows = await conn.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
@@ -71,7 +68,7 @@ async def test_models_equal_migrations(database_url: str) -> None:
 
 
 async def test_status_codes_are_seeded_with_fixed_ids(database_url: str) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         rows = await conn.fetch("SELECT id, code, is_terminal FROM execution_statuses")
     finally:
@@ -81,11 +78,11 @@ async def test_status_codes_are_seeded_with_fixed_ids(database_url: str) -> None
 
 
 async def test_notify_trigger_fires_on_raw_insert(database_url: str) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     received: list[str] = []
     try:
         await conn.add_listener("scheduler_schedules", lambda *a: received.append(a[3]))
-        other = await asyncpg.connect(_dsn(database_url))
+        other = await asyncpg.connect(plain_dsn(database_url))
         try:
             await other.execute(
                 "INSERT INTO schedules (name, task, cron) VALUES ('raw', 'demo.noop', '* * * * *')"
@@ -133,7 +130,7 @@ async def test_timing_edits_clear_next_run_at(database_url: str, column: str, va
 
 
 async def test_constraints_reject_two_kinds(database_url: str) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute(
@@ -154,7 +151,7 @@ async def test_instants_python_cannot_hold_are_refused(
     kind = "" if column == "run_at" else "interval_seconds, "
     every = "" if column == "run_at" else "60, "
     insert = f"INSERT INTO schedules (name, task, {kind}{column}) VALUES ($1, 'demo.noop', {every}"
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         with pytest.raises(asyncpg.CheckViolationError, match=f"{column}_representable"):
             await conn.execute(insert + f"'{value}'::timestamptz)", "x")
@@ -169,7 +166,7 @@ async def test_upgrade_flags_and_clamps_instants_written_before_the_constraints(
 ) -> None:
     url = empty_database_url
     await migrate.upgrade(url, "0001_initial")
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         await conn.execute(
             "INSERT INTO schedules (name, task, run_at) VALUES ('forever', 'demo.noop', 'infinity')"

@@ -10,6 +10,7 @@ import pytest
 
 from scheduler.core.execution_ids import slot_execution_id
 from scheduler.runtime import migrate
+from tests.support.sqlhelp import plain_dsn
 from tests.support.status import PENDING
 
 ROWS = 20_000
@@ -18,10 +19,6 @@ FINGERPRINT = (
     " || coalesce(scheduled_for::text, '-') || status_id || created_at || kwargs::text"
     " || coalesce(root_id::text, '-'), ',' ORDER BY id)) AS digest FROM executions"
 )
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def _seed(conn: asyncpg.Connection) -> None:
@@ -44,7 +41,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
     url = empty_database_url
     role = f"reader_{uuid.uuid4().hex[:10]}"
     await migrate.upgrade(url, "0008")
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         await _seed(conn)
         before = await conn.fetchrow(FINGERPRINT)
@@ -54,7 +51,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
         await conn.close()
     try:
         await migrate.upgrade(url, "0009")
-        conn = await asyncpg.connect(_dsn(url))
+        conn = await asyncpg.connect(plain_dsn(url))
         try:
             assert await conn.fetchrow(FINGERPRINT) == before
             assert (
@@ -84,7 +81,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
         finally:
             await conn.close()
         await migrate.downgrade(url, "0008")
-        conn = await asyncpg.connect(_dsn(url))
+        conn = await asyncpg.connect(plain_dsn(url))
         try:
             after = await conn.fetchrow(FINGERPRINT)
             assert after["n"] == ROWS + 1
@@ -113,7 +110,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
         finally:
             await conn.close()
     finally:
-        conn = await asyncpg.connect(_dsn(url))
+        conn = await asyncpg.connect(plain_dsn(url))
         try:
             await conn.execute(f"DROP OWNED BY {role}")
             await conn.execute(f"DROP ROLE {role}")
@@ -122,7 +119,7 @@ async def test_upgrade_keeps_every_row_and_id_and_downgrade_too(empty_database_u
 
 
 async def test_a_slot_row_must_carry_its_slot_id(database_url: str) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         await conn.execute(
             "INSERT INTO schedules (name, task, interval_seconds) VALUES ('s', 'demo.noop', 60)"

@@ -8,15 +8,12 @@ import asyncpg
 import pytest
 
 from scheduler.runtime import migrate
+from tests.support.sqlhelp import plain_dsn
 from tests.support.status import PENDING
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 async def test_constraints_and_the_pause_annotation(database_url: str) -> None:
-    conn = await asyncpg.connect(_dsn(database_url))
+    conn = await asyncpg.connect(plain_dsn(database_url))
     try:
         with pytest.raises(asyncpg.CheckViolationError, match="pause_after_failures_positive"):
             await conn.execute(
@@ -53,7 +50,7 @@ async def test_downgrade_to_0002_drops_the_columns(empty_database_url: str) -> N
     url = empty_database_url
     await migrate.upgrade(url)
     await migrate.downgrade(url, "0002_representable_times")
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(plain_dsn(url))
     try:
         columns = {
             r["column_name"]
