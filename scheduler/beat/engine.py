@@ -32,7 +32,14 @@ from scheduler.beat.delivery import Delivery
 from scheduler.beat.messages import execution_values, run_message, update_values
 from scheduler.core.bounds import plain
 from scheduler.core.domain import OverlapPolicy
-from scheduler.core.planner import DueSchedule, PlannedRun, PlannerSettings, ScheduleUpdate, plan
+from scheduler.core.planner import (
+    DueSchedule,
+    Plan,
+    PlannedRun,
+    PlannerSettings,
+    ScheduleUpdate,
+    plan,
+)
 from scheduler.core.writeahead import Lead, WriteRate, first_sight_s, horizon_s, lead, wake_at
 from scheduler.observability import metrics
 from scheduler.runtime import clock
@@ -47,6 +54,10 @@ HELD_MAX = 100_000
 """Most runs a beat holds written ahead; past it, it writes only what is due (memory: see
 docs/BENCHMARKS.md for what a held run costs)."""
 _REPORT_MAX = 20
+YIELD_EVERY = 100
+"""Rows a batch plans (or messages it builds) between two yields to the event loop: a batch
+of 1,000 is ~50-200 ms of CPU, and a held run whose slot comes meanwhile must not wait for
+it (the drain publishes it at the next yield)."""
 
 
 def utcnow() -> datetime:
@@ -131,14 +142,19 @@ class Engine:
             for row in rows:
                 active, waiting = counts.get(row["id"], (0, 0))
                 due.append(DueSchedule(**row, active_runs=active, waiting_runs=waiting))
-            result = plan(
-                due,
-                now=now,
-                horizon=horizon,
-                first_horizon=first_horizon,
-                registered=self.registered,
-                settings=self.planner_settings,
-            )
+            result = Plan()
+            for start in range(0, len(due), YIELD_EVERY):
+                part = plan(
+                    due[start : start + YIELD_EVERY],
+                    now=now,
+                    horizon=horizon,
+                    first_horizon=first_horizon,
+                    registered=self.registered,
+                    settings=self.planner_settings,
+                )
+                result.runs.extend(part.runs)
+                result.updates.extend(part.updates)
+                await asyncio.sleep(0)  # a held run whose slot came goes out meanwhile
             inserted = await DispatchStore.insert_executions(
                 session, [execution_values(r, now) for r in result.runs]
             )
@@ -152,9 +168,11 @@ class Engine:
         self.flags.report(flagged, {d.id: d.name for d in due})
         if horizon > now:
             by_id = {row["id"]: row for row in rows}
-            for run in fired:
+            for index, run in enumerate(fired, start=1):
                 if _later(run, now):
                     self._hold(run, by_id[run.schedule_id])
+                if index % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
         return TickResult(
             locked=len(rows),
             inserted=len(inserted),
