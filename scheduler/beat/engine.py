@@ -166,7 +166,7 @@ class Engine:
             )
         flagged = [u for u in result.updates if u.last_error]
         self.flags.report(flagged, {d.id: d.name for d in due})
-        if horizon > now:
+        if horizon > now or (first_horizon is not None and first_horizon > now):
             by_id = {row["id"]: row for row in rows}
             for index, run in enumerate(fired, start=1):
                 if _later(run, now):

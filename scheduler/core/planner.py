@@ -206,7 +206,7 @@ def plan(
     floor = min_interval_s()  # once a batch: the environment is not read per row
     first = (
         horizon
-        if first_horizon is None or (horizon and horizon >= first_horizon)
+        if first_horizon is None or (horizon is not None and horizon >= first_horizon)
         else first_horizon
     )
     for row in rows:
