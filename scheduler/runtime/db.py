@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 from config.settings import Settings, get_settings
 from scheduler.core.bounds import safe_loads
+from scheduler.runtime.thread_connections import ThreadConnections
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -74,10 +75,12 @@ class Runtime:
         self.sessions = session_factory(self.engine)
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         """Same pool, one round trip per statement: for single-statement writes."""
-        self._held: dict[str, AsyncConnection] = {}
+        self._held: dict[str, tuple[AsyncConnection, Any]] = {}
         self._held_locks: dict[str, asyncio.Lock] = {}
         self._submitted: set[concurrent.futures.Future[Any]] = set()
         self._submitted_lock = threading.Lock()
+        self.threads = ThreadConnections(url)
+        """The calling threads' own connections, for the statement a run waits on."""
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -117,27 +120,32 @@ class Runtime:
         return len(not_done)
 
     @contextlib.asynccontextmanager
-    async def held_connection(self, lane: str = "default") -> AsyncIterator[AsyncConnection]:
-        """An autocommit connection kept checked out for the hot-path bookkeeping writes:
-        no pool checkout and no isolation-level reset per statement. One per `lane`, each
-        serialized by its lock (writes in different lanes run side by side); dropped (and
-        replaced on next use) after any error."""
-        lock = self._held_locks.setdefault(lane, asyncio.Lock())
+    async def held_connection(self, lane: str = "default") -> AsyncIterator[Any]:
+        """The asyncpg connection under an autocommit connection kept checked out for the
+        hot-path bookkeeping writes: no pool checkout, no isolation-level reset and no
+        driver lookup per statement. One per `lane`, each serialized by its lock (writes in
+        different lanes run side by side); dropped (and replaced on next use) after any
+        error."""
+        lock = self._held_locks.get(lane)
+        if lock is None:
+            lock = self._held_locks[lane] = asyncio.Lock()
         async with lock:
             held = self._held.get(lane)
-            if held is None or held.closed or held.invalidated:
-                held = self._held[lane] = await self.autocommit.connect()
+            if held is None or held[0].closed or held[0].invalidated:
+                connection = await self.autocommit.connect()
+                raw = await connection.get_raw_connection()
+                held = self._held[lane] = (connection, raw.driver_connection)
             try:
-                yield held
+                yield held[1]
             except BaseException:
                 self._held.pop(lane, None)
                 with contextlib.suppress(Exception):
-                    await held.invalidate()
+                    await held[0].invalidate()
                 raise
 
     async def _close_held(self) -> None:
         held, self._held = self._held, {}
-        for connection in held.values():
+        for connection, _ in held.values():
             with contextlib.suppress(Exception):
                 await connection.close()
 
@@ -161,6 +169,7 @@ class Runtime:
             self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self.loop.close()
+        self.threads.close()
 
 
 async def _make_engine(url: str, pool_size: int, max_overflow: int) -> AsyncEngine:

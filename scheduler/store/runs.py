@@ -80,6 +80,22 @@ def _finish_returning_sql(relation: str) -> str:
 
 
 @cache
+def _successes_sql(relation: str) -> str:
+    return (
+        f"UPDATE {relation} AS e SET status_id = {ExecutionStatus.SUCCESS.id},"
+        " duration_ms = v.duration_ms, completed_at = v.completed_at,"
+        " result_summary = v.result_summary, error_type = NULL, error_message = NULL,"
+        " traceback = NULL, progress = COALESCE(v.progress::jsonb, e.progress)"
+        " FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[], $5::text[])"
+        " AS v(id, duration_ms, completed_at, result_summary, progress)"
+        # `+ 0` as in _finish_sql: each row found by the primary key
+        f" WHERE e.id = v.id AND e.status_id + 0 = {ExecutionStatus.RUNNING.id}"
+        " RETURNING e.schedule_id, (SELECT s.overlap_policy = 'buffer_one'"
+        " FROM schedules s WHERE s.id = e.schedule_id) AS follow_up"
+    )
+
+
+@cache
 def _progress_sql(relation: str) -> str:
     return (
         f"UPDATE {relation} SET progress = $2::jsonb"
@@ -282,6 +298,43 @@ class RunStore:
         if row["schedule_id"] is None:
             return None, False
         return int(row["schedule_id"]), bool(row["follow_up"])
+
+    @staticmethod
+    async def finish_successes(
+        driver: Any,
+        outcomes: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        tables: RunTables | None = None,
+    ) -> list[tuple[int | None, bool]]:
+        """Write several `success` outcomes (`finish_run`'s values, by execution id), one
+        statement per table holding them. Returns (schedule_id, whether a `buffer_one`
+        follow-up is due) for each row that changed (only `running` rows change)."""
+        groups: dict[str, list[tuple[uuid.UUID, Mapping[str, Any]]]] = {}
+        for execution_id, outcome in outcomes:
+            key = as_uuid(execution_id)
+            relation = PARENT
+            if tables is not None and not driver.is_in_transaction():
+                relation = await tables.relation(driver, key)
+            groups.setdefault(relation, []).append((key, outcome))
+        changed: list[tuple[int | None, bool]] = []
+        for relation, rows in groups.items():
+            columns = (
+                [key for key, _ in rows],
+                [int(outcome["duration_ms"]) for _, outcome in rows],
+                [outcome["completed_at"] for _, outcome in rows],
+                [outcome.get("result_summary") for _, outcome in rows],
+                [outcome.get("progress_json") for _, outcome in rows],
+            )
+            try:
+                found = await driver.fetch(_successes_sql(relation), *columns)
+            except Exception as exc:
+                if relation == PARENT or not is_stale_table(exc):
+                    raise
+                if tables is not None:
+                    tables.forget()
+                found = await driver.fetch(_successes_sql(PARENT), *columns)
+            changed.extend((row["schedule_id"], bool(row["follow_up"])) for row in found)
+        return changed
 
     @staticmethod
     async def record_progress(

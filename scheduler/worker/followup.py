@@ -136,6 +136,26 @@ async def finish_run(
     return done is not None
 
 
+async def finish_successes(
+    driver: Any,
+    outcomes: Sequence[tuple[str, dict[str, Any]]],
+    *,
+    publisher: Publisher | None = None,
+    tables: RunTables | None = None,
+) -> int:
+    """`finish_run` for several successes at once (see `scheduler.worker.successes`): one
+    statement per partition, then one follow-up transaction for the `buffer_one`
+    schedules among them. Returns how many rows changed."""
+    changed = await RunStore.finish_successes(driver, outcomes, tables=tables)
+    buffered = [schedule_id for schedule_id, due in changed if due]
+    if buffered:
+        async with driver.transaction():
+            await follow_up(
+                driver, buffered, failed=False, publisher=publisher or process_publisher()
+            )
+    return len(changed)
+
+
 async def finish_outside_run(execution_id: str, values: dict[str, Any]) -> int:
     """An outcome learnt outside the run (hard time limit, lost child, revoke), written from
     any live state, with its follow-up, in one transaction of its own."""

@@ -26,7 +26,6 @@ from scheduler.runtime import clock
 from scheduler.runtime.db import get_runtime
 from scheduler.runtime.retry import retry_unreachable, unreachable
 from scheduler.store.run_tables import RunTables
-from scheduler.store.runs import RunStore
 from scheduler.worker import followup
 
 R = TypeVar("R")
@@ -36,7 +35,8 @@ OUTCOME_LANE = "outcomes"
 LANES = 3
 """Held connections per kind of run-path write (claims, outcomes) in one process: the runs of
 a threads, gevent or eventlet pool commit side by side (PostgreSQL flushes their commits
-together) instead of queueing behind one connection. 2 x 3 of the engine's 10 connections."""
+together) instead of queueing behind one connection. With the one writer of successes
+(`scheduler.worker.successes`), 2 x 3 + 1 of the engine's 10 connections."""
 FINISH_ATTEMPTS = 60
 FINISH_RETRY_S = 0.5
 """A run's outcome is retried for up to ~30 s while the database is unreachable."""
@@ -135,7 +135,7 @@ async def write_outcome(
 
 async def _finish(execution_id: str, outcome: dict[str, Any], lane: str) -> None:
     await on_held_connection(
-        followup.finish_run, True, execution_id, lane=lane, tables=RUN_TABLES, **outcome
+        followup.finish_run, execution_id, lane=lane, tables=RUN_TABLES, **outcome
     )
 
 
@@ -151,15 +151,28 @@ def write_outside_run(task_id: str, status: ExecutionStatus, exc: BaseException 
         log.exception("could not record %s for execution %s", status.value, task_id)
 
 
+def on_run_path(
+    fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, kind: str, **kwargs: Any
+) -> R:
+    """A run-path statement that the calling thread waits for (a claim, a progress write):
+    on the thread's own connection where the thread may block in a loop of its own (see
+    `scheduler.runtime.thread_connections`), else on a held connection of the process loop
+    (the lane of `kind` for this thread)."""
+    runtime = get_runtime()
+    threads = runtime.threads
+    if threads.usable():
+        return threads.run(fn, *args, tables=threads.extra("run_tables", RunTables), **kwargs)
+    return runtime.run(bookkeeping(fn, *args, tables=RUN_TABLES, lane=lane(kind), **kwargs))
+
+
 async def bookkeeping(fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
     """One run-path store call (claim, finish, progress) on the asyncpg connection of
     the process's held bookkeeping connection: one statement, one round trip, autocommit."""
-    return await on_held_connection(fn, True, *args, **kwargs)
+    return await on_held_connection(fn, *args, **kwargs)
 
 
 async def on_held_connection(
     fn: Callable[..., Coroutine[Any, Any, R]],
-    driver: bool,
     *args: Any,
     lane: str = "default",
     **kwargs: Any,
@@ -169,9 +182,8 @@ async def on_held_connection(
     DatabaseUnreachable; any other error as it is."""
 
     async def call() -> R:
-        async with get_runtime().held_connection(lane) as connection:
-            target = await RunStore.driver_connection(connection) if driver else connection
-            return await fn(target, *args, **kwargs)
+        async with get_runtime().held_connection(lane) as driver:
+            return await fn(driver, *args, **kwargs)
 
     def lost(exc: BaseException) -> None:
         log.warning("database connection lost (%s); retrying once", type(exc).__name__)

@@ -46,18 +46,19 @@ from scheduler.runtime.db import get_runtime
 from scheduler.store.runs import RunStore
 from scheduler.worker.outcome import (
     OUTCOME_LANE,
-    RUN_TABLES,
     bookkeeping,
     error_fields,
     json_text,
     lane,
     now,
+    on_run_path,
     summarize,
     worker_id,
     write_outcome,
 )
 from scheduler.worker.signals import connect_signals
 from scheduler.worker.signature import accepts_execution_id, adapt_task_class
+from scheduler.worker.successes import process_batch
 
 REQUEUE_DELAY_S = 2.0
 """How long a message waits before it is tried again when the database is unreachable."""
@@ -111,21 +112,18 @@ class TrackedTask(Task):  # type: ignore[misc]
         reclaim = bool(self.acks_late and delivery.get("redelivered"))
         clock.CLOCK.keep_synced(runtime, settings.clock_resync_s)
         try:
-            attempt = runtime.run(
-                bookkeeping(
-                    RunStore.claim_execution,
-                    execution_id,
-                    task=self.name,
-                    args_json=json_text(list(args)),
-                    kwargs_json=json_text({**kwargs, "execution_id": execution_id}),
-                    worker=worker_id(None if request.is_eager else request.hostname),
-                    now=now(),
-                    reclaim_running=reclaim,
-                    parent_id=getattr(request, "parent_id", None),
-                    root_id=getattr(request, "root_id", None),
-                    tables=RUN_TABLES,
-                    lane=lane("claims"),
-                )
+            attempt = on_run_path(
+                RunStore.claim_execution,
+                execution_id,
+                task=self.name,
+                args_json=json_text(list(args)),
+                kwargs_json=json_text({**kwargs, "execution_id": execution_id}),
+                worker=worker_id(None if request.is_eager else request.hostname),
+                now=now(),
+                reclaim_running=reclaim,
+                parent_id=getattr(request, "parent_id", None),
+                root_id=getattr(request, "root_id", None),
+                kind="claims",
             )
         except DatabaseUnreachable as exc:
             if request.is_eager:
@@ -225,13 +223,11 @@ class TrackedTask(Task):  # type: ignore[misc]
             state.progress_written_at = now
             state.progress_dirty = False
             try:
-                get_runtime().run(
-                    bookkeeping(
-                        RunStore.record_progress,
-                        execution_id,
-                        json.dumps(state.progress),
-                        tables=RUN_TABLES,
-                    )
+                on_run_path(
+                    RunStore.record_progress,
+                    execution_id,
+                    json.dumps(state.progress),
+                    kind="progress",
                 )
             except DatabaseUnreachable as exc:  # the final value is written with the outcome
                 log.warning("progress of execution %s not written: %s", execution_id, exc)
@@ -289,9 +285,10 @@ class TrackedTask(Task):  # type: ignore[misc]
         runtime = get_runtime()
         if status is ExecutionStatus.SUCCESS and not self.request.is_eager:
             # Nothing waits on a success: the worker takes its next message while the row is
-            # written. Other outcomes are written before Celery acts on them (a retry's next
-            # attempt must find the row `retrying`); eager calls return with the row written.
-            runtime.submit(write_outcome(execution_id, outcome, lane(OUTCOME_LANE)))
+            # written, with the other successes of the moment (`successes`). Other outcomes
+            # are written before Celery acts on them (a retry's next attempt must find the
+            # row `retrying`); eager calls return with the row written.
+            process_batch().add(runtime, execution_id, outcome)
         else:
             runtime.run(write_outcome(execution_id, outcome, lane(OUTCOME_LANE)))
 
