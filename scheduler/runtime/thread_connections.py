@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scheduler.core.exceptions import DatabaseUnreachable
@@ -41,7 +41,6 @@ class _Thread:
     loop: asyncio.AbstractEventLoop
     pid: int
     driver: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def green() -> bool:
@@ -73,14 +72,6 @@ class ThreadConnections:
             return True
         with self._lock:
             return sum(1 for s in self._all if s.pid == os.getpid()) < self.limit
-
-    def extra(self, name: str, make: Callable[[], R]) -> R:
-        """A per-thread object kept with the connection (e.g. a partition map that must not
-        be shared between loops), made on first use."""
-        state = self._state()
-        if name not in state.extras:
-            state.extras[name] = make()
-        return state.extras[name]  # type: ignore[no-any-return]
 
     def run(self, fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
         """`fn(driver, *args, **kwargs)` on this thread's connection. A dead connection is

@@ -112,19 +112,37 @@ async def _on_run(
     *params: Any,
 ) -> Any:
     """One run-path statement (`method` of the asyncpg connection) on the table holding the
-    run: its partition when `tables` knows it, else the parent. Inside a transaction the
+    run (see `_relation`)."""
+    relation = await _relation(driver, tables, execution_id)
+    return await _on_relation(driver, tables, relation, method, sql, execution_id, *params)
+
+
+async def _relation(driver: Any, tables: RunTables | None, execution_id: uuid.UUID) -> str:
+    """The run's partition when `tables` knows it, else the parent. Inside a transaction the
     parent always (a dropped partition's error would abort the caller's transaction)."""
-    call = getattr(driver, method)
     if tables is None or driver.is_in_transaction():
-        return await call(sql(PARENT), execution_id, *params)
-    relation = await tables.relation(driver, execution_id)
+        return PARENT
+    return await tables.relation(driver, execution_id)
+
+
+async def _on_relation(
+    driver: Any,
+    tables: RunTables | None,
+    relation: str,
+    method: str,
+    sql: Callable[[str], str],
+    *params: Any,
+) -> Any:
+    """`sql(relation)` run with `params`; again on the parent when the partition is gone."""
+    call = getattr(driver, method)
     try:
-        return await call(sql(relation), execution_id, *params)
+        return await call(sql(relation), *params)
     except Exception as exc:
         if relation == PARENT or not is_stale_table(exc):
             raise
-        tables.forget()
-        return await call(sql(PARENT), execution_id, *params)
+        if tables is not None:
+            tables.forget()
+        return await call(sql(PARENT), *params)
 
 
 _CLAIMABLE = [
@@ -312,27 +330,21 @@ class RunStore:
         groups: dict[str, list[tuple[uuid.UUID, Mapping[str, Any]]]] = {}
         for execution_id, outcome in outcomes:
             key = as_uuid(execution_id)
-            relation = PARENT
-            if tables is not None and not driver.is_in_transaction():
-                relation = await tables.relation(driver, key)
-            groups.setdefault(relation, []).append((key, outcome))
+            groups.setdefault(await _relation(driver, tables, key), []).append((key, outcome))
         changed: list[tuple[int | None, bool]] = []
         for relation, rows in groups.items():
-            columns = (
+            found = await _on_relation(
+                driver,
+                tables,
+                relation,
+                "fetch",
+                _successes_sql,
                 [key for key, _ in rows],
                 [int(outcome["duration_ms"]) for _, outcome in rows],
                 [outcome["completed_at"] for _, outcome in rows],
                 [outcome.get("result_summary") for _, outcome in rows],
                 [outcome.get("progress_json") for _, outcome in rows],
             )
-            try:
-                found = await driver.fetch(_successes_sql(relation), *columns)
-            except Exception as exc:
-                if relation == PARENT or not is_stale_table(exc):
-                    raise
-                if tables is not None:
-                    tables.forget()
-                found = await driver.fetch(_successes_sql(PARENT), *columns)
             changed.extend((row["schedule_id"], bool(row["follow_up"])) for row in found)
         return changed
 

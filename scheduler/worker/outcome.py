@@ -161,8 +161,20 @@ def on_run_path(
     runtime = get_runtime()
     threads = runtime.threads
     if threads.usable():
-        return threads.run(fn, *args, tables=threads.extra("run_tables", RunTables), **kwargs)
+        return threads.run(fn, *args, tables=_thread_tables(), **kwargs)
     return runtime.run(bookkeeping(fn, *args, tables=RUN_TABLES, lane=lane(kind), **kwargs))
+
+
+_own_tables = threading.local()
+
+
+def _thread_tables() -> RunTables:
+    """This thread's partition map, for the statements on its own connection (a map is read
+    and refreshed by one loop at a time)."""
+    tables: RunTables | None = getattr(_own_tables, "tables", None)
+    if tables is None:
+        tables = _own_tables.tables = RunTables()
+    return tables
 
 
 async def bookkeeping(fn: Callable[..., Coroutine[Any, Any, R]], *args: Any, **kwargs: Any) -> R:
