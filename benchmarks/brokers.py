@@ -43,6 +43,9 @@ class Broker:
         self.url = url
         self.delivery_mode = delivery_mode
         self.queue = f"bench-{uuid.uuid4().hex[:10]}"
+        self._redis: Any = None
+        self._connection: Any = None
+        self._channel: Any = None
 
     @property
     def label(self) -> str:
@@ -50,21 +53,33 @@ class Broker:
         return f"{self.kind} transient" if transient else self.kind
 
     def depth(self) -> int:
+        """Messages in the queue, asked over one held connection (polling every few ms, a
+        connection per question was load on the broker of its own)."""
         if self.kind == "redis":
-            client = redis.Redis.from_url(self.url)
-            try:
-                return int(client.llen(self.queue))
-            finally:
-                client.close()
-        with Connection(self.url) as connection:
-            channel = connection.channel()
-            try:
-                _, count, _ = channel.queue_declare(queue=self.queue, passive=True)
-            except Exception:  # not declared yet
-                return 0
-            return int(count)
+            if self._redis is None:
+                self._redis = redis.Redis.from_url(self.url)
+            return int(self._redis.llen(self.queue))
+        if self._channel is None:
+            self._connection = Connection(self.url)
+            self._channel = self._connection.channel()
+        try:
+            _, count, _ = self._channel.queue_declare(queue=self.queue, passive=True)
+        except Exception:  # not declared yet: the broker closed the channel
+            self._channel = None
+            self._connection.release()
+            return 0
+        return int(count)
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+        if self._connection is not None:
+            self._connection.release()
+            self._connection = self._channel = None
 
     def drop(self) -> None:
+        self.close()
         if self.kind == "redis":
             client = redis.Redis.from_url(self.url)
             try:

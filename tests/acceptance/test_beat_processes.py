@@ -64,7 +64,10 @@ def test_three_beats_with_kill_9_never_duplicate_or_lose_a_slot(
         "SELECT 'every-second-' || i, 'demo.noop', 1, date_trunc('second', now()) + interval '3 s' "
         "FROM generate_series(1, 20) i",
     )
-    sweep_fast = {"SCHEDULER_BEAT_SWEEP_AFTER_S": "2"}
+    # the lead capped at the least lookahead: a beat stopped by SIGTERM publishes every run it
+    # holds (a lead sized longer under load would leave its last slot to a sweep, and at the
+    # end of this test no beat is left to sweep)
+    sweep_fast = {"SCHEDULER_BEAT_SWEEP_AFTER_S": "2", "SCHEDULER_BEAT_LOOKAHEAD_MAX_S": "2"}
     with processes(tmp_path) as procs:
         beats = [procs.beat(sweep_fast) for _ in range(3)]
         wait_for(lambda: queue_length(broker_url) > 0, timeout_s=30)

@@ -59,6 +59,19 @@ def test_runs_come_out_in_slot_order_with_their_prepared_messages() -> None:
     assert held.schedule_ids() == []  # nothing held: nothing to compare edits with
 
 
+def test_runs_of_one_slot_come_out_in_the_order_they_were_held() -> None:
+    held = HeldRuns[OutgoingMessage]()
+    burst = [run(T + S, schedule_id=i) for i in range(5)]
+    first, last = run(T), run(T + 2 * S)
+    for r in (last, *burst[:3], first, *burst[3:]):
+        held.hold(r, message(r), ROW)
+    assert len(held) == 7
+    held.drop([burst[1].id, last.id])
+    assert (len(held), held.next_at) == (5, T)
+    assert held.take_due(T + S) == [first, burst[0], *burst[2:]]
+    assert (len(held), held.next_at) == (0, None)
+
+
 def test_edits_withdraw_only_slots_after_them() -> None:
     held = HeldRuns[OutgoingMessage]()
     early, late = run(T + S), run(T + 3 * S)
