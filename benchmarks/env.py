@@ -5,12 +5,14 @@ beat and worker processes the families start."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,6 +87,35 @@ class Env:
         finally:
             client.close()
 
+    def service_pids(self) -> list[int]:
+        """The processes of the embedded PostgreSQL and Redis (none for services given by
+        URL: those are not the benchmark's to pin)."""
+        embedded = self.services.embedded
+        if embedded is None:
+            return []
+        postmaster = int((embedded.postgres.data / "postmaster.pid").read_text().split()[0])
+        redis_pid = embedded.redis.pid()
+        return [postmaster, *children(postmaster), *([redis_pid] if redis_pid else [])]
+
+    @contextlib.contextmanager
+    def services_apart(self) -> Iterator[set[int] | None]:
+        """The embedded services and this process on the last CPU, for the duration: yields
+        the other CPUs, for the processes measured (None where the services are not embedded
+        or the machine has one CPU, and nothing is pinned)."""
+        cpus = sorted(os.sched_getaffinity(0))
+        pids = self.service_pids()
+        if len(cpus) < 2 or not pids:
+            yield None
+            return
+        apart = {cpus[-1]}
+        for pid in [0, *pids]:
+            pin(pid, apart)
+        try:
+            yield set(cpus[:-1])
+        finally:
+            for pid in [0, *self.service_pids()]:
+                pin(pid, set(cpus))
+
     def close(self) -> None:
         from scheduler.runtime.db import close_runtime
 
@@ -95,6 +126,32 @@ class Env:
             except Exception as exc:  # cleanup is best effort
                 console.print(f"could not drop {name}: {exc}")
         self.services.close()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` (0: this one) on `cpus` (children forked later inherit)."""
+    process = os.getpid() if pid == 0 else pid
+    try:
+        threads = [int(t.name) for t in Path(f"/proc/{process}/task").iterdir()]
+    except OSError:  # gone meanwhile
+        return
+    for thread in threads:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(thread, cpus)
 
 
 def start_beat(
@@ -120,9 +177,10 @@ def start_worker(
     pool: str = "solo",
     concurrency: int = 1,
     settings: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A Celery worker of `config.celery` with the benchmarks' tasks, on database `url`, with
-    extra environment variables `settings`."""
+    extra environment variables `settings`, on `cpus` when given."""
     with log.open("ab") as handle:
         return subprocess.Popen(
             [
@@ -135,6 +193,7 @@ def start_worker(
             stdout=handle,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus),
         )  # fmt: skip
 
 

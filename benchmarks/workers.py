@@ -17,7 +17,13 @@ from benchmarks.processes import stop
 
 
 def bench_workers(
-    env: Env, n: int, pool: str = "solo", concurrency: int = 1, *, seed: bool = True
+    env: Env,
+    n: int,
+    pool: str = "solo",
+    concurrency: int = 1,
+    *,
+    seed: bool = True,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     import redis
 
@@ -25,7 +31,7 @@ def bench_workers(
 
     url = env.fresh_database()
     env.flush_broker()
-    worker = start_worker(url, env.tmp / "worker.log", pool, concurrency)
+    worker = start_worker(url, env.tmp / "worker.log", pool, concurrency, cpus=cpus)
     client = redis.Redis.from_url(env.broker)
 
     def drain(name: str, count: int, with_rows: bool) -> float:
@@ -104,10 +110,28 @@ POOL_RUNS = (("prefork", 2, 0.8), ("threads", 4, 0.7), ("solo", 1, None), ("geve
 
 
 def bench_pools(env: Env, n: int) -> list[dict[str, Any]]:
-    """Tracked vs bare no-op on every pool, each pool's worker on the same machine and broker."""
-    rows = []
-    for pool, concurrency, goal in POOL_RUNS:
-        row = bench_workers(env, n, pool=pool, concurrency=concurrency, seed=False)
-        row["goal"] = "-" if goal is None else f">= {goal}"
-        rows.append(row)
+    """Tracked vs bare no-op on every pool, each pool's worker on the same machine and broker:
+    first with every process sharing every core, then (embedded services, 2+ cores) with
+    PostgreSQL, Redis and this driver on a core of their own and the worker on the others,
+    as where the database has a host of its own: what the worker's bookkeeping costs it."""
+    rows = [_pool_row(env, n, pool, "shared") for pool in POOL_RUNS]
+    with env.services_apart() as cpus:
+        if cpus is None:
+            console.print("pools, database apart: skipped (services given by URL, or one CPU)")
+            return rows
+        rows += [_pool_row(env, n, pool, "database apart", cpus) for pool in POOL_RUNS]
     return rows
+
+
+def _pool_row(
+    env: Env,
+    n: int,
+    spec: tuple[str, int, float | None],
+    cores: str,
+    cpus: set[int] | None = None,
+) -> dict[str, Any]:
+    pool, concurrency, goal = spec
+    row = bench_workers(env, n, pool=pool, concurrency=concurrency, seed=False, cpus=cpus)
+    where = cores if cpus is None else f"worker on {len(cpus)} of {len(cpus) + 1}, {cores}"
+    goal_text = "-" if goal is None else f">= {goal}"
+    return {"pool": row.pop("pool"), "cores": where, **row, "goal": goal_text}

@@ -43,9 +43,16 @@ def test_a_worker_reads_the_same_request_as_from_send_task() -> None:
         publisher.publish(
             [OutgoingMessage(execution_id, "demo.noop", [1], kwargs, {"queue": rabbitmq.queue})]
         )
-        app.send_task(
-            "demo.noop", args=[1], kwargs=kwargs, task_id=execution_id, queue=rabbitmq.queue
-        )
+        # on a connection of its own: the app's producer pool may hold an earlier test's broker
+        with app.connection_for_write(rabbitmq.url) as connection:
+            app.send_task(
+                "demo.noop",
+                args=[1],
+                kwargs=kwargs,
+                task_id=execution_id,
+                queue=rabbitmq.queue,
+                connection=connection,
+            )
         wait_for(lambda: rabbitmq.depth() == 2, timeout_s=10)  # send_task is not confirmed
         with Connection(rabbitmq.url) as connection:
             channel = connection.default_channel
