@@ -65,8 +65,7 @@ class Broker:
         try:
             _, count, _ = self._channel.queue_declare(queue=self.queue, passive=True)
         except Exception:  # not declared yet: the broker closed the channel
-            self._channel = None
-            self._connection.release()
+            self.close()
             return 0
         return int(count)
 

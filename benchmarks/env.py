@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from benchmarks.processes import children, pin
 from scheduler.cli.format import console as cli_console
 from tests.support.services import SessionServices
 
@@ -126,32 +127,6 @@ class Env:
             except Exception as exc:  # cleanup is best effort
                 console.print(f"could not drop {name}: {exc}")
         self.services.close()
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of process `pid` (0: this one) on `cpus` (children forked later inherit)."""
-    process = os.getpid() if pid == 0 else pid
-    try:
-        threads = [int(t.name) for t in Path(f"/proc/{process}/task").iterdir()]
-    except OSError:  # gone meanwhile
-        return
-    for thread in threads:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(thread, cpus)
 
 
 def start_beat(

@@ -31,11 +31,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def cpu_s(pgid: int) -> float:
-    """User + system CPU seconds of the live processes of group `pgid` (a beat started in a
-    session of its own), from /proc/<pid>/stat."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+def _stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after "(comm)", which may hold spaces: state
+    ppid pgrp ... utime(11) stime(12)) of every live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -43,10 +41,31 @@ def cpu_s(pgid: int) -> float:
             stat = (entry / "stat").read_text()
         except OSError:  # exited meanwhile
             continue
-        fields = stat.rpartition(")")[2].split()  # after "(comm)", which may hold spaces
-        if int(fields[2]) == pgid:  # fields: state ppid pgrp ... utime(11) stime(12)
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+        yield int(entry.name), stat.rpartition(")")[2].split()
+
+
+def cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of group `pgid` (a beat started in a
+    session of its own), from /proc/<pid>/stat."""
+    ticks = sum(int(f[11]) + int(f[12]) for _, f in _stats() if int(f[2]) == pgid)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    return [child for child, fields in _stats() if int(fields[1]) == pid]
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of process `pid` (0: this one) on `cpus` (children forked later inherit)."""
+    process = os.getpid() if pid == 0 else pid
+    try:
+        threads = [int(t.name) for t in Path(f"/proc/{process}/task").iterdir()]
+    except OSError:  # gone meanwhile
+        return
+    for thread in threads:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(thread, cpus)
 
 
 @contextlib.contextmanager
