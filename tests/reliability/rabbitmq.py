@@ -6,9 +6,11 @@ under the test's temporary directory, no plugins: the machine's own RabbitMQ is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -94,8 +96,44 @@ class PrivateRabbitMQ:
         except Exception:
             return False
 
-    def stop(self) -> None:
+    def node_pids(self) -> list[int]:
+        """The processes of this node, wherever they run: started by root, the Debian wrapper
+        hands the server to `su`, which puts it in a session of its own, out of the reach
+        of the wrapper's process group."""
+        mark = f"RABBITMQ_NODENAME={self.node}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    environment = (entry / "environ").read_bytes()
+                except OSError:  # gone meanwhile, or not ours to read
+                    continue
+                if mark in environment.split(b"\0"):
+                    pids.append(int(entry.name))
+        return pids
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """Stop the node (SIGTERM to each of its process groups, SIGKILL past `timeout_s`)
+        and its processes end; raises when its port answers after that."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        stop_group(proc, timeout_s=60)
+        if proc is not None and proc.poll() is None:
+            stop_group(proc, timeout_s=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        sent = signal.SIGTERM
+        while pids := self.node_pids():
+            if time.monotonic() > deadline:
+                sent = signal.SIGKILL
+            for group in {g for pid in pids if (g := _group(pid)) is not None}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, sent)
+            time.sleep(0.2)
+        if self.ready():
+            raise RuntimeError(f"private RabbitMQ {self.node} still answers after its stop")
+
+
+def _group(pid: int) -> int | None:
+    """The process group of `pid`; None once it is gone."""
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
