@@ -1,6 +1,7 @@
 """The statements of `scheduler db upgrade --online` (scheduler.runtime.migrate_online): the
-mirror trigger, a copy batch, the renames of the switch, and the small helpers that run them.
-The steps, their order, locks and retries are the other module's.
+mirror trigger, a copy batch, the renames of the switch, the catalog reads, and the small
+helpers that run them. The steps, their order, locks and retries are
+scheduler.runtime.online_steps's.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ async def execute_all(conn: AsyncConnection, statements: Sequence[str]) -> None:
 
 
 def work(statements: Sequence[str]) -> Callable[[AsyncConnection], Awaitable[None]]:
-    """The statements, as work for `migrate_online._Mover._locked`."""
+    """The statements, as work for `online_steps.Mover._locked`."""
 
     async def run(conn: AsyncConnection) -> None:
         await execute_all(conn, statements)
@@ -124,6 +125,33 @@ async def has_mirror(conn: AsyncConnection) -> bool:
         {"name": MIRROR},
     )
     return bool(found)
+
+
+async def table_exists(conn: AsyncConnection, table: str) -> bool:
+    found = await conn.scalar(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{table}"})
+    return bool(found)
+
+
+async def estimated_rows(conn: AsyncConnection) -> int:
+    """The rows of `executions` by its statistics (counted when it has none)."""
+    estimate = await conn.scalar(
+        text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'public.executions'::regclass")
+    )
+    if not estimate or estimate <= 0:  # never analyzed (or empty: counting is free)
+        estimate = await conn.scalar(text("SELECT count(*) FROM executions"))
+    return int(estimate or 0)
+
+
+async def constraint_validated(conn: AsyncConnection, table: str, name: str) -> bool | None:
+    """Whether constraint `name` of `table` is validated; None when there is none."""
+    found = await conn.scalar(
+        text(
+            "SELECT convalidated FROM pg_constraint"
+            " WHERE conrelid = CAST(:t AS regclass) AND conname = :n"
+        ),
+        {"t": table, "n": name},
+    )
+    return None if found is None else bool(found)
 
 
 def quoted(name: str) -> str:
@@ -162,7 +190,7 @@ LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"
 def copy_batch(
     columns: str, after: str | None, size: int
 ) -> Callable[[AsyncConnection], Awaitable[tuple[str, int, int]]]:
-    """One copy batch, as work for `migrate_online._Mover._locked`: the ids after `after` (None: from the
+    """One copy batch, as work for `online_steps.Mover._locked`: the ids after `after` (None: from the
     first) up to the bound `size` ids further on (LAST_ID when fewer are left), fixed before
     any row is read; its rows held FOR KEY SHARE and inserted unless mirrored, the progress
     row moved to the bound in the same transaction. Returns the bound and how many rows the
