@@ -4,11 +4,13 @@ slot on time by the database's clock and record true instants.
 The database server is not under faketime (it is the test's real server); only the beat and
 the worker processes are. Their monotonic clock stays true (FAKETIME_DONT_FAKE_MONOTONIC=1), as
 on a host whose wall clock is merely set wrong. "True" is judged by the database: the test
-polls the rows with `clock_timestamp()` and notes when each was first seen published and done.
+polls the rows with `clock_timestamp()` and notes when each run's `queued_at` was first seen and
+when the run was first seen done.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,6 @@ POLL_SQL = (
     "e.completed_at, e.duration_ms, clock_timestamp() AS seen FROM executions e "
     "JOIN execution_statuses s ON s.id = e.status_id"
 )
-PUBLISHED = {"queued", "running", "success"}
 SLACK = timedelta(seconds=0.1)
 """Round trips: how far a recorded instant may be after the poll that saw it (clock tracking)."""
 ON_TIME_S = 0.5
@@ -36,18 +37,22 @@ below the clock errors tested, so a recorded instant from the host's clock canno
 def observe(
     url: str, want: int, timeout_s: float
 ) -> tuple[dict[Any, dict[str, Any]], dict[Any, datetime], dict[Any, datetime]]:
-    """Poll until `want` runs are done; per run: its row, when it was first seen published
-    and first seen done (by the database clock)."""
+    """Poll until `want` runs are done; per run: its row, when its `queued_at` was first seen
+    and when it was first seen done (by the database clock).
+
+    A run may be claimed by the worker before the beat marks it queued (the mark follows the
+    broker's confirmation), so `queued_at` is judged by when it was first visible, not by the
+    first status past `pending`."""
     rows: dict[Any, dict[str, Any]] = {}
     published: dict[Any, datetime] = {}
     done: dict[Any, datetime] = {}
     deadline = time.monotonic() + timeout_s
-    while len(done) < want:
+    while len(done.keys() & published.keys()) < want:
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(done)} of {want} runs done within {timeout_s} s")
         for r in query(url, POLL_SQL):
             rows[r["id"]] = r
-            if r["status"] in PUBLISHED:
+            if r["queued_at"] is not None:
                 published.setdefault(r["id"], r["seen"])
             if r["status"] == "success":
                 done.setdefault(r["id"], r["seen"])
@@ -77,16 +82,13 @@ def test_wrong_host_clock_fires_on_time_and_records_true_instants(
         )  # fmt: skip
         wait_for(lambda: "ready." in procs.logs(), timeout_s=60, interval_s=0.1)
         _, published, done = observe(database_url, want=5, timeout_s=60)
-        time.sleep(
-            0.5
-        )  # the beat marks a run queued after the publish: a fast run may be done first
         rows = {r["id"]: r for r in query(database_url, POLL_SQL)}
         logs = procs.logs(tail=None)
     assert "beat_schedule synced into schedules (origin config): 1 created" in logs
     assert "times come from the database" in logs  # the offset was seen and logged
     delays = []
-    for run_id, seen_done in done.items():
-        r = rows[run_id]
+    for run_id in done.keys() & published.keys():
+        r, seen_done = rows[run_id], done[run_id]
         slot, seen = r["scheduled_for"], published[run_id]
         delay = (r["queued_at"] - slot).total_seconds()
         delays.append(delay)
@@ -112,8 +114,10 @@ def test_wrong_host_clock_fires_on_time_and_records_true_instants(
         # the body's duration fits between the recorded start (before the claim) and end
         assert r["duration_ms"] <= (r["completed_at"] - r["started_at"]).total_seconds() * 1000 + 2
     print(f"faketime {offset}: dispatch delay by the database clock, s: {sorted(delays)}")
-    on_time = [d for d in delays if d <= ON_TIME_S]
-    assert len(on_time) >= len(delays) - 1, (offset, delays)  # one may meet a busy machine
+    # on time by the median: a clock error of the host would move every slot by the whole
+    # offset (early ones fail `0 <= delay` above), where a busy machine delays some slots
+    # by a fraction of a second (measured with both cores taken by other processes: 2 of 5)
+    assert statistics.median(delays) <= ON_TIME_S, (offset, delays)
 
 
 def test_a_jittered_slots_eta_is_counted_on_the_database_clock(
