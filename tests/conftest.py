@@ -29,6 +29,7 @@ from tests.support import services as services_support
 from tests.support.beat import build_dispatcher
 from tests.support.brokers import BrokerUnderTest as BrokerUnderTest
 from tests.support.brokers import Connection as Connection
+from tests.support.brokers import app_on_broker
 from tests.support.cli import invoke
 from tests.support.services import SessionServices as SessionServices
 from tests.support.services import run_sync as run_sync
@@ -200,13 +201,19 @@ def amqp_url_or_skip() -> str:
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
-def broker(
-    request: pytest.FixtureRequest, services: SessionServices, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[BrokerUnderTest]:
+def broker(request: pytest.FixtureRequest, services: SessionServices) -> Iterator[BrokerUnderTest]:
     """Each broker in turn, exported as BROKER_URL and set on `config.celery:app`."""
-    from config.celery import app
+    under_test = broker_under_test(request.param, services)
+    try:
+        with app_on_broker(under_test.url):
+            yield under_test
+    finally:
+        under_test.cleanup()
 
-    if request.param == "rabbitmq":
+
+def broker_under_test(kind: str, services: SessionServices) -> BrokerUnderTest:
+    """RabbitMQ from TEST_AMQP_URL (or the skip), or the session's Redis emptied."""
+    if kind == "rabbitmq":
         url = amqp_url_or_skip()
     else:
         url = services.broker_url
@@ -215,19 +222,6 @@ def broker(
             client.flushdb()
         finally:
             client.close()
-    under_test = BrokerUnderTest(request.param, url, queue="")
+    under_test = BrokerUnderTest(kind, url, queue="")
     under_test.queue = under_test.new_queue()
-    monkeypatch.setenv("BROKER_URL", url)
-    get_settings.cache_clear()
-    previous = app.conf.broker_url
-    app.conf.broker_url = url
-    app._pool = None
-    try:
-        yield under_test
-    finally:
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.conf.broker_url = previous
-        get_settings.cache_clear()
-        under_test.cleanup()
+    return under_test

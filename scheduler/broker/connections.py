@@ -76,8 +76,8 @@ def sentinel_client(url: str, master_name: str | None, **kwargs: Any) -> redis.R
             password = unquote(parsed.password)
             username = unquote(parsed.username) if parsed.username else None
     timeouts = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
-    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
+    client: redis.Redis = sentinel.master_for(
         master_name, db=db, password=password, username=username, **kwargs
     )
     return client

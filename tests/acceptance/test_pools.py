@@ -1,5 +1,6 @@
 """Every Celery pool records every outcome: one real `scheduler worker -P POOL` per pool,
-reused across the checks (each pool consumes a queue of its own).
+reused across the checks (each pool consumes a queue of its own), on Redis and then on
+RabbitMQ (`TEST_AMQP_URL`; the RabbitMQ half is skipped with the reason shown without one).
 
 Time limits are recorded as `timeout` where the pool enforces them; where Celery's pool applies
 none the run simply goes on to its end (the README's pool table says which is which).
@@ -17,6 +18,8 @@ from typing import Any
 import pytest
 
 from config.celery import app
+from tests.conftest import SessionServices, broker_under_test
+from tests.support.brokers import BrokerUnderTest, app_on_broker
 from tests.support.procs import module_database, processes, wait_for
 from tests.support.runs import finished as finished_within
 from tests.support.runs import row, send
@@ -64,15 +67,28 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def pool_broker(
+    request: pytest.FixtureRequest, services: SessionServices
+) -> Iterator[BrokerUnderTest]:
+    """Each broker in turn for the whole module (the workers are started once per broker)."""
+    under_test = broker_under_test(request.param, services)
+    try:
+        with app_on_broker(under_test.url):
+            yield under_test
+    finally:
+        under_test.cleanup()
+
+
 @pytest.fixture(scope="module")
 def workers(
-    database: str, tmp_path_factory: pytest.TempPathFactory
+    database: str, pool_broker: BrokerUnderTest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, PoolWorker]]:
     """One worker per pool, all started at once (their start-up overlaps)."""
-    with processes(tmp_path_factory.mktemp("pools")) as procs:
+    with processes(tmp_path_factory.mktemp(f"pools-{pool_broker.kind}")) as procs:
         started: dict[str, PoolWorker] = {}
         for pool in POOLS:
-            queue = f"pool-{pool.name}-{uuid.uuid4().hex[:8]}"
+            queue = pool_broker.new_queue()
             procs.start(
                 f"worker-{pool.name}",
                 "-m", "scheduler.cli", "worker", "-P", pool.name, "-c", str(pool.concurrency),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,3 +116,35 @@ class BrokerUnderTest:
                 with contextlib.suppress(Exception):  # already gone
                     channel.queue_delete(queue)
                     channel.exchange_delete(queue)
+
+
+@contextlib.contextmanager
+def app_on_broker(url: str) -> Iterator[None]:
+    """`config.celery:app` and the processes started meanwhile on the broker at `url`
+    (exported as BROKER_URL); the app's connection and producer pools are dropped on the way
+    in and out, so no publish goes to the broker of an earlier test."""
+    from config.celery import app
+    from config.settings import get_settings
+
+    def drop_pools() -> None:  # as Celery does after a fork: both pools are per broker
+        producers = app.amqp._producer_pool
+        for pool in (producers, app._pool):
+            if pool is not None:
+                pool.force_close_all()
+        app.amqp._producer_pool = app._pool = None
+
+    previous_env, previous_url = os.environ.get("BROKER_URL"), app.conf.broker_url
+    os.environ["BROKER_URL"] = url
+    get_settings.cache_clear()
+    app.conf.broker_url = url
+    drop_pools()
+    try:
+        yield
+    finally:
+        drop_pools()
+        app.conf.broker_url = previous_url
+        if previous_env is None:
+            os.environ.pop("BROKER_URL", None)
+        else:
+            os.environ["BROKER_URL"] = previous_env
+        get_settings.cache_clear()
