@@ -126,11 +126,13 @@ def app_on_broker(url: str) -> Iterator[None]:
     from config.celery import app
     from config.settings import get_settings
 
-    def drop_pools() -> None:  # as Celery does after a fork: both pools are per broker
-        producers = app.amqp._producer_pool
-        for pool in (producers, app._pool):
-            if pool is not None:
-                pool.force_close_all()
+    pools: Any = importlib.import_module("kombu.pools")
+
+    def drop_pools() -> None:
+        # kombu keeps one connection pool and one producer pool per broker URL in global
+        # registries, and a pool closed in place stays there, closed: empty them (kombu's
+        # reset, as after a fork) and let the app look its pools up again.
+        pools.reset()
         app.amqp._producer_pool = app._pool = None
 
     previous_env, previous_url = os.environ.get("BROKER_URL"), app.conf.broker_url
