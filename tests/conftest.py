@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -203,16 +204,14 @@ def amqp_url_or_skip() -> str:
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker(request: pytest.FixtureRequest, services: SessionServices) -> Iterator[BrokerUnderTest]:
     """Each broker in turn, exported as BROKER_URL and set on `config.celery:app`."""
-    under_test = broker_under_test(request.param, services)
-    try:
-        with app_on_broker(under_test.url):
-            yield under_test
-    finally:
-        under_test.cleanup()
+    with broker_in_use(request.param, services) as under_test:
+        yield under_test
 
 
-def broker_under_test(kind: str, services: SessionServices) -> BrokerUnderTest:
-    """RabbitMQ from TEST_AMQP_URL (or the skip), or the session's Redis emptied."""
+@contextmanager
+def broker_in_use(kind: str, services: SessionServices) -> Iterator[BrokerUnderTest]:
+    """RabbitMQ from TEST_AMQP_URL (or the skip), or the session's Redis emptied; the app and
+    the processes started meanwhile on it; its queues deleted afterwards."""
     if kind == "rabbitmq":
         url = amqp_url_or_skip()
     else:
@@ -224,4 +223,8 @@ def broker_under_test(kind: str, services: SessionServices) -> BrokerUnderTest:
             client.close()
     under_test = BrokerUnderTest(kind, url, queue="")
     under_test.queue = under_test.new_queue()
-    return under_test
+    try:
+        with app_on_broker(url):
+            yield under_test
+    finally:
+        under_test.cleanup()

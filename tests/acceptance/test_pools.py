@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from config.celery import app
-from tests.conftest import SessionServices, broker_under_test
-from tests.support.brokers import BrokerUnderTest, app_on_broker
+from tests.conftest import SessionServices, broker_in_use
+from tests.support.brokers import BrokerUnderTest
 from tests.support.procs import module_database, processes, wait_for
 from tests.support.runs import finished as finished_within
 from tests.support.runs import row, send
@@ -72,12 +72,8 @@ def pool_broker(
     request: pytest.FixtureRequest, services: SessionServices
 ) -> Iterator[BrokerUnderTest]:
     """Each broker in turn for the whole module (the workers are started once per broker)."""
-    under_test = broker_under_test(request.param, services)
-    try:
-        with app_on_broker(under_test.url):
-            yield under_test
-    finally:
-        under_test.cleanup()
+    with broker_in_use(request.param, services) as under_test:
+        yield under_test
 
 
 @pytest.fixture(scope="module")
