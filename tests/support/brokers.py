@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
+from tests.support.procs import exported
 
 Connection: Any = importlib.import_module("kombu").Connection
 """kombu's Connection (untyped): RabbitMQ helpers of the broker fixture."""
@@ -121,10 +122,9 @@ class BrokerUnderTest:
 @contextlib.contextmanager
 def app_on_broker(url: str) -> Iterator[None]:
     """`config.celery:app` and the processes started meanwhile on the broker at `url`
-    (exported as BROKER_URL); the app's connection and producer pools are dropped on the way
-    in and out, so no publish goes to the broker of an earlier test."""
+    (exported as BROKER_URL); kombu's connection and producer pools are emptied on the way in
+    and out, so no publish goes to the broker of an earlier test."""
     from config.celery import app
-    from config.settings import get_settings
 
     pools: Any = importlib.import_module("kombu.pools")
 
@@ -135,18 +135,12 @@ def app_on_broker(url: str) -> Iterator[None]:
         pools.reset()
         app.amqp._producer_pool = app._pool = None
 
-    previous_env, previous_url = os.environ.get("BROKER_URL"), app.conf.broker_url
-    os.environ["BROKER_URL"] = url
-    get_settings.cache_clear()
-    app.conf.broker_url = url
-    drop_pools()
-    try:
-        yield
-    finally:
+    previous_url = app.conf.broker_url
+    with exported("BROKER_URL", url):
+        app.conf.broker_url = url
         drop_pools()
-        app.conf.broker_url = previous_url
-        if previous_env is None:
-            os.environ.pop("BROKER_URL", None)
-        else:
-            os.environ["BROKER_URL"] = previous_env
-        get_settings.cache_clear()
+        try:
+            yield
+        finally:
+            drop_pools()
+            app.conf.broker_url = previous_url

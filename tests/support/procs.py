@@ -98,6 +98,26 @@ def processes(log_dir: Path) -> Iterator[Procs]:
 
 
 @contextmanager
+def exported(name: str, value: str) -> Iterator[None]:
+    """`name=value` in this process's environment (processes started meanwhile inherit it),
+    the settings read again; afterwards the previous value restored and the settings read
+    again."""
+    from config.settings import get_settings
+
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+        get_settings.cache_clear()
+
+
+@contextmanager
 def module_database(*, flush_broker: bool = False) -> Iterator[str]:
     """A migrated database for a module-scoped fixture, exported as DATABASE_URL (processes
     started inside inherit it); afterwards the process's runtime is closed, the previous
@@ -105,31 +125,25 @@ def module_database(*, flush_broker: bool = False) -> Iterator[str]:
     first: messages other tests left would run on this module's workers."""
     import redis
 
-    from config.settings import get_settings
     from scheduler.runtime.db import close_runtime
     from tests.support.services import current_services
 
     services = current_services()
     name = services.create_database()
     url = services.url_for(name)
-    previous = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    if flush_broker:
-        client = redis.Redis.from_url(services.broker_url)
-        try:
-            client.flushdb()
-        finally:
-            client.close()
     try:
-        yield url
+        with exported("DATABASE_URL", url):
+            if flush_broker:
+                client = redis.Redis.from_url(services.broker_url)
+                try:
+                    client.flushdb()
+                finally:
+                    client.close()
+            try:
+                yield url
+            finally:
+                close_runtime()
     finally:
-        close_runtime()
-        if previous is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = previous
-        get_settings.cache_clear()
         services.drop_database(name)
 
 
